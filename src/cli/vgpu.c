@@ -1,0 +1,95 @@
+/*
+ * vgpu: the command line tool.
+ *
+ *   vgpu run [--server ADDR] -- CMD [ARGS...]
+ *       Runs CMD with vgpu's libcuda.so.1 first on its library path and VGPU_SERVER
+ *       set, so an unmodified CUDA program uses the remote GPU.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/proto.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: vgpu run [--server ADDR] -- CMD [ARGS...]\n"
+               "  ADDR: unix:PATH or tcp:HOST:PORT (default: $VGPU_SERVER, else %s)\n",
+            VGPU_DEFAULT_SERVER);
+}
+
+/* The guest library directory: VGPU_LIB_DIR, else ../lib next to this executable. */
+static int lib_dir(char *out, size_t n)
+{
+    const char *env = getenv("VGPU_LIB_DIR");
+    if (env && env[0]) {
+        snprintf(out, n, "%s", env);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return -1;
+    exe[len] = 0;
+    char *dir = dirname(exe);
+    snprintf(out, n, "%s/../lib", dir);
+    char real[PATH_MAX];
+    if (realpath(out, real)) snprintf(out, n, "%s", real);
+    char probe[PATH_MAX + 16];
+    snprintf(probe, sizeof probe, "%s/libcuda.so.1", out);
+    return access(probe, R_OK) == 0 ? 0 : -1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *server = NULL;
+    int i = 0;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) {
+            i++;
+            break;
+        }
+        if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
+        else if (!strncmp(argv[i], "--server=", 9)) server = argv[i] + 9;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "vgpu run: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else break; /* the command, without "--" */
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    char dir[PATH_MAX];
+    if (lib_dir(dir, sizeof dir)) {
+        fprintf(stderr, "vgpu run: cannot find vgpu's libcuda.so.1 (set VGPU_LIB_DIR)\n");
+        return 1;
+    }
+    const char *old = getenv("LD_LIBRARY_PATH");
+    size_t len = strlen(dir) + (old ? strlen(old) : 0) + 2;
+    char *path = malloc(len);
+    if (!path) return 1;
+    snprintf(path, len, "%s%s%s", dir, old && old[0] ? ":" : "", old && old[0] ? old : "");
+    setenv("LD_LIBRARY_PATH", path, 1);
+    free(path);
+    if (server) setenv("VGPU_SERVER", server, 1);
+    execvp(argv[i], &argv[i]);
+    fprintf(stderr, "vgpu run: cannot run %s: %s\n", argv[i], strerror(errno));
+    return 127;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
+    fprintf(stderr, "vgpu: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,35 @@
+/*
+ * Protocol constants shared by guest and daemon: wire op numbers (generated from
+ * spec/driver.spec into gen/ops.h) and the layouts that both sides must agree on.
+ * docs/protocol.md describes every message.
+ */
+#ifndef VGPU_PROTO_H
+#define VGPU_PROTO_H
+
+#include "common/wire.h"
+#include "gen/ops.h"
+
+enum vgpu_op {
+#define VGPU_OP_ENUM(name, id) VGPU_OP_##name = id,
+    VGPU_OPS(VGPU_OP_ENUM)
+#undef VGPU_OP_ENUM
+};
+
+const char *vgpu_op_name(unsigned op);
+
+/* Memset element widths (MEMSET op). */
+enum { VGPU_MEMSET_8 = 1, VGPU_MEMSET_16 = 2, VGPU_MEMSET_32 = 4 };
+
+/* Launch kinds (LAUNCH op). */
+enum { VGPU_LAUNCH_PLAIN = 0, VGPU_LAUNCH_COOPERATIVE = 1, VGPU_LAUNCH_EX = 2 };
+
+/* Default server address when VGPU_SERVER is unset. */
+#define VGPU_DEFAULT_SERVER "unix:/tmp/vgpud.sock"
+
+/* The session token a lane presents to join its process's session. */
+#define VGPU_TOKEN_BYTES 16
+
+/* HELLO kinds */
+enum { VGPU_HELLO_NEW_SESSION = 0, VGPU_HELLO_JOIN_SESSION = 1 };
+
+#endif

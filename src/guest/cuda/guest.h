@@ -1,0 +1,44 @@
+/*
+ * Guest-library internals shared by the hand-written driver families
+ * (device, context, memory, module, launch, stream, event, export tables...).
+ * Public entry points live in the family files; this header is what they share.
+ */
+#ifndef VGPU_GUEST_H
+#define VGPU_GUEST_H
+
+#define __CUDA_API_VERSION_INTERNAL 1
+#include <cuda.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Driver version the guest reports (cuDriverGetVersion): the server's, once known. */
+int vg_driver_version(void);
+
+/* Make sure cuInit succeeded (connection up, device list cached). Returns
+ * CUDA_ERROR_NOT_INITIALIZED before cuInit, or the cuInit failure. */
+CUresult vg_require_init(void);
+
+/* Cached per-device facts (answers that cannot change are cached in the guest). */
+int vg_device_count(void);
+CUresult vg_device_uuid(CUdevice dev, CUuuid *out);
+CUresult vg_device_attribute(CUdevice dev, CUdevice_attribute attr, int *out);
+
+/* The handle of `dev`'s primary context without retaining or activating it
+ * (what cuDevicePrimaryCtxRetain returns for it). */
+CUresult vg_primary_ctx_handle(CUdevice dev, CUcontext *out);
+
+/* The calling thread's current context (NULL if none). */
+CUcontext vg_current_ctx(void);
+
+/* Load a module from a cudart fatbin wrapper (magic 0x466243B1). */
+CUresult vg_module_load_fatbin_wrapper(CUmodule *mod, const void *wrapper);
+
+/* Context-local storage (export table C693336E): run and drop the destructors of
+ * every value stored for ctx. Called when a context is destroyed or reset. */
+void vg_cls_context_destroyed(CUcontext ctx);
+
+/* Log an unimplemented entry point once and return CUDA_ERROR_NOT_SUPPORTED. */
+CUresult vg_unsupported(const char *name);
+
+#endif

@@ -1,0 +1,396 @@
+/*
+ * Device memory (alloc/free/info/address range/pointer attributes) and pinned host
+ * memory. Host memory never exists on the daemon: pinned buffers are ordinary
+ * guest memory that vgpu remembers, so copies to and from them can be recognised.
+ * Copies and memsets live in memcpy.c.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest/cuda/memory.h"
+#include "guest/cuda/rpc.h"
+
+#define REQUIRE_INIT()                         \
+    do {                                       \
+        CUresult init_rc_ = vg_require_init(); \
+        if (init_rc_) return init_rc_;         \
+    } while (0)
+
+/* A sorted array of ranges, guarded by a rwlock: lookups are frequent, changes rare. */
+struct range {
+    uint64_t base, size;
+    unsigned flags;
+    bool allocated_here; /* pinned: from cuMemAllocHost/cuMemHostAlloc (vs registered) */
+};
+struct range_set {
+    pthread_rwlock_t lock;
+    struct range *r;
+    size_t n, cap;
+};
+
+static struct range_set device_ranges = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+static struct range_set pinned_ranges = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+/* Index of the last range with base <= p, or -1. Caller holds the lock. */
+static long range_floor(const struct range_set *s, uint64_t p)
+{
+    long lo = 0, hi = (long)s->n - 1, best = -1;
+    while (lo <= hi) {
+        long mid = (lo + hi) / 2;
+        if (s->r[mid].base <= p) {
+            best = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return best;
+}
+
+static int range_add(struct range_set *s, struct range nr)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct range *r = realloc(s->r, cap * sizeof *r);
+        if (!r) {
+            pthread_rwlock_unlock(&s->lock);
+            return -1;
+        }
+        s->r = r;
+        s->cap = cap;
+    }
+    long i = range_floor(s, nr.base) + 1;
+    memmove(&s->r[i + 1], &s->r[i], (s->n - (size_t)i) * sizeof *s->r);
+    s->r[i] = nr;
+    s->n++;
+    pthread_rwlock_unlock(&s->lock);
+    return 0;
+}
+
+/* Remove the range starting exactly at base; returns it in *out. */
+static bool range_remove(struct range_set *s, uint64_t base, struct range *out)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    long i = range_floor(s, base);
+    bool found = i >= 0 && s->r[i].base == base;
+    if (found) {
+        if (out) *out = s->r[i];
+        memmove(&s->r[i], &s->r[i + 1], (s->n - (size_t)i - 1) * sizeof *s->r);
+        s->n--;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return found;
+}
+
+static bool range_find(struct range_set *s, uint64_t p, size_t n, struct range *out)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    long i = range_floor(s, p);
+    bool found = i >= 0 && p - s->r[i].base < s->r[i].size && n <= s->r[i].size - (p - s->r[i].base);
+    if (found && out) *out = s->r[i];
+    pthread_rwlock_unlock(&s->lock);
+    return found;
+}
+
+bool vg_is_device_range(CUdeviceptr p, size_t n) { return range_find(&device_ranges, p, n ? n : 1, NULL); }
+
+bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size)
+{
+    struct range r;
+    if (!range_find(&pinned_ranges, (uint64_t)(uintptr_t)p, 1, &r)) return false;
+    if (flags) *flags = r.flags;
+    if (base) *base = (void *)(uintptr_t)r.base;
+    if (size) *size = r.size;
+    return true;
+}
+
+/* ---- device memory ---- */
+
+static CUresult mem_alloc(uint32_t op, CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+                          unsigned elem)
+{
+    REQUIRE_INIT();
+    if (!dptr) return CUDA_ERROR_INVALID_VALUE;
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, width);
+    if (op == VGPU_OP_MEM_ALLOC_PITCH) {
+        wire_put_u64(a, height);
+        wire_put_u32(a, elem);
+    }
+    struct wire_rd r;
+    CUresult rc = vg_call((uint16_t)op, a, NULL, 0, &r);
+    if (rc != CUDA_SUCCESS) return rc;
+    uint64_t p = wire_get_u64(&r), pt = op == VGPU_OP_MEM_ALLOC_PITCH ? wire_get_u64(&r) : width;
+    if (!wire_rd_end(&r)) return vg_bad_reply((uint16_t)op);
+    uint64_t bytes = op == VGPU_OP_MEM_ALLOC_PITCH ? pt * height : width;
+    range_add(&device_ranges, (struct range){.base = p, .size = bytes ? bytes : 1});
+    *dptr = (CUdeviceptr)p;
+    if (pitch) *pitch = (size_t)pt;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
+{
+    if (bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    return mem_alloc(VGPU_OP_MEM_ALLOC, dptr, NULL, bytesize, 1, 0);
+}
+
+CUresult CUDAAPI cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
+{
+    CUdeviceptr p;
+    if (!dptr) return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = cuMemAlloc_v2(&p, bytesize);
+    if (rc == CUDA_SUCCESS) *dptr = (CUdeviceptr_v1)p;
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                                    unsigned int ElementSizeBytes)
+{
+    if (!pPitch || WidthInBytes == 0 || Height == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (ElementSizeBytes != 4 && ElementSizeBytes != 8 && ElementSizeBytes != 16) return CUDA_ERROR_INVALID_VALUE;
+    return mem_alloc(VGPU_OP_MEM_ALLOC_PITCH, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+}
+
+CUresult CUDAAPI cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
+                                 unsigned int Height, unsigned int ElementSizeBytes)
+{
+    CUdeviceptr p;
+    size_t pitch;
+    if (!dptr || !pPitch) return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = cuMemAllocPitch_v2(&p, &pitch, WidthInBytes, Height, ElementSizeBytes);
+    if (rc == CUDA_SUCCESS) {
+        *dptr = (CUdeviceptr_v1)p;
+        *pPitch = (unsigned int)pitch;
+    }
+    return rc;
+}
+
+CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr)
+{
+    REQUIRE_INIT();
+    if (dptr == 0) return CUDA_SUCCESS;
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, dptr);
+    CUresult rc = vg_call_simple(VGPU_OP_MEM_FREE, a);
+    if (rc == CUDA_SUCCESS) range_remove(&device_ranges, dptr, NULL);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemFree(CUdeviceptr_v1 dptr) { return cuMemFree_v2(dptr); }
+
+CUresult CUDAAPI cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
+{
+    REQUIRE_INIT();
+    if (!free_bytes || !total) return CUDA_ERROR_INVALID_VALUE;
+    struct wire_rd r;
+    CUresult rc = vg_call(VGPU_OP_MEM_GET_INFO, vg_args(), NULL, 0, &r);
+    if (rc != CUDA_SUCCESS) return rc;
+    uint64_t f = wire_get_u64(&r), t = wire_get_u64(&r);
+    if (!wire_rd_end(&r)) return vg_bad_reply(VGPU_OP_MEM_GET_INFO);
+    *free_bytes = (size_t)f;
+    *total = (size_t)t;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemGetInfo(unsigned int *free_bytes, unsigned int *total)
+{
+    size_t f, t;
+    if (!free_bytes || !total) return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = cuMemGetInfo_v2(&f, &t);
+    if (rc == CUDA_SUCCESS) {
+        *free_bytes = f > 0xffffffffu ? 0xffffffffu : (unsigned)f;
+        *total = t > 0xffffffffu ? 0xffffffffu : (unsigned)t;
+    }
+    return rc;
+}
+
+CUresult CUDAAPI cuMemGetAddressRange_v2(CUdeviceptr *pbase, size_t *psize, CUdeviceptr dptr)
+{
+    REQUIRE_INIT();
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, dptr);
+    struct wire_rd r;
+    CUresult rc = vg_call(VGPU_OP_MEM_GET_ADDRESS_RANGE, a, NULL, 0, &r);
+    if (rc != CUDA_SUCCESS) return rc;
+    uint64_t base = wire_get_u64(&r), size = wire_get_u64(&r);
+    if (!wire_rd_end(&r)) return vg_bad_reply(VGPU_OP_MEM_GET_ADDRESS_RANGE);
+    if (pbase) *pbase = (CUdeviceptr)base;
+    if (psize) *psize = (size_t)size;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemGetAddressRange(CUdeviceptr_v1 *pbase, unsigned int *psize, CUdeviceptr_v1 dptr)
+{
+    CUdeviceptr b;
+    size_t s;
+    CUresult rc = cuMemGetAddressRange_v2(&b, &s, dptr);
+    if (rc == CUDA_SUCCESS) {
+        if (pbase) *pbase = (CUdeviceptr_v1)b;
+        if (psize) *psize = (unsigned int)s;
+    }
+    return rc;
+}
+
+/* Size in bytes of each pointer attribute's value, or 0 for attributes vgpu does not forward. */
+static size_t pointer_attr_size(CUpointer_attribute a)
+{
+    switch (a) {
+    case CU_POINTER_ATTRIBUTE_CONTEXT: return sizeof(CUcontext);
+    case CU_POINTER_ATTRIBUTE_MEMORY_TYPE: return sizeof(unsigned int);
+    case CU_POINTER_ATTRIBUTE_DEVICE_POINTER: return sizeof(CUdeviceptr);
+    case CU_POINTER_ATTRIBUTE_HOST_POINTER: return sizeof(void *);
+    case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: return sizeof(int);
+    case CU_POINTER_ATTRIBUTE_BUFFER_ID: return sizeof(unsigned long long);
+    case CU_POINTER_ATTRIBUTE_IS_MANAGED: return sizeof(int);
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: return sizeof(int);
+    case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE: return sizeof(int);
+    case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: return sizeof(void *);
+    case CU_POINTER_ATTRIBUTE_RANGE_SIZE: return sizeof(size_t);
+    case CU_POINTER_ATTRIBUTE_MAPPED: return sizeof(int);
+    case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES: return sizeof(unsigned long long);
+    case CU_POINTER_ATTRIBUTE_IS_GPU_DIRECT_RDMA_CAPABLE: return sizeof(int);
+    case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS: return sizeof(unsigned long long);
+    case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID: return sizeof(unsigned long long);
+    case CU_POINTER_ATTRIBUTE_IS_HW_DECOMPRESS_CAPABLE: return sizeof(int);
+    default: return 0;
+    }
+}
+
+/* Pinned host memory is the guest's own: answer for it here. */
+static CUresult pinned_attribute(void *data, CUpointer_attribute a, const void *p)
+{
+    void *base;
+    size_t size;
+    unsigned flags;
+    if (!vg_pinned_lookup(p, &flags, &base, &size)) return CUDA_ERROR_INVALID_VALUE;
+    switch (a) {
+    case CU_POINTER_ATTRIBUTE_MEMORY_TYPE: *(unsigned int *)data = CU_MEMORYTYPE_HOST; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_HOST_POINTER: *(const void **)data = p; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_CONTEXT: *(CUcontext *)data = vg_current_ctx(); return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_IS_MANAGED: *(int *)data = 0; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *(int *)data = 0; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: *(void **)data = base; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_SIZE: *(size_t *)data = size; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MAPPED: *(int *)data = 0; return CUDA_SUCCESS;
+    default: return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+CUresult CUDAAPI cuPointerGetAttribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr)
+{
+    REQUIRE_INIT();
+    if (!data) return CUDA_ERROR_INVALID_VALUE;
+    size_t size = pointer_attr_size(attribute);
+    if (!size) return CUDA_ERROR_INVALID_VALUE;
+    if (!vg_is_device_range(ptr, 1) && vg_pinned_lookup((const void *)(uintptr_t)ptr, NULL, NULL, NULL))
+        return pinned_attribute(data, attribute, (const void *)(uintptr_t)ptr);
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, ptr);
+    wire_put_u32(a, (uint32_t)attribute);
+    struct wire_rd r;
+    CUresult rc = vg_call(VGPU_OP_POINTER_GET_ATTRIBUTE, a, NULL, 0, &r);
+    if (rc != CUDA_SUCCESS) return rc;
+    size_t n;
+    const void *v = wire_get_bytes(&r, 64, &n);
+    if (!wire_rd_end(&r) || n != size) return vg_bad_reply(VGPU_OP_POINTER_GET_ATTRIBUTE);
+    memcpy(data, v, size);
+    return CUDA_SUCCESS;
+}
+
+/* The driver answers unregistered host memory with memory type 0 rather than an error here. */
+CUresult CUDAAPI cuPointerGetAttributes(unsigned int numAttributes, CUpointer_attribute *attributes, void **data,
+                                        CUdeviceptr ptr)
+{
+    REQUIRE_INIT();
+    if (!attributes || !data || numAttributes == 0) return CUDA_ERROR_INVALID_VALUE;
+    for (unsigned i = 0; i < numAttributes; i++) {
+        if (!data[i]) continue;
+        CUresult rc = cuPointerGetAttribute(data[i], attributes[i], ptr);
+        if (rc == CUDA_ERROR_INVALID_VALUE && pointer_attr_size(attributes[i])) {
+            memset(data[i], 0, pointer_attr_size(attributes[i]));
+            if (attributes[i] == CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL) *(int *)data[i] = -2;
+            continue;
+        }
+        if (rc != CUDA_SUCCESS) return rc;
+    }
+    return CUDA_SUCCESS;
+}
+
+/* ---- pinned host memory ---- */
+
+CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
+{
+    REQUIRE_INIT();
+    if (!pp || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (Flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED))
+        return CUDA_ERROR_INVALID_VALUE;
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, bytesize)) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags,
+                                                 .allocated_here = true})) {
+        free(p);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemAllocHost_v2(void **pp, size_t bytesize) { return cuMemHostAlloc(pp, bytesize, 0); }
+
+CUresult CUDAAPI cuMemAllocHost(void **pp, unsigned int bytesize) { return cuMemHostAlloc(pp, bytesize, 0); }
+
+CUresult CUDAAPI cuMemFreeHost(void *p)
+{
+    REQUIRE_INIT();
+    struct range r;
+    if (!p) return CUDA_ERROR_INVALID_VALUE;
+    pthread_rwlock_rdlock(&pinned_ranges.lock);
+    long i = range_floor(&pinned_ranges, (uint64_t)(uintptr_t)p);
+    bool ours = i >= 0 && pinned_ranges.r[i].base == (uint64_t)(uintptr_t)p && pinned_ranges.r[i].allocated_here;
+    pthread_rwlock_unlock(&pinned_ranges.lock);
+    if (!ours || !range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_INVALID_VALUE;
+    free(p);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags)
+{
+    REQUIRE_INIT();
+    if (!p || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (vg_pinned_lookup(p, NULL, NULL, NULL) ||
+        vg_pinned_lookup((const char *)p + bytesize - 1, NULL, NULL, NULL))
+        return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags}))
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemHostRegister(void *p, size_t bytesize, unsigned int Flags)
+{
+    return cuMemHostRegister_v2(p, bytesize, Flags);
+}
+
+CUresult CUDAAPI cuMemHostUnregister(void *p)
+{
+    REQUIRE_INIT();
+    struct range r;
+    if (!p) return CUDA_ERROR_INVALID_VALUE;
+    pthread_rwlock_rdlock(&pinned_ranges.lock);
+    long i = range_floor(&pinned_ranges, (uint64_t)(uintptr_t)p);
+    bool reg = i >= 0 && pinned_ranges.r[i].base == (uint64_t)(uintptr_t)p && !pinned_ranges.r[i].allocated_here;
+    pthread_rwlock_unlock(&pinned_ranges.lock);
+    if (!reg || !range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemHostGetFlags(unsigned int *pFlags, void *p)
+{
+    REQUIRE_INIT();
+    unsigned flags;
+    if (!pFlags || !vg_pinned_lookup(p, &flags, NULL, NULL)) return CUDA_ERROR_INVALID_VALUE;
+    *pFlags = flags;
+    return CUDA_SUCCESS;
+}

@@ -1,0 +1,13 @@
+/* Guest-side knowledge of memory: the device allocations this process made (to tell
+ * device from host pointers in unified copies) and its pinned host ranges. */
+#ifndef VGPU_GUEST_MEMORY_H
+#define VGPU_GUEST_MEMORY_H
+
+#include "guest/cuda/guest.h"
+
+/* true if [p, p+n) lies in one device allocation of this process. */
+bool vg_is_device_range(CUdeviceptr p, size_t n);
+/* true if p lies in pinned (page-locked) host memory of this process; flags out. */
+bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * The guest's connection to vgpud. Each application thread talks over its own lane
+ * (a connection served by its own daemon thread), so driver calls from different
+ * threads never queue behind each other and the daemon keeps CUDA's per-thread
+ * current context. The first lane, opened by cuInit, owns the session.
+ */
+#ifndef VGPU_GUEST_RPC_H
+#define VGPU_GUEST_RPC_H
+
+#include "common/proto.h"
+#include "common/wire.h"
+#include "guest/cuda/guest.h"
+
+/* Open the session (first lane) to VGPU_SERVER or the default address. Logs one
+ * line and returns CUDA_ERROR_NO_DEVICE when the daemon cannot be reached. */
+CUresult vg_rpc_connect(void);
+
+/* A synchronous call: send op with `args` (and optional bulk bytes appended), wait for
+ * the reply. On CUDA_SUCCESS, *reply reads the outputs; it stays valid until this
+ * thread's next call. */
+CUresult vg_call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len, struct wire_rd *reply);
+
+/* An asynchronous call: no reply; a failure surfaces at the next synchronizing call
+ * on this thread. Returns an error only when the request could not be sent (no
+ * session, connection gone, arguments could not be built). */
+CUresult vg_post(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len);
+
+/* Convenience: a call whose reply has no outputs (or whose outputs are ignored). */
+CUresult vg_call_simple(uint16_t op, const struct wire_buf *args);
+
+/* Per-thread scratch argument buffer, reset on each use. */
+struct wire_buf *vg_args(void);
+
+/* A reply that does not decode: the daemon is broken or hostile. */
+CUresult vg_bad_reply(uint16_t op);
+
+#endif

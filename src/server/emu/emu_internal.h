@@ -1,0 +1,191 @@
+/*
+ * emu backend internals: what the per-family files (emu_device.c, emu_context.c,
+ * emu_memory.c, emu_module.c, emu_launch.c, emu_stream_event.c) share.
+ *
+ * The emu backend implements the driver functions of src/server/backend.h on the
+ * CPU: one simulated device (ordinal 0), device memory in host RAM (a CUdeviceptr
+ * is the host address), every operation executed immediately in call order, kernels
+ * run by plugins (include/vgpu/emu_kernel.h). Every entry point is thread-safe.
+ *
+ * Not a public header: only src/server/emu/ includes it.
+ */
+#ifndef VGPU_SERVER_EMU_INTERNAL_H
+#define VGPU_SERVER_EMU_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/backend.h"
+#include "vgpu/emu_kernel.h"
+
+/* ---- The simulated device: values more than one family needs ---- */
+#define EMU_DRIVER_VERSION 13000
+#define EMU_CTX_API_VERSION 3020 /* what the 13.0 driver reports */
+#define EMU_SM_MAJOR 9
+#define EMU_SM_MINOR 0
+#define EMU_WANT_SM 90
+#define EMU_SM_COUNT 132
+#define EMU_WARP_SIZE 32
+#define EMU_MAX_THREADS_PER_BLOCK 1024
+#define EMU_MAX_BLOCK_X 1024
+#define EMU_MAX_BLOCK_Y 1024
+#define EMU_MAX_BLOCK_Z 64
+#define EMU_MAX_GRID_X 2147483647u
+#define EMU_MAX_GRID_Y 65535u
+#define EMU_MAX_GRID_Z 65535u
+#define EMU_MAX_THREADS_PER_SM 2048
+#define EMU_MAX_BLOCKS_PER_SM 32
+#define EMU_SHARED_PER_BLOCK 49152          /* default (non opt-in) limit */
+#define EMU_SHARED_PER_BLOCK_OPTIN 232448   /* 227 KiB */
+#define EMU_SHARED_PER_SM 233472            /* 228 KiB */
+#define EMU_RESERVED_SHARED_PER_BLOCK 1024
+#define EMU_REGS_PER_BLOCK 65536
+#define EMU_MAX_PITCH 2147483647u
+#define EMU_MAX_CLUSTER_PORTABLE 8
+#define EMU_MAX_CLUSTER_NONPORTABLE 16
+#define EMU_STREAM_PRIORITY_LEAST 0
+#define EMU_STREAM_PRIORITY_GREATEST (-5)
+#define EMU_ALLOC_ALIGN 256
+#define EMU_PITCH_ALIGN 512
+
+/* ---- emu.c: initialisation state and small shared helpers ---- */
+
+/* CUDA_ERROR_NOT_INITIALIZED until cuInit succeeded, then CUDA_SUCCESS. */
+CUresult emu_check_init(void);
+void emu_set_initialized(void);
+
+/* An unordered set of non-NULL pointers (open addressing). Not locked: each user
+ * guards its sets with its own mutex. */
+struct emu_set {
+    void **slots;
+    size_t cap;   /* power of two, or 0 */
+    size_t count;
+};
+/* 0 on success, -1 when out of memory. Adding a present pointer is a no-op. */
+int emu_set_add(struct emu_set *s, void *p);
+bool emu_set_has(const struct emu_set *s, const void *p);
+/* true when p was present. */
+bool emu_set_del(struct emu_set *s, const void *p);
+void emu_set_clear(struct emu_set *s);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t emu_now_ns(void);
+
+/* ---- emu_context.c ---- */
+
+/* The current context of the calling thread, validated. serial identifies the
+ * context's lifetime (resources record it; the primary context gets a new one each
+ * time it becomes active). Returns CUDA_ERROR_INVALID_CONTEXT when the thread has no
+ * current context, CUDA_ERROR_CONTEXT_IS_DESTROYED when the bound one was destroyed
+ * (or the primary context was released to zero or reset), CUDA_ERROR_NOT_INITIALIZED
+ * before cuInit. */
+struct emu_ctx_ref {
+    CUcontext handle;
+    uint64_t serial;
+};
+CUresult emu_ctx_current(struct emu_ctx_ref *out);
+/* Like emu_ctx_current but also accepts "no context": out->handle = NULL, serial 0. */
+void emu_ctx_current_or_none(struct emu_ctx_ref *out);
+
+/* ---- emu_memory.c ---- */
+
+enum emu_alloc_kind { EMU_ALLOC_USER = 1, EMU_ALLOC_GLOBAL = 2 };
+
+/* Set the simulated capacity; called by backend_open_emu. */
+void emu_mem_configure(unsigned long long capacity);
+unsigned long long emu_mem_capacity(void);
+/* Allocate device memory (zero-filled, EMU_ALLOC_ALIGN aligned) owned by ctx.
+ * CUDA_ERROR_INVALID_VALUE for size 0, CUDA_ERROR_OUT_OF_MEMORY past capacity. */
+CUresult emu_mem_alloc(CUdeviceptr *out, size_t size, const struct emu_ctx_ref *ctx, enum emu_alloc_kind kind);
+/* Free an allocation of the given kind starting exactly at p. */
+CUresult emu_mem_free(CUdeviceptr p, enum emu_alloc_kind kind);
+/* Free every EMU_ALLOC_USER allocation of the context with this serial. */
+void emu_mem_release_ctx(uint64_t serial);
+/* Shared lock over the allocation map: held while device memory is read or written
+ * outside emu_memory.c (kernel launches), so that cuMemFree waits for running
+ * kernels as the real cuMemFree synchronises. */
+void emu_mem_read_lock(void);
+void emu_mem_read_unlock(void);
+
+/* ---- emu_stream_event.c ---- */
+
+/* CUDA_SUCCESS when s is NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a live
+ * stream; CUDA_ERROR_INVALID_HANDLE otherwise. The special handles need a current
+ * context (CUDA_ERROR_INVALID_CONTEXT). */
+CUresult emu_stream_check(CUstream s);
+/* Record a live event now (launch-completion attributes). */
+CUresult emu_event_record_now(CUevent e);
+/* Destroy every stream and event of the context with this serial. */
+void emu_se_release_ctx(uint64_t serial);
+
+/* ---- emu_module.c ---- */
+
+/* CUfunction and CUkernel handles share this header so either is accepted wherever
+ * a function is expected. kind is read only after the handle was found in the
+ * registry of live handles. */
+#define EMU_KIND_FUNCTION 0x434e5546u /* "FUNC" */
+#define EMU_KIND_KERNEL 0x4e52454bu   /* "KERN" */
+struct emu_obj_header {
+    uint32_t kind;
+};
+
+struct vgpu_kernel_info;
+struct emu_module;
+
+/* A function of a loaded module. Settable attributes and the plugin cache are
+ * guarded by the module registry lock (emu_module.c). */
+struct emu_func {
+    struct emu_obj_header hdr; /* EMU_KIND_FUNCTION */
+    struct emu_module *mod;
+    const struct vgpu_kernel_info *info;
+    int max_dynamic_shared;
+    int carveout;
+    int required_cluster[3];
+    int nonportable_cluster;
+    int cluster_policy;
+    CUfunc_cache cache_config;
+    int plugin_state; /* 0 unresolved, 1 found, -1 missing (warned) */
+    vgpu_emu_kernel_fn plugin;
+};
+
+/* What a launch needs of a function, copied under the lock. */
+struct emu_launch_target {
+    struct emu_func *func; /* holds a reference on its module until emu_func_release */
+    const char *name;
+    uint32_t num_params;
+    uint32_t param_bytes;
+    const void *params;   /* struct vgpu_param_layout[num_params] */
+    uint32_t static_shared;
+    uint32_t max_threads;
+    uint32_t num_regs;
+    int max_dynamic_shared;
+    int required_cluster[3];
+    int nonportable_cluster;
+    vgpu_emu_kernel_fn plugin; /* NULL until resolved */
+    int plugin_state;
+};
+
+/* Resolve a CUfunction or CUkernel handle and take a reference on its module.
+ * CUDA_ERROR_INVALID_HANDLE for anything else. */
+CUresult emu_func_acquire(CUfunction f, struct emu_launch_target *out);
+/* Store the result of a plugin lookup; returns true the first time a missing
+ * plugin is recorded (the caller warns once). */
+bool emu_func_set_plugin(struct emu_func *func, vgpu_emu_kernel_fn fn);
+void emu_func_release(struct emu_func *func);
+/* Unload every module the context with this serial loaded with cuModuleLoadData. */
+void emu_module_release_ctx(uint64_t serial);
+
+/* Maximum resident blocks per SM for a function (occupancy); 0 when it cannot run. */
+int emu_occupancy_blocks(uint32_t block_threads, size_t dyn_shared, uint32_t static_shared,
+                         uint32_t num_regs);
+
+/* ---- entry points: one per backend.h function, named emu_<symbol> ----
+ * Declared with the exact function type behind each PFN typedef, so a definition
+ * whose prototype differs from cudaTypedefs.h does not compile. */
+#define EMU_DECLARE(sym, pfn) extern __typeof__(*(pfn)0) emu_##sym;
+VGPU_BACKEND_FUNCS(EMU_DECLARE)
+#undef EMU_DECLARE
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * Per-client handle registry: every handle a client may name on the wire is
+ * recorded here when the driver hands it out and checked on every use, so a
+ * client can only ever touch its own objects. Open addressing on (kind, value).
+ */
+#include "server/server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TOMB 0xff
+
+static size_t slot_of(uint64_t value, uint8_t kind, size_t cap)
+{
+    uint64_t h = (value ^ ((uint64_t)kind << 59)) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 20) & (cap - 1);
+}
+
+static struct handle_entry *find(struct handle_table *t, uint8_t kind, uint64_t value)
+{
+    if (!t->cap) return NULL;
+    for (size_t i = slot_of(value, kind, t->cap), n = 0; n < t->cap; i = (i + 1) & (t->cap - 1), n++) {
+        struct handle_entry *e = &t->slots[i];
+        if (e->kind == 0) return NULL;
+        if (e->kind == kind && e->value == value) return e;
+    }
+    return NULL;
+}
+
+static int grow(struct handle_table *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    if (t->used < t->cap / 4) cap = t->cap; /* mostly tombstones: rehash in place size */
+    struct handle_entry *slots = calloc(cap, sizeof *slots);
+    if (!slots) return -1;
+    for (size_t i = 0; i < t->cap; i++) {
+        struct handle_entry *e = &t->slots[i];
+        if (e->kind == 0 || e->kind == TOMB) continue;
+        size_t j = slot_of(e->value, e->kind, cap);
+        while (slots[j].kind) j = (j + 1) & (cap - 1);
+        slots[j] = *e;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->cap = cap;
+    t->tombstones = 0;
+    return 0;
+}
+
+int handles_add(struct session *s, enum handle_kind kind, uint64_t value, uint64_t owner, uint64_t size)
+{
+    struct handle_table *t = &s->handles;
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    struct handle_entry *e = find(t, (uint8_t)kind, value);
+    if (e) { /* the driver handed out the same object again (primary context, same function) */
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    if ((t->used + t->tombstones + 1) * 4 > t->cap * 3 && grow(t)) {
+        rc = -1;
+    } else {
+        size_t i = slot_of(value, (uint8_t)kind, t->cap);
+        while (t->slots[i].kind && t->slots[i].kind != TOMB) i = (i + 1) & (t->cap - 1);
+        if (t->slots[i].kind == TOMB) t->tombstones--;
+        t->slots[i] = (struct handle_entry){.value = value, .owner = owner, .size = size, .kind = (uint8_t)kind};
+        t->used++;
+        t->count[kind]++;
+        if (kind == H_MEMORY) t->memory_bytes += size;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+bool handles_has(struct session *s, enum handle_kind kind, uint64_t value)
+{
+    pthread_mutex_lock(&s->lock);
+    bool ok = find(&s->handles, (uint8_t)kind, value) != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+uint64_t handles_size(struct session *s, enum handle_kind kind, uint64_t value)
+{
+    pthread_mutex_lock(&s->lock);
+    struct handle_entry *e = find(&s->handles, (uint8_t)kind, value);
+    uint64_t size = e ? e->size : 0;
+    pthread_mutex_unlock(&s->lock);
+    return size;
+}
+
+static void drop(struct handle_table *t, struct handle_entry *e)
+{
+    t->count[e->kind]--;
+    if (e->kind == H_MEMORY) t->memory_bytes -= e->size;
+    e->kind = TOMB;
+    t->used--;
+    t->tombstones++;
+}
+
+bool handles_remove(struct session *s, enum handle_kind kind, uint64_t value)
+{
+    pthread_mutex_lock(&s->lock);
+    struct handle_entry *e = find(&s->handles, (uint8_t)kind, value);
+    if (e) drop(&s->handles, e);
+    pthread_mutex_unlock(&s->lock);
+    return e != NULL;
+}
+
+void handles_remove_owned(struct session *s, uint64_t owner)
+{
+    pthread_mutex_lock(&s->lock);
+    struct handle_table *t = &s->handles;
+    for (size_t i = 0; i < t->cap; i++) {
+        struct handle_entry *e = &t->slots[i];
+        if (e->kind && e->kind != TOMB && e->owner == owner) drop(t, e);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void handles_free(struct handle_table *t)
+{
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+bool wire_stream(struct session *s, uint64_t v, CUstream *out)
+{
+    if (v == 0 || v == (uint64_t)(uintptr_t)CU_STREAM_LEGACY || v == (uint64_t)(uintptr_t)CU_STREAM_PER_THREAD ||
+        handles_has(s, H_STREAM, v)) {
+        *out = (CUstream)(uintptr_t)v;
+        return true;
+    }
+    return false;
+}
+
+bool wire_function(struct session *s, uint64_t v, CUfunction *out)
+{
+    if (v && (handles_has(s, H_FUNCTION, v) || handles_has(s, H_KERNEL, v))) {
+        *out = (CUfunction)(uintptr_t)v;
+        return true;
+    }
+    return false;
+}

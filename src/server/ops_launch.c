@@ -1,0 +1,178 @@
+/*
+ * Server handlers for kernel launches and occupancy queries.
+ *
+ * A launch arrives as one packed argument block; the kernelParams pointer array is
+ * rebuilt here, pointing into a copy of that block at the offsets the driver itself
+ * reports for the function (ops_module.c caches them): offsets sent by the client are
+ * never used, and every parameter must lie inside the received block. Cooperative
+ * launches become cuLaunchKernelEx with the cooperative attribute (the driver table
+ * has no cuLaunchCooperativeKernel).
+ *
+ * Wire layouts (requests; replies start with the i32 CUresult, outputs only on success):
+ *
+ *   LAUNCH (asynchronous: no reply; a failure is reported at the lane's next sync point)
+ *       u64 func, u32 grid[3], u32 block[3], u32 shared, u64 stream,
+ *       u32 kind (VGPU_LAUNCH_PLAIN 0 / COOPERATIVE 1 / EX 2),
+ *       u32 nattrs (<= 32; 0 unless kind is EX), {u32 id, 64 raw bytes of
+ *       CUlaunchAttributeValue} x nattrs,
+ *       u32 args (0 none: kernelParams and extra NULL; 1 packed: kernelParams packed at
+ *       the layout's offsets; 2 extra: the CU_LAUNCH_PARAM_BUFFER_POINTER buffer as given),
+ *       bytes params (<= VGPU_MAX_PARAM_BYTES; empty when args is 0)
+ *     Attribute ids accepted: ACCESS_POLICY_WINDOW, COOPERATIVE, CLUSTER_DIMENSION,
+ *     CLUSTER_SCHEDULING_POLICY_PREFERENCE, PROGRAMMATIC_STREAM_SERIALIZATION,
+ *     PROGRAMMATIC_EVENT and LAUNCH_COMPLETION_EVENT (event: a client event handle at
+ *     value offset 0), PRIORITY, MEM_SYNC_DOMAIN_MAP, MEM_SYNC_DOMAIN,
+ *     PREFERRED_CLUSTER_DIMENSION, PREFERRED_SHARED_MEMORY_CARVEOUT,
+ *     NVLINK_UTIL_CENTRIC_SCHEDULING, IGNORE; others give CUDA_ERROR_NOT_SUPPORTED.
+ *     The value bytes are the guest's union as laid out in memory (both ends LP64,
+ *     little-endian).
+ *   OCCUPANCY_MAX_BLOCKS u64 func, i32 blockSize, u64 dynamicSMemSize, u32 flags
+ *       -> i32 numBlocks
+ */
+#include <string.h>
+
+#include "server/ops_module.h"
+
+/* Same values as guest/cuda/module.h. */
+#define LAUNCH_ARGS_NONE 0u
+#define LAUNCH_ARGS_PACKED 1u
+#define LAUNCH_ARGS_EXTRA 2u
+#define MAX_LAUNCH_ATTRS 32u
+#define ATTR_VALUE_BYTES 64u
+
+_Static_assert(sizeof(CUlaunchAttributeValue) == ATTR_VALUE_BYTES, "launch attribute values travel as 64 bytes");
+
+/* Per lane thread: the parameter layout, the aligned copy of the argument block and
+ * the pointer array handed to the driver. */
+static _Thread_local struct srv_param t_layout[VGPU_MAX_KERNEL_PARAMS];
+static _Thread_local _Alignas(16) unsigned char t_args[VGPU_MAX_PARAM_BYTES];
+static _Thread_local void *t_ptrs[VGPU_MAX_KERNEL_PARAMS];
+
+/* Check one attribute from the wire. */
+static CUresult check_attr(struct session *s, const CUlaunchAttribute *a)
+{
+    switch (a->id) {
+    case CU_LAUNCH_ATTRIBUTE_IGNORE:
+    case CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW:
+    case CU_LAUNCH_ATTRIBUTE_COOPERATIVE:
+    case CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION:
+    case CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE:
+    case CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION:
+    case CU_LAUNCH_ATTRIBUTE_PRIORITY:
+    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN_MAP:
+    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN:
+    case CU_LAUNCH_ATTRIBUTE_PREFERRED_CLUSTER_DIMENSION:
+    case CU_LAUNCH_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT:
+    case CU_LAUNCH_ATTRIBUTE_NVLINK_UTIL_CENTRIC_SCHEDULING:
+        return CUDA_SUCCESS;
+    case CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT:
+    case CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT: {
+        /* Both value structs start with the CUevent. */
+        uint64_t ev;
+        memcpy(&ev, &a->value, sizeof ev);
+        return ev && handles_has(s, H_EVENT, ev) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    }
+    default:
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+}
+
+CUresult op_LAUNCH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    uint64_t fv = wire_get_u64(in);
+    unsigned int grid[3], block[3];
+    for (int i = 0; i < 3; i++) grid[i] = wire_get_u32(in);
+    for (int i = 0; i < 3; i++) block[i] = wire_get_u32(in);
+    unsigned int shared = wire_get_u32(in);
+    uint64_t sv = wire_get_u64(in);
+    uint32_t kind = wire_get_u32(in);
+    uint32_t nattrs = wire_get_u32(in);
+    if (nattrs > MAX_LAUNCH_ATTRS) REJECT(L, "too many launch attributes");
+    CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
+    memset(attrs, 0, sizeof attrs);
+    for (uint32_t i = 0; i < nattrs; i++) {
+        attrs[i].id = (CUlaunchAttributeID)wire_get_u32(in);
+        const void *raw = wire_get_raw(in, ATTR_VALUE_BYTES);
+        if (raw) memcpy(&attrs[i].value, raw, ATTR_VALUE_BYTES);
+    }
+    uint32_t args = wire_get_u32(in);
+    size_t plen = 0;
+    const void *params = wire_get_bytes(in, VGPU_MAX_PARAM_BYTES, &plen);
+    IN_END(L, in);
+    if (kind > VGPU_LAUNCH_EX) REJECT(L, "bad launch kind");
+    if (kind != VGPU_LAUNCH_EX && nattrs) REJECT(L, "launch attributes without cuLaunchKernelEx");
+    if (args > LAUNCH_ARGS_EXTRA) REJECT(L, "bad launch argument mode");
+    if (args == LAUNCH_ARGS_NONE && plen) REJECT(L, "launch arguments without an argument mode");
+
+    CUfunction f;
+    if (!wire_function(L->s, fv, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    CUstream stream;
+    if (!wire_stream(L->s, sv, &stream)) return CUDA_ERROR_INVALID_HANDLE;
+    for (uint32_t i = 0; i < nattrs; i++) {
+        CUresult rc = check_attr(L->s, &attrs[i]);
+        if (rc != CUDA_SUCCESS) return rc;
+    }
+
+    void **kernelParams = NULL, **extra = NULL;
+    void *extra_arr[5];
+    size_t extra_size = plen;
+    if (plen) memcpy(t_args, params, plen);
+    if (args == LAUNCH_ARGS_PACKED) {
+        uint32_t n = 0;
+        CUresult rc = srv_param_layout(L->s, fv, t_layout, VGPU_MAX_KERNEL_PARAMS, &n);
+        if (rc != CUDA_SUCCESS) return rc;
+        for (uint32_t i = 0; i < n; i++) {
+            if (t_layout[i].offset > plen || t_layout[i].size > plen - t_layout[i].offset)
+                return CUDA_ERROR_INVALID_VALUE; /* the block is shorter than the function's parameters */
+            t_ptrs[i] = t_args + t_layout[i].offset;
+        }
+        kernelParams = t_ptrs;
+    } else if (args == LAUNCH_ARGS_EXTRA) {
+        extra_arr[0] = CU_LAUNCH_PARAM_BUFFER_POINTER;
+        extra_arr[1] = t_args;
+        extra_arr[2] = CU_LAUNCH_PARAM_BUFFER_SIZE;
+        extra_arr[3] = &extra_size;
+        extra_arr[4] = CU_LAUNCH_PARAM_END;
+        extra = extra_arr;
+    }
+
+    if (kind == VGPU_LAUNCH_PLAIN)
+        return drv.cuLaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, stream,
+                                  kernelParams, extra);
+    if (kind == VGPU_LAUNCH_COOPERATIVE) {
+        attrs[0].id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+        attrs[0].value.cooperative = 1;
+        nattrs = 1;
+    }
+    CUlaunchConfig cfg = {
+        .gridDimX = grid[0],
+        .gridDimY = grid[1],
+        .gridDimZ = grid[2],
+        .blockDimX = block[0],
+        .blockDimY = block[1],
+        .blockDimZ = block[2],
+        .sharedMemBytes = shared,
+        .hStream = stream,
+        .attrs = nattrs ? attrs : NULL,
+        .numAttrs = nattrs,
+    };
+    return drv.cuLaunchKernelEx(&cfg, f, kernelParams, extra);
+}
+
+CUresult op_OCCUPANCY_MAX_BLOCKS(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t fv = wire_get_u64(in);
+    int32_t block_size = wire_get_i32(in);
+    uint64_t smem = wire_get_u64(in);
+    uint32_t flags = wire_get_u32(in);
+    IN_END(L, in);
+    if (smem > SIZE_MAX) return CUDA_ERROR_INVALID_VALUE;
+    CUfunction f;
+    if (!wire_function(L->s, fv, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    int n = 0;
+    CUresult rc = drv.cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&n, f, block_size, (size_t)smem, flags);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_i32(out, n);
+    return CUDA_SUCCESS;
+}

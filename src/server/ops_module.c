@@ -1,0 +1,803 @@
+/*
+ * Server handlers for modules, libraries, kernels and functions: loading module
+ * images received from the client (checked to be self-consistent first, since the
+ * driver's loaders take no length), symbol lookups, attributes, names, parameter
+ * layouts. Every handle the driver hands out is registered with its owner (functions
+ * with their module, kernels and a library's modules with their library); unloading
+ * sweeps them. A map of these objects (kind, owner, cached parameter layout) is kept
+ * here as well, because the registry cannot enumerate owners.
+ *
+ * Wire layouts (requests; replies start with the i32 CUresult, outputs only on success).
+ * `bytes` = u32 length + that many bytes; `str` = u32 length + bytes, no NUL, at most
+ * VGPU_MAX_STRING; handles are u64. `form`: 0 = the cuFunc* entry point (a CUfunction,
+ * or a CUkernel used as one), 1 = the cuKernel* entry point (a CUkernel, with a device).
+ *
+ *   MODULE_LOAD         bytes image (<= VGPU_MAX_MODULE_IMAGE; fatbin, ELF cubin or PTX;
+ *                       cuModuleLoad's file contents arrive with a NUL appended)
+ *                       -> u64 module
+ *   MODULE_UNLOAD       u64 module -> ()
+ *   MODULE_GET_FUNCTION u64 module, str name -> u64 function
+ *   MODULE_GET_GLOBAL   u64 module, str name -> u64 dptr, u64 bytes
+ *   LIBRARY_LOAD        bytes image (as MODULE_LOAD) -> u64 library
+ *   LIBRARY_UNLOAD      u64 library -> ()
+ *   LIBRARY_GET_KERNEL  u64 library, str name -> u64 kernel
+ *   LIBRARY_GET_MODULE  u64 library -> u64 module
+ *   LIBRARY_GET_GLOBAL  u64 library, str name -> u64 dptr, u64 bytes
+ *   KERNEL_GET_FUNCTION u64 kernel -> u64 function
+ *   FUNC_GET_ATTRIBUTE  u64 func, u32 form, i32 attribute, i32 device (form 1 only) -> i32 value
+ *   FUNC_SET_ATTRIBUTE  u64 func, u32 form, i32 attribute, i32 value, i32 device (form 1 only) -> ()
+ *   FUNC_SET_CACHE_CONFIG u64 func, u32 form, i32 config, i32 device (form 1 only) -> ()
+ *   FUNC_PARAM_INFO     u64 func -> u32 n, {u32 offset, u32 size} x n
+ *   FUNC_GET_NAME       u64 func, u32 form -> str name
+ *   FUNC_GET_MODULE     u64 func -> u64 module
+ *
+ * Images: MODULE_LOAD/LIBRARY_LOAD copy the image into a buffer followed by zero
+ * padding and accept it only when it is self-consistent within the received length:
+ * a fatbin's header and every entry lie inside it (and every uncompressed ELF entry's
+ * own tables and sections inside the entry), an ELF's tables and sections lie inside
+ * it, PTX is terminated by the padding at the latest, and vgpu_image_size() of the
+ * copy is at most the received length (PTX: the length + 1, its NUL may come from the
+ * padding). Anything else (a fatbin wrapper, which holds a pointer) is
+ * CUDA_ERROR_INVALID_IMAGE.
+ */
+#include "server/ops_module.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fatbin.h"
+
+#define FORM_FUNCTION 0u
+#define FORM_KERNEL 1u
+
+#define U64(h) ((uint64_t)(uintptr_t)(h))
+
+/* ------------------------------------------------------------------------------ */
+/* Object map                                                                     */
+/* ------------------------------------------------------------------------------ */
+
+struct sobj {
+    struct sobj *next;
+    uint64_t value, owner;
+    uint8_t kind;      /* H_MODULE, H_LIBRARY, H_KERNEL or H_FUNCTION */
+    bool from_library; /* a module that cuLibraryGetModule handed out: not unloadable by itself */
+    bool layout_known;
+    bool doomed; /* being swept */
+    uint32_t nparams;
+    struct srv_param *params;
+};
+
+/* One worker process serves one session, so one map per process. Lock order: this
+ * lock, then the session's (handles_* take it themselves). */
+static struct {
+    pthread_mutex_t lock;
+    struct sobj **buckets;
+    size_t nbuckets; /* 0 or a power of two */
+    size_t count;
+} M = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t bucket_of(uint8_t kind, uint64_t v, size_t n)
+{
+    return (size_t)(((v ^ ((uint64_t)kind << 59)) * 0x9E3779B97F4A7C15ull) >> 29) & (n - 1);
+}
+
+static struct sobj *sfind(uint8_t kind, uint64_t v)
+{
+    if (!M.nbuckets) return NULL;
+    for (struct sobj *o = M.buckets[bucket_of(kind, v, M.nbuckets)]; o; o = o->next)
+        if (o->kind == kind && o->value == v) return o;
+    return NULL;
+}
+
+static void sgrow(void)
+{
+    size_t n = M.nbuckets ? M.nbuckets * 2 : 256;
+    struct sobj **b = calloc(n, sizeof *b);
+    if (!b) return; /* longer chains, still correct */
+    for (size_t i = 0; i < M.nbuckets; i++) {
+        struct sobj *o = M.buckets[i], *next;
+        for (; o; o = next) {
+            next = o->next;
+            size_t j = bucket_of(o->kind, o->value, n);
+            o->next = b[j];
+            b[j] = o;
+        }
+    }
+    free(M.buckets);
+    M.buckets = b;
+    M.nbuckets = n;
+}
+
+static void sclear_layout(struct sobj *o)
+{
+    free(o->params);
+    o->params = NULL;
+    o->nparams = 0;
+    o->layout_known = false;
+}
+
+/* Insert or update (kind, v). A changed owner means the value names another object
+ * now: its cached layout goes. -1 when out of memory. */
+static int sput(uint8_t kind, uint64_t v, uint64_t owner, bool from_library)
+{
+    struct sobj *o = sfind(kind, v);
+    if (!o) {
+        if (M.count >= M.nbuckets) sgrow();
+        if (!M.nbuckets) return -1;
+        o = calloc(1, sizeof *o);
+        if (!o) return -1;
+        o->kind = kind;
+        o->value = v;
+        size_t j = bucket_of(kind, v, M.nbuckets);
+        o->next = M.buckets[j];
+        M.buckets[j] = o;
+        M.count++;
+    } else if (o->owner != owner) {
+        sclear_layout(o);
+    }
+    o->owner = owner;
+    o->from_library = from_library;
+    return 0;
+}
+
+/* Remove every entry marked doomed, with its registry handle. */
+static void sweep_doomed(struct session *s)
+{
+    for (size_t i = 0; i < M.nbuckets; i++) {
+        struct sobj **pp = &M.buckets[i];
+        while (*pp) {
+            struct sobj *o = *pp;
+            if (o->doomed) {
+                *pp = o->next;
+                handles_remove(s, (enum handle_kind)o->kind, o->value);
+                sclear_layout(o);
+                free(o);
+                M.count--;
+            } else {
+                pp = &o->next;
+            }
+        }
+    }
+}
+
+/* Forget module or library v and everything that belonged to it: its functions or
+ * kernels, a library's modules and their functions. Map lock held. */
+static void forget_locked(struct session *s, uint64_t v)
+{
+    for (size_t i = 0; i < M.nbuckets; i++)
+        for (struct sobj *o = M.buckets[i]; o; o = o->next)
+            o->doomed = o->owner == v || (o->value == v && (o->kind == H_MODULE || o->kind == H_LIBRARY));
+    for (size_t i = 0; i < M.nbuckets; i++) {
+        for (struct sobj *o = M.buckets[i]; o; o = o->next) {
+            if (o->doomed || !o->owner) continue;
+            struct sobj *m = sfind(H_MODULE, o->owner);
+            if (m && m->doomed) o->doomed = true;
+        }
+    }
+    sweep_doomed(s);
+    handles_remove_owned(s, v); /* anything registered without a map entry */
+}
+
+void srv_modules_forget_context(struct session *s, uint64_t ctx)
+{
+    if (!ctx) return;
+    pthread_mutex_lock(&M.lock);
+    for (size_t i = 0; i < M.nbuckets; i++)
+        for (struct sobj *o = M.buckets[i]; o; o = o->next)
+            o->doomed = o->kind == H_MODULE && !o->from_library && o->owner == ctx;
+    for (size_t i = 0; i < M.nbuckets; i++) {
+        for (struct sobj *o = M.buckets[i]; o; o = o->next) {
+            if (o->doomed || !o->owner) continue;
+            struct sobj *m = sfind(H_MODULE, o->owner);
+            if (m && m->doomed) o->doomed = true;
+        }
+    }
+    sweep_doomed(s);
+    pthread_mutex_unlock(&M.lock);
+}
+
+/* Record a handle the driver just handed out, in the map and the session registry.
+ * `fresh`: a newly loaded module or library; whatever a stale entry with the same
+ * value owned (its object died with its context) is forgotten first. */
+static CUresult track(struct session *s, enum handle_kind kind, uint64_t v, uint64_t owner, bool from_library,
+                      bool fresh)
+{
+    pthread_mutex_lock(&M.lock);
+    if (fresh) forget_locked(s, v);
+    int r = sput((uint8_t)kind, v, owner, from_library);
+    pthread_mutex_unlock(&M.lock);
+    if (r != 0) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (handles_add(s, kind, v, owner, 0) != 0) {
+        pthread_mutex_lock(&M.lock); /* undo: the handle must not be half known */
+        struct sobj *o = sfind((uint8_t)kind, v);
+        for (size_t i = 0; i < M.nbuckets; i++)
+            for (struct sobj *e = M.buckets[i]; e; e = e->next) e->doomed = e == o;
+        sweep_doomed(s);
+        pthread_mutex_unlock(&M.lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return CUDA_SUCCESS;
+}
+
+/* The map entry's owner and kind for a CUfunction or CUkernel; false if unknown. */
+static bool func_entry(uint64_t v, uint8_t *kind, uint64_t *owner)
+{
+    pthread_mutex_lock(&M.lock);
+    struct sobj *o = sfind(H_FUNCTION, v);
+    if (!o) o = sfind(H_KERNEL, v);
+    if (o) {
+        *kind = o->kind;
+        *owner = o->owner;
+    }
+    pthread_mutex_unlock(&M.lock);
+    return o != NULL;
+}
+
+static bool map_has(uint8_t kind, uint64_t v)
+{
+    pthread_mutex_lock(&M.lock);
+    bool found = sfind(kind, v) != NULL;
+    pthread_mutex_unlock(&M.lock);
+    return found;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Parameter layouts                                                              */
+/* ------------------------------------------------------------------------------ */
+
+CUresult srv_param_layout(struct session *s, uint64_t func, struct srv_param *out, uint32_t cap, uint32_t *n)
+{
+    CUresult rc = CUDA_SUCCESS;
+    pthread_mutex_lock(&M.lock);
+    struct sobj *o = sfind(H_FUNCTION, func);
+    if (!o) o = sfind(H_KERNEL, func);
+    if (o && o->layout_known) {
+        if (o->nparams > cap) {
+            rc = CUDA_ERROR_NOT_SUPPORTED;
+        } else {
+            if (o->nparams) memcpy(out, o->params, o->nparams * sizeof *out);
+            *n = o->nparams;
+        }
+        pthread_mutex_unlock(&M.lock);
+        return rc;
+    }
+    bool known = o != NULL, is_kernel = o && o->kind == H_KERNEL;
+    pthread_mutex_unlock(&M.lock);
+    if (!known) is_kernel = handles_has(s, H_KERNEL, func);
+
+    uint32_t i = 0;
+    for (;; i++) {
+        size_t off = 0, size = 0;
+        rc = is_kernel ? drv.cuKernelGetParamInfo((CUkernel)(uintptr_t)func, i, &off, &size)
+                       : drv.cuFuncGetParamInfo((CUfunction)(uintptr_t)func, i, &off, &size);
+        if (rc == CUDA_ERROR_INVALID_VALUE) break; /* past the last parameter */
+        if (rc != CUDA_SUCCESS) return rc;
+        if (i >= cap || i >= VGPU_MAX_KERNEL_PARAMS || off > VGPU_MAX_PARAM_BYTES ||
+            size > VGPU_MAX_PARAM_BYTES - off) {
+            VGPU_WARN("function 0x%llx: parameter %u (offset %zu, size %zu) beyond vgpu's limits",
+                      (unsigned long long)func, i, off, size);
+            return CUDA_ERROR_NOT_SUPPORTED;
+        }
+        out[i].offset = (uint32_t)off;
+        out[i].size = (uint32_t)size;
+    }
+    *n = i;
+
+    pthread_mutex_lock(&M.lock);
+    o = sfind(is_kernel ? H_KERNEL : H_FUNCTION, func);
+    if (o && !o->layout_known) {
+        struct srv_param *copy = i ? malloc(i * sizeof *copy) : NULL;
+        if (copy || !i) {
+            if (i) memcpy(copy, out, i * sizeof *copy);
+            o->params = copy;
+            o->nparams = i;
+            o->layout_known = true;
+        }
+    }
+    pthread_mutex_unlock(&M.lock);
+    return CUDA_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Image checks                                                                   */
+/* ------------------------------------------------------------------------------ */
+
+#define IMAGE_PAD 64u /* zero bytes after the server's copy of an image */
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (uint16_t)p[1] << 8); }
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+/* [off, off+len) inside n bytes, without overflow. */
+static bool in_bounds(uint64_t off, uint64_t len, size_t n)
+{
+    return off <= n && len <= n - off;
+}
+
+#define ELF_EHDR 64u
+#define ELF_SHDR 64u
+#define ELF_PHDR 56u
+#define ELF_SHT_NOBITS 8u
+
+/* An ELF64 little-endian image whose section and program header tables, sections and
+ * segments all lie within n bytes (the reads vgpu_image_size makes, bounded). */
+static bool elf_ok(const uint8_t *p, size_t n)
+{
+    if (n < ELF_EHDR || memcmp(p, "\177ELF", 4) != 0 || p[4] != 2 || p[5] != 1) return false;
+    uint64_t phoff = rd64(p + 0x20), shoff = rd64(p + 0x28);
+    uint64_t phentsize = rd16(p + 0x36), phnum = rd16(p + 0x38);
+    uint64_t shentsize = rd16(p + 0x3A), shnum = rd16(p + 0x3C);
+    if (shoff) {
+        if (shentsize < ELF_SHDR || !in_bounds(shoff, shentsize, n)) return false;
+        if (shnum == 0) shnum = rd64(p + shoff + 0x20); /* extended numbering */
+        if (phnum == 0xFFFF) phnum = rd32(p + shoff + 0x2C);
+        if (shnum > n || !in_bounds(shoff, shnum * shentsize, n)) return false;
+        for (uint64_t i = 0; i < shnum; i++) {
+            const uint8_t *sh = p + shoff + i * shentsize;
+            if (rd32(sh + 4) == ELF_SHT_NOBITS) continue;
+            if (!in_bounds(rd64(sh + 0x18), rd64(sh + 0x20), n)) return false;
+        }
+    } else if (shnum != 0) {
+        return false;
+    }
+    if (phoff && phnum) {
+        if (phentsize < ELF_PHDR || phnum > n || !in_bounds(phoff, phnum * phentsize, n)) return false;
+        for (uint64_t i = 0; i < phnum; i++) {
+            const uint8_t *ph = p + phoff + i * phentsize;
+            if (!in_bounds(rd64(ph + 0x08), rd64(ph + 0x20), n)) return false;
+        }
+    }
+    return true;
+}
+
+#define FATBIN_HDR 16u
+#define FATBIN_ENTRY_HDR 64u
+
+/* A fatbin whose header and entries lie within n bytes; uncompressed ELF entries must
+ * themselves be consistent within their entry. */
+static bool fatbin_ok(const uint8_t *p, size_t n)
+{
+    if (n < FATBIN_HDR || rd32(p) != VGPU_FATBIN_MAGIC) return false;
+    uint64_t hs = rd16(p + 6), payload = rd64(p + 8);
+    if (hs < FATBIN_HDR || !in_bounds(hs, payload, n)) return false;
+    uint64_t off = hs, end = hs + payload;
+    while (end - off >= FATBIN_ENTRY_HDR) {
+        const uint8_t *h = p + off;
+        uint64_t ehs = rd32(h + 4), size = rd64(h + 8), flags = rd64(h + 40);
+        if (ehs < FATBIN_ENTRY_HDR || ehs > end - off || size > end - off - ehs) return false;
+        if (rd16(h) == VGPU_FATBIN_KIND_ELF && !(flags & (VGPU_FATBIN_FLAG_LZ4 | VGPU_FATBIN_FLAG_ZSTD)) &&
+            !elf_ok(h + ehs, (size_t)size))
+            return false;
+        off += ehs + size;
+    }
+    return true;
+}
+
+/* Copy a received image into a zero-padded buffer and check it (see the top of the
+ * file). *out is the copy to hand to the driver; free it afterwards. */
+static CUresult image_copy(struct lane *L, const void *data, size_t len, uint8_t **out)
+{
+    if (!data || len == 0) return CUDA_ERROR_INVALID_IMAGE;
+    uint8_t *buf = malloc(len + IMAGE_PAD);
+    if (!buf) return CUDA_ERROR_OUT_OF_MEMORY;
+    memcpy(buf, data, len);
+    memset(buf + len, 0, IMAGE_PAD);
+    bool ok = false;
+    const char *what = "unrecognised";
+    switch (vgpu_image_kind(buf)) {
+    case VGPU_IMAGE_FATBIN:
+        what = "fatbin";
+        ok = fatbin_ok(buf, len);
+        break;
+    case VGPU_IMAGE_ELF:
+        what = "ELF";
+        ok = elf_ok(buf, len);
+        break;
+    case VGPU_IMAGE_PTX:
+        what = "PTX";
+        ok = true; /* the padding terminates it at the latest */
+        break;
+    case VGPU_IMAGE_WRAPPER:
+        what = "fatbin wrapper"; /* holds a pointer into the client: meaningless here */
+        break;
+    default:
+        break;
+    }
+    /* PTX sent without its NUL measures one byte more: the padding supplies it. */
+    size_t size = 0, limit = vgpu_image_kind(buf) == VGPU_IMAGE_PTX ? len + 1 : len;
+    if (ok && (vgpu_image_size(buf, &size) != 0 || size > limit)) ok = false;
+    if (!ok) {
+        VGPU_WARN("client pid %d: %s module image of %zu bytes is not self-consistent; refused", L->s->client_pid,
+                  what, len);
+        free(buf);
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    *out = buf;
+    return CUDA_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Decoding helpers                                                               */
+/* ------------------------------------------------------------------------------ */
+
+/* A registered module (from a load or from a library). */
+static bool wire_module(struct session *s, uint64_t v, CUmodule *out)
+{
+    if (!v || !handles_has(s, H_MODULE, v)) return false;
+    *out = (CUmodule)(uintptr_t)v;
+    return true;
+}
+
+static bool wire_library(struct session *s, uint64_t v, CUlibrary *out)
+{
+    if (!v || !handles_has(s, H_LIBRARY, v)) return false;
+    *out = (CUlibrary)(uintptr_t)v;
+    return true;
+}
+
+static bool wire_kernel(struct session *s, uint64_t v, CUkernel *out)
+{
+    if (!v || !handles_has(s, H_KERNEL, v)) return false;
+    *out = (CUkernel)(uintptr_t)v;
+    return true;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Modules                                                                        */
+/* ------------------------------------------------------------------------------ */
+
+CUresult op_MODULE_LOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    size_t len;
+    const void *data = wire_get_bytes(in, VGPU_MAX_MODULE_IMAGE, &len);
+    IN_END(L, in);
+    uint8_t *image;
+    CUresult rc = image_copy(L, data, len, &image);
+    if (rc != CUDA_SUCCESS) return rc;
+    CUmodule m = NULL;
+    rc = drv.cuModuleLoadData(&m, image);
+    free(image);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!m) return CUDA_ERROR_UNKNOWN;
+    CUcontext ctx = NULL;
+    if (drv.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS) ctx = NULL;
+    rc = track(L->s, H_MODULE, U64(m), U64(ctx), false, true);
+    if (rc != CUDA_SUCCESS) {
+        drv.cuModuleUnload(m);
+        return rc;
+    }
+    wire_put_u64(out, U64(m));
+    return CUDA_SUCCESS;
+}
+
+CUresult op_MODULE_UNLOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    uint64_t v = wire_get_u64(in);
+    IN_END(L, in);
+    CUmodule m;
+    if (!wire_module(L->s, v, &m)) return CUDA_ERROR_INVALID_HANDLE;
+    pthread_mutex_lock(&M.lock);
+    struct sobj *o = sfind(H_MODULE, v);
+    bool unloadable = o && !o->from_library; /* a library's module goes with its library */
+    pthread_mutex_unlock(&M.lock);
+    if (!unloadable) return CUDA_ERROR_INVALID_HANDLE;
+    CUresult rc = drv.cuModuleUnload(m);
+    if (rc != CUDA_SUCCESS) return rc;
+    pthread_mutex_lock(&M.lock);
+    forget_locked(L->s, v);
+    pthread_mutex_unlock(&M.lock);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_MODULE_GET_FUNCTION(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    char name[VGPU_MAX_STRING + 1];
+    uint64_t v = wire_get_u64(in);
+    const char *sym = wire_get_str(in, name, sizeof name);
+    IN_END(L, in);
+    if (!sym) return CUDA_ERROR_INVALID_VALUE;
+    CUmodule m;
+    if (!wire_module(L->s, v, &m)) return CUDA_ERROR_INVALID_HANDLE;
+    CUfunction f = NULL;
+    CUresult rc = drv.cuModuleGetFunction(&f, m, sym);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!f) return CUDA_ERROR_UNKNOWN;
+    rc = track(L->s, H_FUNCTION, U64(f), v, false, false);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, U64(f));
+    return CUDA_SUCCESS;
+}
+
+CUresult op_MODULE_GET_GLOBAL(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    char name[VGPU_MAX_STRING + 1];
+    uint64_t v = wire_get_u64(in);
+    const char *sym = wire_get_str(in, name, sizeof name);
+    IN_END(L, in);
+    if (!sym) return CUDA_ERROR_INVALID_VALUE;
+    CUmodule m;
+    if (!wire_module(L->s, v, &m)) return CUDA_ERROR_INVALID_HANDLE;
+    CUdeviceptr dptr = 0;
+    size_t bytes = 0;
+    /* The memory belongs to the module: nothing to register. */
+    CUresult rc = drv.cuModuleGetGlobal_v2(&dptr, &bytes, m, sym);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, (uint64_t)dptr);
+    wire_put_u64(out, (uint64_t)bytes);
+    return CUDA_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Libraries and kernels                                                          */
+/* ------------------------------------------------------------------------------ */
+
+CUresult op_LIBRARY_LOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    size_t len;
+    const void *data = wire_get_bytes(in, VGPU_MAX_MODULE_IMAGE, &len);
+    IN_END(L, in);
+    uint8_t *image;
+    CUresult rc = image_copy(L, data, len, &image);
+    if (rc != CUDA_SUCCESS) return rc;
+    CUlibrary lib = NULL;
+    /* No CU_LIBRARY_BINARY_IS_PRESERVED: the driver keeps its own copy of the image. */
+    rc = drv.cuLibraryLoadData(&lib, image, NULL, NULL, 0, NULL, NULL, 0);
+    free(image);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!lib) return CUDA_ERROR_UNKNOWN;
+    rc = track(L->s, H_LIBRARY, U64(lib), 0, false, true);
+    if (rc != CUDA_SUCCESS) {
+        drv.cuLibraryUnload(lib);
+        return rc;
+    }
+    wire_put_u64(out, U64(lib));
+    return CUDA_SUCCESS;
+}
+
+CUresult op_LIBRARY_UNLOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    uint64_t v = wire_get_u64(in);
+    IN_END(L, in);
+    CUlibrary lib;
+    if (!wire_library(L->s, v, &lib)) return CUDA_ERROR_INVALID_HANDLE;
+    CUresult rc = drv.cuLibraryUnload(lib);
+    if (rc != CUDA_SUCCESS) return rc;
+    pthread_mutex_lock(&M.lock);
+    forget_locked(L->s, v);
+    pthread_mutex_unlock(&M.lock);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_LIBRARY_GET_KERNEL(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    char name[VGPU_MAX_STRING + 1];
+    uint64_t v = wire_get_u64(in);
+    const char *sym = wire_get_str(in, name, sizeof name);
+    IN_END(L, in);
+    if (!sym) return CUDA_ERROR_INVALID_VALUE;
+    CUlibrary lib;
+    if (!wire_library(L->s, v, &lib)) return CUDA_ERROR_INVALID_HANDLE;
+    CUkernel k = NULL;
+    CUresult rc = drv.cuLibraryGetKernel(&k, lib, sym);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!k) return CUDA_ERROR_UNKNOWN;
+    rc = track(L->s, H_KERNEL, U64(k), v, false, false);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, U64(k));
+    return CUDA_SUCCESS;
+}
+
+/* The current context's module of library `lib`, registered as the library's. */
+static CUresult library_module(struct lane *L, uint64_t lib, uint64_t *out)
+{
+    CUmodule m = NULL;
+    CUresult rc = drv.cuLibraryGetModule(&m, (CUlibrary)(uintptr_t)lib);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!m) return CUDA_ERROR_UNKNOWN;
+    rc = track(L->s, H_MODULE, U64(m), lib, true, false);
+    if (rc != CUDA_SUCCESS) return rc;
+    *out = U64(m);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_LIBRARY_GET_MODULE(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t v = wire_get_u64(in);
+    IN_END(L, in);
+    CUlibrary lib;
+    if (!wire_library(L->s, v, &lib)) return CUDA_ERROR_INVALID_HANDLE;
+    uint64_t m;
+    CUresult rc = library_module(L, v, &m);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, m);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_LIBRARY_GET_GLOBAL(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    char name[VGPU_MAX_STRING + 1];
+    uint64_t v = wire_get_u64(in);
+    const char *sym = wire_get_str(in, name, sizeof name);
+    IN_END(L, in);
+    if (!sym) return CUDA_ERROR_INVALID_VALUE;
+    CUlibrary lib;
+    if (!wire_library(L->s, v, &lib)) return CUDA_ERROR_INVALID_HANDLE;
+    CUdeviceptr dptr = 0;
+    size_t bytes = 0;
+    CUresult rc = drv.cuLibraryGetGlobal(&dptr, &bytes, lib, sym);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, (uint64_t)dptr);
+    wire_put_u64(out, (uint64_t)bytes);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_KERNEL_GET_FUNCTION(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t v = wire_get_u64(in);
+    IN_END(L, in);
+    CUkernel k;
+    if (!wire_kernel(L->s, v, &k)) return CUDA_ERROR_INVALID_HANDLE;
+    uint8_t kind;
+    uint64_t lib;
+    if (!func_entry(v, &kind, &lib) || kind != H_KERNEL) return CUDA_ERROR_INVALID_HANDLE;
+    CUfunction f = NULL;
+    CUresult rc = drv.cuKernelGetFunction(&f, k);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!f) return CUDA_ERROR_UNKNOWN;
+    /* Owned by the kernel's library, so unloading the library sweeps it. */
+    rc = track(L->s, H_FUNCTION, U64(f), lib, false, false);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, U64(f));
+    return CUDA_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------ */
+/* Function and kernel queries                                                    */
+/* ------------------------------------------------------------------------------ */
+
+CUresult op_FUNC_GET_ATTRIBUTE(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t v = wire_get_u64(in);
+    uint32_t form = wire_get_u32(in);
+    int32_t attr = wire_get_i32(in);
+    int32_t dev = wire_get_i32(in);
+    IN_END(L, in);
+    if (form > FORM_KERNEL) REJECT(L, "bad function query form");
+    int value = 0;
+    CUresult rc;
+    if (form == FORM_KERNEL) {
+        CUkernel k;
+        if (!wire_kernel(L->s, v, &k)) return CUDA_ERROR_INVALID_HANDLE;
+        rc = drv.cuKernelGetAttribute(&value, (CUfunction_attribute)attr, k, (CUdevice)dev);
+    } else {
+        CUfunction f;
+        if (!wire_function(L->s, v, &f)) return CUDA_ERROR_INVALID_HANDLE;
+        rc = drv.cuFuncGetAttribute(&value, (CUfunction_attribute)attr, f);
+    }
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_i32(out, value);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_FUNC_SET_ATTRIBUTE(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    uint64_t v = wire_get_u64(in);
+    uint32_t form = wire_get_u32(in);
+    int32_t attr = wire_get_i32(in);
+    int32_t value = wire_get_i32(in);
+    int32_t dev = wire_get_i32(in);
+    IN_END(L, in);
+    if (form > FORM_KERNEL) REJECT(L, "bad function query form");
+    if (form == FORM_KERNEL) {
+        CUkernel k;
+        if (!wire_kernel(L->s, v, &k)) return CUDA_ERROR_INVALID_HANDLE;
+        return drv.cuKernelSetAttribute((CUfunction_attribute)attr, value, k, (CUdevice)dev);
+    }
+    CUfunction f;
+    if (!wire_function(L->s, v, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    return drv.cuFuncSetAttribute(f, (CUfunction_attribute)attr, value);
+}
+
+CUresult op_FUNC_SET_CACHE_CONFIG(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    uint64_t v = wire_get_u64(in);
+    uint32_t form = wire_get_u32(in);
+    int32_t config = wire_get_i32(in);
+    int32_t dev = wire_get_i32(in);
+    IN_END(L, in);
+    if (form > FORM_KERNEL) REJECT(L, "bad function query form");
+    if (form == FORM_KERNEL) {
+        /* The table has no cuKernelSetCacheConfig: apply it to the kernel's function in
+         * the current context, which must be on `dev`. */
+        CUkernel k;
+        if (!wire_kernel(L->s, v, &k)) return CUDA_ERROR_INVALID_HANDLE;
+        CUdevice cur;
+        CUresult rc = drv.cuCtxGetDevice(&cur);
+        if (rc != CUDA_SUCCESS) return rc;
+        if (cur != (CUdevice)dev) return CUDA_ERROR_NOT_SUPPORTED;
+        CUfunction f = NULL;
+        rc = drv.cuKernelGetFunction(&f, k);
+        if (rc != CUDA_SUCCESS) return rc;
+        return drv.cuFuncSetCacheConfig(f, (CUfunc_cache)config);
+    }
+    CUfunction f;
+    if (!wire_function(L->s, v, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    return drv.cuFuncSetCacheConfig(f, (CUfunc_cache)config);
+}
+
+CUresult op_FUNC_PARAM_INFO(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t v = wire_get_u64(in);
+    IN_END(L, in);
+    CUfunction f;
+    if (!wire_function(L->s, v, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    struct srv_param *layout = malloc(VGPU_MAX_KERNEL_PARAMS * sizeof *layout);
+    if (!layout) return CUDA_ERROR_OUT_OF_MEMORY;
+    uint32_t n = 0;
+    CUresult rc = srv_param_layout(L->s, v, layout, VGPU_MAX_KERNEL_PARAMS, &n);
+    if (rc == CUDA_SUCCESS) {
+        wire_put_u32(out, n);
+        for (uint32_t i = 0; i < n; i++) {
+            wire_put_u32(out, layout[i].offset);
+            wire_put_u32(out, layout[i].size);
+        }
+    }
+    free(layout);
+    return rc;
+}
+
+CUresult op_FUNC_GET_NAME(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t v = wire_get_u64(in);
+    uint32_t form = wire_get_u32(in);
+    IN_END(L, in);
+    if (form > FORM_KERNEL) REJECT(L, "bad function query form");
+    const char *name = NULL;
+    CUresult rc;
+    if (form == FORM_KERNEL) {
+        CUkernel k;
+        if (!wire_kernel(L->s, v, &k)) return CUDA_ERROR_INVALID_HANDLE;
+        rc = drv.cuKernelGetName(&name, k);
+    } else {
+        CUfunction f;
+        if (!wire_function(L->s, v, &f)) return CUDA_ERROR_INVALID_HANDLE;
+        rc = drv.cuFuncGetName(&name, f);
+    }
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!name) return CUDA_ERROR_UNKNOWN;
+    if (strnlen(name, VGPU_MAX_STRING + 1) > VGPU_MAX_STRING) return CUDA_ERROR_NOT_SUPPORTED;
+    wire_put_str(out, name);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_FUNC_GET_MODULE(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t v = wire_get_u64(in);
+    IN_END(L, in);
+    CUfunction f;
+    if (!wire_function(L->s, v, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    uint8_t kind;
+    uint64_t owner;
+    /* Like the driver, refuse a CUkernel here (measured: 13.0 answers INVALID_HANDLE). */
+    if (!func_entry(v, &kind, &owner) || kind != H_FUNCTION || !owner) return CUDA_ERROR_INVALID_HANDLE;
+    /* The table has no cuFuncGetModule: a module's function names its module; a
+     * function made from a library's kernel lives in the library's module for the
+     * current context. */
+    if (map_has(H_MODULE, owner)) {
+        wire_put_u64(out, owner);
+        return CUDA_SUCCESS;
+    }
+    if (!map_has(H_LIBRARY, owner)) return CUDA_ERROR_INVALID_HANDLE;
+    uint64_t m;
+    CUresult rc = library_module(L, owner, &m);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, m);
+    return CUDA_SUCCESS;
+}

@@ -1,0 +1,135 @@
+/*
+ * vgpud internals: a worker process serves one client (one guest process); each
+ * guest thread gets its own lane (connection + server thread), so a thread's current
+ * context and per-thread default stream map onto the driver's own per-thread state.
+ */
+#ifndef VGPU_SERVER_H
+#define VGPU_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/wire.h"
+#include "server/backend.h"
+#include "transport/transport.h"
+
+/* Kinds of objects a client owns; every handle from the wire is checked against them. */
+enum handle_kind {
+    H_CONTEXT = 1,
+    H_STREAM,
+    H_EVENT,
+    H_MODULE,
+    H_FUNCTION,
+    H_LIBRARY,
+    H_KERNEL,
+    H_MEMORY,
+    H_KIND_COUNT
+};
+
+struct handle_entry {
+    uint64_t value; /* the driver's handle (pointer value) or device address */
+    uint64_t owner; /* the module/library/context it belongs to, for sweeping */
+    uint64_t size;  /* bytes, for H_MEMORY */
+    uint8_t kind;   /* 0 = empty, 0xff = deleted */
+};
+
+struct handle_table {
+    struct handle_entry *slots;
+    size_t cap, used, tombstones;
+    size_t count[H_KIND_COUNT];
+    uint64_t memory_bytes;
+};
+
+/* Progress of one lane, for FENCE: never freed, so a waiter can read it after the lane ends. */
+struct lane_progress {
+    _Atomic uint64_t processed; /* seq of the last frame this lane finished */
+    atomic_bool open;
+};
+
+struct session {
+    uint64_t id;
+    int client_pid;
+    char client_name[64], client_host[64];
+    uint8_t token[VGPU_TOKEN_BYTES];
+    pthread_mutex_t lock; /* guards handles */
+    struct handle_table handles;
+    unsigned lanes_open;
+    /* Lane progress by lane index (guarded by lock), and the wake-up for FENCE waiters. */
+    struct lane_progress **progress;
+    size_t nprogress;
+    pthread_mutex_t fence_lock;
+    pthread_cond_t fence_cond;
+    atomic_int fence_waiters;
+};
+
+struct lane {
+    struct session *s;
+    struct lane_progress *progress;
+    struct vgpu_conn *conn;
+    unsigned index;
+    struct wire_buf in, out;
+    CUresult async_error; /* first failure of a no-reply request, reported at the next sync point */
+    uint16_t op;          /* op being served, for logs */
+    const char *malformed; /* set by a handler: why the message was rejected */
+};
+
+/* Returned by handlers for a message that does not decode: ends the session. */
+#define VGPU_RC_MALFORMED ((CUresult)0x7fff0001)
+
+/* Op handlers: read arguments from `in`, append outputs to `out`, return the CUresult. */
+#define VGPU_OP_DECL(name, id) CUresult op_##name(struct lane *L, struct wire_rd *in, struct wire_buf *out);
+VGPU_OPS(VGPU_OP_DECL)
+#undef VGPU_OP_DECL
+
+/* Decode helpers: mark the message malformed (with a reason) and return from the handler. */
+#define IN_END(L, in)                                                  \
+    do {                                                               \
+        if (!wire_rd_end(in)) {                                        \
+            (L)->malformed = "bad arguments";                          \
+            return VGPU_RC_MALFORMED;                                  \
+        }                                                              \
+    } while (0)
+#define REJECT(L, why)               \
+    do {                             \
+        (L)->malformed = (why);      \
+        return VGPU_RC_MALFORMED;    \
+    } while (0)
+
+/* At a synchronizing call: an earlier asynchronous failure takes precedence. */
+static inline CUresult lane_sync_result(struct lane *L, CUresult rc)
+{
+    if (L->async_error != CUDA_SUCCESS) {
+        CUresult e = L->async_error;
+        L->async_error = CUDA_SUCCESS;
+        return e;
+    }
+    return rc;
+}
+
+/* Lane progress (worker.c): register lane `index`, and look one up (NULL if unknown). */
+struct lane_progress *session_lane_progress(struct session *s, unsigned index, bool create);
+
+/* Handle registry (handles.c). All take the session lock themselves. */
+int handles_add(struct session *s, enum handle_kind kind, uint64_t value, uint64_t owner, uint64_t size);
+bool handles_has(struct session *s, enum handle_kind kind, uint64_t value);
+/* Size of the allocation that starts at `value` (H_MEMORY), or 0. */
+uint64_t handles_size(struct session *s, enum handle_kind kind, uint64_t value);
+bool handles_remove(struct session *s, enum handle_kind kind, uint64_t value);
+/* Remove every handle whose owner is `owner` (a module's functions, ...). */
+void handles_remove_owned(struct session *s, uint64_t owner);
+void handles_free(struct handle_table *t);
+
+/* Translate a stream from the wire: 0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or one of
+ * the client's streams. false for anything else. */
+bool wire_stream(struct session *s, uint64_t v, CUstream *out);
+/* A function handle: CUfunction or CUkernel (the driver accepts both). */
+bool wire_function(struct session *s, uint64_t v, CUfunction *out);
+
+/* Which backend this worker runs, for HELLO replies and logs. */
+extern const char *server_backend_name;
+
+#endif

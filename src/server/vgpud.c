@@ -1,0 +1,483 @@
+/*
+ * vgpud: the host daemon. Listens on the given addresses, reads each connection's
+ * HELLO, and either starts a worker process for a new client or hands the
+ * connection to the worker of the client it belongs to (one connection per guest
+ * thread). The daemon itself never touches the GPU, so a worker that crashes or is
+ * killed takes nobody else with it.
+ *
+ *   vgpud --listen ADDR [--listen ADDR...] --backend auto|cuda|emu
+ *         [--driver PATH] [--emu-memory SIZE]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/frame.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/util.h"
+#include "server/worker.h"
+
+#define MAX_LISTEN 16
+#define HELLO_TIMEOUT_MS 5000
+
+struct client {
+    struct client *next;
+    uint64_t session_id;
+    uint8_t token[VGPU_TOKEN_BYTES];
+    pid_t worker;
+    int ctl_fd;
+    int client_pid;
+    char name[64];
+};
+
+static struct {
+    const char *backend; /* resolved: cuda or emu */
+    const char *driver;
+    unsigned long long emu_memory;
+    char self_exe[PATH_MAX];
+    pthread_mutex_t lock;
+    struct client *clients;
+    uint64_t next_session;
+    int signal_pipe[2];
+} d = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_session = 1};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: vgpud --listen ADDR [--listen ADDR...] [--backend auto|cuda|emu]\n"
+               "             [--driver PATH] [--emu-memory SIZE]\n"
+               "  ADDR: unix:PATH or tcp:HOST:PORT\n"
+               "  --backend auto (default): cuda when a driver and a GPU are present, else emu\n"
+               "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
+               "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n");
+}
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t w = write(d.signal_pipe[1], &b, 1);
+    (void)w;
+    errno = saved;
+}
+
+/* Probe the cuda backend in a child process so the daemon never initialises CUDA
+ * itself (a forked worker could not use a parent's CUDA state). */
+static bool cuda_usable(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+        char err[256];
+        int n = 0;
+        if (backend_open_cuda(d.driver, err, sizeof err)) {
+            VGPU_INFO("cuda backend: %s", err);
+            _exit(1);
+        }
+        if (drv.cuInit(0) != CUDA_SUCCESS || drv.cuDeviceGetCount(&n) != CUDA_SUCCESS || n < 1) _exit(1);
+        _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static struct client *find_client(uint64_t id)
+{
+    for (struct client *c = d.clients; c; c = c->next)
+        if (c->session_id == id) return c;
+    return NULL;
+}
+
+static void reply_error(struct vgpu_conn *c, CUresult rc, const char *msg)
+{
+    struct wire_buf b;
+    wire_buf_init(&b);
+    wire_put_i32(&b, rc);
+    wire_put_u32(&b, VGPU_PROTOCOL_VERSION);
+    wire_put_u64(&b, 0);
+    wire_put_u32(&b, 0);
+    wire_put_raw(&b, (uint8_t[VGPU_TOKEN_BYTES]){0}, VGPU_TOKEN_BYTES);
+    wire_put_str(&b, msg);
+    if (!b.oom) (void)vgpu_frame_send(c, 0, VGPU_FRAME_REPLY, 0, b.data, b.len, NULL, 0);
+    wire_buf_free(&b);
+}
+
+static int fork_worker(struct vgpu_conn *conn, const char *scheme, int client_pid, const char *name,
+                       const char *host, struct client *cl)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return -1;
+    char sid[32], cpid[16], mem[32];
+    snprintf(sid, sizeof sid, "%llu", (unsigned long long)cl->session_id);
+    snprintf(cpid, sizeof cpid, "%d", client_pid);
+    snprintf(mem, sizeof mem, "%llu", d.emu_memory);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* Child: the connection becomes fd 3 and the control socket fd 4, inherited across exec. */
+        int cfd = fcntl(conn->fd, F_DUPFD, 10), kfd = fcntl(sv[1], F_DUPFD, 10);
+        if (cfd < 0 || kfd < 0 || dup2(cfd, 3) < 0 || dup2(kfd, 4) < 0) _exit(127);
+        char *argv[] = {d.self_exe,   "--worker",    "--backend",    (char *)d.backend, "--emu-memory", mem,
+                        "--session",  sid,           "--client-pid", cpid,              "--client-name",
+                        (char *)name, "--client-host", (char *)host, "--transport",     (char *)scheme,
+                        d.driver ? "--driver" : NULL, (char *)d.driver, NULL};
+        execv(d.self_exe, argv);
+        _exit(127);
+    }
+    close(sv[1]);
+    cl->worker = pid;
+    cl->ctl_fd = sv[0];
+    return 0;
+}
+
+/* Workers set PR_SET_PDEATHSIG, which fires when the *thread* that forked them exits,
+ * not the process. A handshake thread ends right after starting its worker, so a worker
+ * that got to its prctl first was killed with it. Workers are therefore forked by one
+ * thread that lives as long as the daemon; handshake threads queue their requests. */
+struct spawn_req {
+    struct spawn_req *next;
+    struct vgpu_conn *conn;
+    const char *scheme, *name, *host;
+    int client_pid;
+    struct client *cl;
+    int rc, err;
+    bool done;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct spawn_req *head, **tail;
+} spawner = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .tail = &spawner.head};
+
+static void *spawner_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&spawner.lock);
+    for (;;) {
+        while (!spawner.head) pthread_cond_wait(&spawner.cond, &spawner.lock);
+        struct spawn_req *q = spawner.head;
+        spawner.head = q->next;
+        if (!spawner.head) spawner.tail = &spawner.head;
+        pthread_mutex_unlock(&spawner.lock);
+        q->rc = fork_worker(q->conn, q->scheme, q->client_pid, q->name, q->host, q->cl);
+        q->err = errno;
+        pthread_mutex_lock(&spawner.lock);
+        q->done = true;
+        pthread_cond_broadcast(&spawner.cond);
+    }
+    return NULL;
+}
+
+static int spawn_worker(struct vgpu_conn *conn, const char *scheme, int client_pid, const char *name,
+                        const char *host, struct client *cl)
+{
+    struct spawn_req q = {.conn = conn, .scheme = scheme, .name = name, .host = host, .client_pid = client_pid,
+                          .cl = cl};
+    pthread_mutex_lock(&spawner.lock);
+    *spawner.tail = &q;
+    spawner.tail = &q.next;
+    pthread_cond_broadcast(&spawner.cond);
+    while (!q.done) pthread_cond_wait(&spawner.cond, &spawner.lock);
+    pthread_mutex_unlock(&spawner.lock);
+    errno = q.err;
+    return q.rc;
+}
+
+/* Read the HELLO of one new connection and route it. Runs in its own thread so a
+ * slow or silent client never blocks accepting others. */
+static void *handshake_main(void *arg)
+{
+    struct vgpu_conn *conn = arg;
+    struct timeval tv = {HELLO_TIMEOUT_MS / 1000, (HELLO_TIMEOUT_MS % 1000) * 1000};
+    setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct wire_buf body;
+    wire_buf_init(&body);
+    struct vgpu_frame_hdr h;
+    if (vgpu_frame_recv(conn, &h, &body)) {
+        /* A bare connect-and-close is a liveness probe (scripts waiting for the daemon). */
+        if (errno) VGPU_WARN("connection from %s: no valid hello (%s)", conn->peer, strerror(errno));
+        else VGPU_DEBUG("connection from %s closed before its hello", conn->peer);
+        goto out;
+    }
+    struct wire_rd r;
+    wire_rd_init(&r, body.data, body.len);
+    uint32_t magic = wire_get_u32(&r), version = wire_get_u32(&r);
+    bool head_bad = r.bad;
+    /* Only magic and version are common to every protocol version: the rest is read
+     * with this version's layout, and need not parse when the versions differ. */
+    uint32_t kind = wire_get_u32(&r);
+    int client_pid = (int)wire_get_u32(&r);
+    char name[64] = "", host[64] = "";
+    wire_get_str(&r, name, sizeof name);
+    wire_get_str(&r, host, sizeof host);
+    uint64_t sid = wire_get_u64(&r);
+    const uint8_t *token = wire_get_raw(&r, VGPU_TOKEN_BYTES);
+    if (h.op != VGPU_OP_HELLO || magic != VGPU_PROTOCOL_MAGIC || head_bad) {
+        VGPU_WARN("connection from %s: not a vgpu hello; closed", conn->peer);
+        goto out;
+    }
+    if (version != VGPU_PROTOCOL_VERSION) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "protocol version mismatch: client speaks %u, daemon speaks %u", version,
+                 VGPU_PROTOCOL_VERSION);
+        if (r.bad) VGPU_WARN("connection from %s: %s", conn->peer, msg);
+        else VGPU_WARN("client pid %d (%s@%s): %s", client_pid, name, host, msg);
+        reply_error(conn, CUDA_ERROR_NOT_SUPPORTED, msg);
+        goto out;
+    }
+    if (r.bad) {
+        VGPU_WARN("connection from %s: malformed hello; closed", conn->peer);
+        goto out;
+    }
+    /* The hello timeout is a socket option: it would stay with the connection in the
+     * worker and end any lane that idles longer. Lanes wait for requests forever. */
+    struct timeval no_timeout = {0, 0};
+    setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &no_timeout, sizeof no_timeout);
+    pthread_mutex_lock(&d.lock);
+    if (kind == VGPU_HELLO_JOIN_SESSION) {
+        struct client *cl = find_client(sid);
+        if (!cl || !vgpu_consttime_equal(cl->token, token, VGPU_TOKEN_BYTES)) {
+            pthread_mutex_unlock(&d.lock);
+            VGPU_WARN("connection from %s: join of unknown session %llu refused", conn->peer,
+                      (unsigned long long)sid);
+            reply_error(conn, CUDA_ERROR_INVALID_HANDLE, "unknown session");
+            goto out;
+        }
+        char byte = 'L';
+        struct iovec iov = {&byte, 1};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        memset(&cm, 0, sizeof cm);
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &conn->fd, sizeof(int));
+        if (sendmsg(cl->ctl_fd, &mh, MSG_NOSIGNAL) < 0)
+            VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
+        pthread_mutex_unlock(&d.lock);
+        goto out; /* the worker owns the connection now; close our copy */
+    }
+    struct client *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        pthread_mutex_unlock(&d.lock);
+        goto out;
+    }
+    cl->session_id = d.next_session++;
+    cl->client_pid = client_pid;
+    snprintf(cl->name, sizeof cl->name, "%s", name);
+    if (getrandom(cl->token, sizeof cl->token, 0) != (ssize_t)sizeof cl->token) {
+        free(cl);
+        pthread_mutex_unlock(&d.lock);
+        goto out;
+    }
+    if (spawn_worker(conn, conn->t->scheme, client_pid, name, host, cl)) {
+        pthread_mutex_unlock(&d.lock);
+        VGPU_ERROR("client pid %d: cannot start a worker: %s", client_pid, strerror(errno));
+        reply_error(conn, CUDA_ERROR_OUT_OF_MEMORY, "daemon cannot start a worker");
+        free(cl);
+        goto out;
+    }
+    cl->next = d.clients;
+    d.clients = cl;
+    /* The worker learns the session token over its control socket and returns it in
+     * its HELLO reply; it never appears on a command line. */
+    if (send(cl->ctl_fd, cl->token, sizeof cl->token, MSG_NOSIGNAL) != (ssize_t)sizeof cl->token)
+        VGPU_WARN("client pid %d: cannot pass the session token to its worker", client_pid);
+    VGPU_INFO("client pid %d (%s@%s) connected via %s: session %llu, worker pid %d", client_pid, name, host,
+              conn->peer, (unsigned long long)cl->session_id, (int)cl->worker);
+    pthread_mutex_unlock(&d.lock);
+out:
+    wire_buf_free(&body);
+    vgpu_conn_close(conn);
+    return NULL;
+}
+
+static void reap_workers(bool log)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        pthread_mutex_lock(&d.lock);
+        for (struct client **pp = &d.clients; *pp; pp = &(*pp)->next) {
+            struct client *c = *pp;
+            if (c->worker != pid) continue;
+            if (log && WIFSIGNALED(st))
+                VGPU_WARN("worker of client pid %d (%s) died from signal %d; its device state was freed",
+                          c->client_pid, c->name, WTERMSIG(st));
+            close(c->ctl_fd);
+            *pp = c->next;
+            free(c);
+            break;
+        }
+        pthread_mutex_unlock(&d.lock);
+    }
+}
+
+static int daemon_main(const char **addrs, int naddrs)
+{
+    struct vgpu_listener *ls[MAX_LISTEN];
+    char err[256];
+    for (int i = 0; i < naddrs; i++) {
+        if (vgpu_listen(addrs[i], &ls[i], err, sizeof err)) {
+            VGPU_ERROR("%s", err);
+            for (int j = 0; j < i; j++) vgpu_listener_close(ls[j]);
+            return 1;
+        }
+        VGPU_INFO("listening on %s", addrs[i]);
+    }
+    if (pipe2(d.signal_pipe, O_CLOEXEC | O_NONBLOCK)) return 1;
+    pthread_t spawner_th;
+    if (pthread_create(&spawner_th, NULL, spawner_main, NULL)) {
+        VGPU_ERROR("cannot start the worker spawner thread");
+        return 1;
+    }
+    pthread_detach(spawner_th);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    VGPU_INFO("ready (backend %s)", d.backend);
+    struct pollfd pf[MAX_LISTEN + 1];
+    int stop_sig = 0;
+    while (!stop_sig) {
+        for (int i = 0; i < naddrs; i++) pf[i] = (struct pollfd){.fd = ls[i]->fd, .events = POLLIN};
+        pf[naddrs] = (struct pollfd){.fd = d.signal_pipe[0], .events = POLLIN};
+        if (poll(pf, (nfds_t)naddrs + 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (pf[naddrs].revents) {
+            unsigned char sig;
+            while (read(d.signal_pipe[0], &sig, 1) == 1) {
+                if (sig == SIGCHLD) reap_workers(true);
+                else stop_sig = sig;
+            }
+        }
+        for (int i = 0; i < naddrs && !stop_sig; i++) {
+            if (!(pf[i].revents & POLLIN)) continue;
+            struct vgpu_conn *c;
+            if (vgpu_accept(ls[i], &c)) continue;
+            pthread_t th;
+            if (pthread_create(&th, NULL, handshake_main, c)) {
+                vgpu_conn_close(c);
+                continue;
+            }
+            pthread_detach(th);
+        }
+    }
+    VGPU_INFO("signal %d: shutting down", stop_sig);
+    for (int i = 0; i < naddrs; i++) vgpu_listener_close(ls[i]);
+    pthread_mutex_lock(&d.lock);
+    for (struct client *c = d.clients; c; c = c->next) kill(c->worker, SIGTERM);
+    pthread_mutex_unlock(&d.lock);
+    for (int i = 0; i < 50; i++) {
+        reap_workers(false);
+        pthread_mutex_lock(&d.lock);
+        bool empty = d.clients == NULL;
+        pthread_mutex_unlock(&d.lock);
+        if (empty) break;
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    vgpu_log_set_tag("vgpud");
+    if (!getenv("VGPU_LOG")) vgpu_log_set_level(VGPU_LOG_INFO);
+    const char *addrs[MAX_LISTEN];
+    int naddrs = 0;
+    const char *backend = "auto";
+    struct worker_args wa = {.conn_fd = 3, .ctl_fd = 4, .client_name = "?", .client_host = "?", .transport = "unix"};
+    bool worker = false;
+    d.emu_memory = 16ull << 30;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define TAKE() (i++, v)
+        if (!strcmp(a, "--listen") && v) {
+            if (naddrs == MAX_LISTEN) {
+                fprintf(stderr, "vgpud: at most %d --listen addresses\n", MAX_LISTEN);
+                return 2;
+            }
+            addrs[naddrs++] = TAKE();
+        } else if (!strcmp(a, "--backend") && v) backend = TAKE();
+        else if (!strcmp(a, "--driver") && v) d.driver = TAKE();
+        else if (!strcmp(a, "--emu-memory") && v) {
+            if (vgpu_parse_size(TAKE(), &d.emu_memory) || d.emu_memory == 0) {
+                fprintf(stderr, "vgpud: bad --emu-memory '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--worker")) worker = true;
+        else if (!strcmp(a, "--session") && v) wa.session_id = strtoull(TAKE(), NULL, 10);
+        else if (!strcmp(a, "--client-pid") && v) wa.client_pid = atoi(TAKE());
+        else if (!strcmp(a, "--client-name") && v) wa.client_name = TAKE();
+        else if (!strcmp(a, "--client-host") && v) wa.client_host = TAKE();
+        else if (!strcmp(a, "--transport") && v) wa.transport = TAKE();
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "vgpud: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+#undef TAKE
+    }
+    if (worker) {
+        vgpu_log_set_tag("vgpud-worker");
+        wa.backend = backend;
+        wa.driver = d.driver;
+        wa.emu_memory = d.emu_memory;
+        return worker_main(&wa);
+    }
+    if (naddrs == 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(backend, "auto") && strcmp(backend, "cuda") && strcmp(backend, "emu")) {
+        fprintf(stderr, "vgpud: --backend must be auto, cuda or emu\n");
+        return 2;
+    }
+    ssize_t n = readlink("/proc/self/exe", d.self_exe, sizeof d.self_exe - 1);
+    if (n <= 0) {
+        fprintf(stderr, "vgpud: cannot find own executable\n");
+        return 1;
+    }
+    d.self_exe[n] = 0;
+    if (!strcmp(backend, "auto")) {
+        backend = cuda_usable() ? "cuda" : "emu";
+        VGPU_INFO("backend auto: using %s (%s)", backend,
+                  !strcmp(backend, "cuda") ? "NVIDIA driver and GPU found" : "no usable NVIDIA driver/GPU");
+    } else if (!strcmp(backend, "cuda") && !cuda_usable()) {
+        VGPU_ERROR("backend cuda: no usable NVIDIA driver and GPU (see --driver)");
+        return 1;
+    }
+    d.backend = backend;
+    return daemon_main(addrs, naddrs);
+}

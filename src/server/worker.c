@@ -1,0 +1,276 @@
+/*
+ * A vgpud worker: one process per client (guest process). Lane 0 is the client's
+ * first connection; the parent daemon hands further connections of the same client
+ * (one per guest thread) over the control socket. The worker ends when lane 0 ends,
+ * when any message is malformed, oversized or a reply, when a reply cannot be built,
+ * or when the daemon's control socket closes; process exit releases everything the
+ * client held on the device, and the worker logs what that was.
+ */
+#include "server/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/frame.h"
+
+const char *server_backend_name = "?";
+
+static struct session the_session;
+static const struct vgpu_transport *lane_transport;
+static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_disconnect_and_exit(const char *why)
+{
+    pthread_mutex_lock(&exit_lock); /* one thread reports and exits */
+    struct session *s = &the_session;
+    pthread_mutex_lock(&s->lock);
+    struct handle_table *t = &s->handles;
+    VGPU_INFO("client pid %d (%s@%s) disconnected (%s): freed %zu allocations (%llu bytes), %zu modules, "
+              "%zu libraries, %zu streams, %zu events, %zu contexts",
+              s->client_pid, s->client_name, s->client_host, why, t->count[H_MEMORY],
+              (unsigned long long)t->memory_bytes, t->count[H_MODULE], t->count[H_LIBRARY], t->count[H_STREAM],
+              t->count[H_EVENT], t->count[H_CONTEXT]);
+    /* Process exit returns every device object of this client to the driver; nothing
+     * else in the daemon depends on this process. */
+    _exit(0);
+}
+
+struct lane_progress *session_lane_progress(struct session *s, unsigned index, bool create)
+{
+    struct lane_progress *p = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (index < s->nprogress) p = s->progress[index];
+    if (!p && create) {
+        if (index >= s->nprogress) {
+            size_t n = s->nprogress ? s->nprogress : 16;
+            while (n <= index) n *= 2;
+            struct lane_progress **grown = realloc(s->progress, n * sizeof *grown);
+            if (grown) {
+                memset(grown + s->nprogress, 0, (n - s->nprogress) * sizeof *grown);
+                s->progress = grown;
+                s->nprogress = n;
+            }
+        }
+        if (index < s->nprogress && (p = calloc(1, sizeof *p)) != NULL) {
+            atomic_store(&p->open, true);
+            s->progress[index] = p;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return p;
+}
+
+/* A lane finished a frame (or closed): wake FENCE waiters, if any. */
+static void lane_advanced(struct lane *L, uint64_t seq)
+{
+    if (L->progress) atomic_store(&L->progress->processed, seq);
+    if (atomic_load(&L->s->fence_waiters) > 0) {
+        pthread_mutex_lock(&L->s->fence_lock);
+        pthread_cond_broadcast(&L->s->fence_cond);
+        pthread_mutex_unlock(&L->s->fence_lock);
+    }
+}
+
+static CUresult dispatch(struct lane *L, uint16_t op, struct wire_rd *in, struct wire_buf *out)
+{
+    switch (op) {
+#define VGPU_OP_CASE(name, id) \
+    case id: return op_##name(L, in, out);
+        VGPU_OPS(VGPU_OP_CASE)
+#undef VGPU_OP_CASE
+    default: L->malformed = "unknown operation"; return VGPU_RC_MALFORMED;
+    }
+}
+
+static int send_hello_reply(struct lane *L, CUresult rc, const char *msg)
+{
+    struct wire_buf b;
+    wire_buf_init(&b);
+    wire_put_i32(&b, rc);
+    wire_put_u32(&b, VGPU_PROTOCOL_VERSION);
+    wire_put_u64(&b, L->s->id);
+    wire_put_u32(&b, L->index);
+    wire_put_raw(&b, L->s->token, VGPU_TOKEN_BYTES);
+    wire_put_str(&b, msg);
+    int r = b.oom ? -1 : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, 0, b.data, b.len, NULL, 0);
+    wire_buf_free(&b);
+    return r;
+}
+
+/* Serve one lane until its connection ends. */
+static void *lane_main(void *arg)
+{
+    struct lane *L = arg;
+    char desc[160];
+    snprintf(desc, sizeof desc, "vgpu %s backend", server_backend_name);
+    if (send_hello_reply(L, CUDA_SUCCESS, desc)) {
+        VGPU_WARN("client pid %d: lane %u: cannot answer hello", L->s->client_pid, L->index);
+        goto done;
+    }
+    for (;;) {
+        struct vgpu_frame_hdr h;
+        if (vgpu_frame_recv(L->conn, &h, &L->in)) {
+            if (errno == EMSGSIZE) {
+                VGPU_ERROR("client pid %d: frame of %u bytes exceeds the limit; ending session", L->s->client_pid,
+                           h.length);
+                log_disconnect_and_exit("oversized message");
+            }
+            break; /* the lane's guest thread or process went away */
+        }
+        if (h.flags & VGPU_FRAME_REPLY) {
+            VGPU_ERROR("client pid %d: sent a reply frame; ending session", L->s->client_pid);
+            log_disconnect_and_exit("protocol violation");
+        }
+        struct wire_rd in;
+        wire_rd_init(&in, L->in.data, L->in.len);
+        wire_buf_reset(&L->out);
+        wire_put_i32(&L->out, 0); /* result, patched below */
+        L->op = h.op;
+        L->malformed = NULL;
+        if (h.op == VGPU_OP_GOODBYE) break;
+        CUresult rc = dispatch(L, h.op, &in, &L->out);
+        if (rc == VGPU_RC_MALFORMED) {
+            VGPU_ERROR("client pid %d (%s): malformed %s message (op %u): %s; ending session", L->s->client_pid,
+                       L->s->client_name, vgpu_op_name(h.op), h.op, L->malformed ? L->malformed : "?");
+            log_disconnect_and_exit("malformed message");
+        }
+        if (L->out.oom && rc == CUDA_SUCCESS) { /* a failed reply is just its result */
+            VGPU_ERROR("client pid %d: out of memory building a reply; ending session", L->s->client_pid);
+            log_disconnect_and_exit("out of memory");
+        }
+        if (h.flags & VGPU_FRAME_NOREPLY) {
+            if (rc != CUDA_SUCCESS && L->async_error == CUDA_SUCCESS) L->async_error = rc;
+            lane_advanced(L, h.seq);
+            continue;
+        }
+        size_t len = rc == CUDA_SUCCESS ? L->out.len : 4; /* outputs only on success */
+        uint32_t urc = (uint32_t)rc;
+        for (int i = 0; i < 4; i++) L->out.data[i] = (uint8_t)(urc >> (8 * i));
+        lane_advanced(L, h.seq);
+        if (vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, h.seq, L->out.data, len, NULL, 0)) break;
+    }
+done:
+    if (L->progress) {
+        atomic_store(&L->progress->open, false);
+        lane_advanced(L, atomic_load(&L->progress->processed));
+    }
+    pthread_mutex_lock(&L->s->lock);
+    L->s->lanes_open--;
+    pthread_mutex_unlock(&L->s->lock);
+    if (L->index == 0) log_disconnect_and_exit("connection closed");
+    vgpu_conn_close(L->conn);
+    wire_buf_free(&L->in);
+    wire_buf_free(&L->out);
+    free(L);
+    return NULL;
+}
+
+static int start_lane(int fd, unsigned index, bool same_thread)
+{
+    struct lane *L = calloc(1, sizeof *L);
+    struct vgpu_conn *c = vgpu_conn_from_fd(lane_transport, fd);
+    if (!L || !c) {
+        free(L);
+        free(c);
+        close(fd);
+        return -1;
+    }
+    L->s = &the_session;
+    L->conn = c;
+    L->index = index;
+    L->progress = session_lane_progress(&the_session, index, true);
+    wire_buf_init(&L->in);
+    wire_buf_init(&L->out);
+    pthread_mutex_lock(&the_session.lock);
+    the_session.lanes_open++;
+    pthread_mutex_unlock(&the_session.lock);
+    if (same_thread) {
+        lane_main(L);
+        return 0;
+    }
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, lane_main, L);
+    pthread_attr_destroy(&attr);
+    if (rc) {
+        VGPU_ERROR("client pid %d: cannot start a lane thread: %s", the_session.client_pid, strerror(rc));
+        vgpu_conn_close(c);
+        free(L);
+        return -1;
+    }
+    return 0;
+}
+
+/* Receive further lanes' connections from the parent (SCM_RIGHTS). */
+static void *control_main(void *arg)
+{
+    int ctl = (int)(intptr_t)arg;
+    unsigned next_index = 1;
+    for (;;) {
+        char byte;
+        struct iovec iov = {&byte, 1};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+        ssize_t n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break; /* parent gone */
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) continue;
+        int fd;
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        start_lane(fd, next_index++, false);
+    }
+    VGPU_WARN("client pid %d: daemon control channel closed; ending session", the_session.client_pid);
+    log_disconnect_and_exit("daemon exiting");
+    return NULL;
+}
+
+int worker_main(const struct worker_args *a)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the daemon */
+    signal(SIGPIPE, SIG_IGN);
+    struct session *s = &the_session;
+    s->id = a->session_id;
+    s->client_pid = a->client_pid;
+    snprintf(s->client_name, sizeof s->client_name, "%s", a->client_name);
+    snprintf(s->client_host, sizeof s->client_host, "%s", a->client_host);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->fence_lock, NULL);
+    pthread_cond_init(&s->fence_cond, NULL);
+    const char *where;
+    lane_transport = vgpu_transport_for(a->transport, &where);
+    if (!lane_transport) lane_transport = &vgpu_transport_unix;
+
+    char err[256] = "";
+    int rc = strcmp(a->backend, "emu") == 0 ? backend_open_emu(a->emu_memory, err, sizeof err)
+                                            : backend_open_cuda(a->driver, err, sizeof err);
+    CUresult init = rc ? CUDA_ERROR_NO_DEVICE : drv.cuInit(0);
+    server_backend_name = a->backend;
+    if (rc || init != CUDA_SUCCESS) {
+        if (!rc) snprintf(err, sizeof err, "cuInit failed with error %d", (int)init);
+        VGPU_ERROR("client pid %d: backend %s unavailable: %s", s->client_pid, a->backend, err);
+        struct lane L = {.s = s, .conn = vgpu_conn_from_fd(lane_transport, a->conn_fd)};
+        if (L.conn) send_hello_reply(&L, CUDA_ERROR_NO_DEVICE, err);
+        _exit(1);
+    }
+    /* The parent's first control message is the session token (see vgpud.c). */
+    if (recv(a->ctl_fd, s->token, sizeof s->token, 0) != (ssize_t)sizeof s->token) {
+        VGPU_ERROR("client pid %d: no session token from the daemon", s->client_pid);
+        _exit(1);
+    }
+    pthread_t th;
+    if (pthread_create(&th, NULL, control_main, (void *)(intptr_t)a->ctl_fd) == 0) pthread_detach(th);
+    start_lane(a->conn_fd, 0, true);
+    return 0;
+}

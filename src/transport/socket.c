@@ -1,0 +1,145 @@
+/* Stream-socket plumbing shared by the unix and TCP transports, and address dispatch. */
+#include "transport/transport.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const struct vgpu_transport *const transports[] = {&vgpu_transport_unix, &vgpu_transport_tcp};
+
+const struct vgpu_transport *vgpu_transport_for(const char *addr, const char **where)
+{
+    if (!addr) return NULL;
+    for (size_t i = 0; i < sizeof transports / sizeof transports[0]; i++) {
+        size_t n = strlen(transports[i]->scheme);
+        if (strncmp(addr, transports[i]->scheme, n) == 0 && addr[n] == ':') {
+            *where = addr + n + 1;
+            return transports[i];
+        }
+    }
+    return NULL;
+}
+
+int vgpu_connect(const char *addr, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen)
+{
+    const char *where;
+    const struct vgpu_transport *t = vgpu_transport_for(addr, &where);
+    if (!t) {
+        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH or tcp:HOST:PORT)", addr ? addr : "");
+        return -1;
+    }
+    return t->connect(where, timeout_ms, out, err, errlen);
+}
+
+int vgpu_listen(const char *addr, struct vgpu_listener **out, char *err, size_t errlen)
+{
+    const char *where;
+    const struct vgpu_transport *t = vgpu_transport_for(addr, &where);
+    if (!t) {
+        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH or tcp:HOST:PORT)", addr ? addr : "");
+        return -1;
+    }
+    int rc = t->listen(where, out, err, errlen);
+    if (rc == 0) snprintf((*out)->addr, sizeof (*out)->addr, "%s", addr);
+    return rc;
+}
+
+struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd)
+{
+    struct vgpu_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->t = t;
+    c->fd = fd;
+    snprintf(c->peer, sizeof c->peer, "%s fd %d", t->scheme, fd);
+    return c;
+}
+
+int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
+{
+    for (;;) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (l->t == &vgpu_transport_tcp) {
+            int one = 1;
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        struct vgpu_conn *c = vgpu_conn_from_fd(l->t, fd);
+        if (!c) {
+            close(fd);
+            return -1;
+        }
+        *out = c;
+        return 0;
+    }
+}
+
+void vgpu_listener_close(struct vgpu_listener *l)
+{
+    if (!l) return;
+    close(l->fd);
+    if (l->unix_path[0]) unlink(l->unix_path);
+    free(l);
+}
+
+int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(iovcnt > 64 ? 64 : iovcnt)};
+        /* MSG_NOSIGNAL: a vanished peer is an error return, not a SIGPIPE in the application. */
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        while (n > 0 && iovcnt > 0) {
+            if ((size_t)n >= iov->iov_len) {
+                n -= (ssize_t)iov->iov_len;
+                iov++;
+                iovcnt--;
+            } else {
+                iov->iov_base = (char *)iov->iov_base + n;
+                iov->iov_len -= (size_t)n;
+                n = 0;
+            }
+        }
+        while (iovcnt > 0 && iov->iov_len == 0) {
+            iov++;
+            iovcnt--;
+        }
+    }
+    return 0;
+}
+
+int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = recv(c->fd, p, n, 0);
+        if (r == 0) {
+            errno = 0;
+            return -1;
+        }
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+void vgpu_sock_close(struct vgpu_conn *c)
+{
+    if (!c) return;
+    close(c->fd);
+    free(c);
+}

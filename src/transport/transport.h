@@ -1,0 +1,66 @@
+/*
+ * Transports: how guest and daemon exchange frames. Every transport implements the
+ * same function table, so the protocol code never knows which one carries it.
+ * Addresses: "unix:PATH", "tcp:HOST:PORT". (Shared memory, vsock and ivshmem slot
+ * in as further tables.)
+ */
+#ifndef VGPU_TRANSPORT_H
+#define VGPU_TRANSPORT_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+struct vgpu_conn;
+struct vgpu_listener;
+
+struct vgpu_transport {
+    const char *scheme; /* "unix", "tcp" */
+    /* Connect to the part of the address after "scheme:"; timeout in milliseconds. */
+    int (*connect)(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen);
+    int (*listen)(const char *where, struct vgpu_listener **out, char *err, size_t errlen);
+    /* Send every byte of the vector or fail (-1). */
+    int (*writev_all)(struct vgpu_conn *c, struct iovec *iov, int iovcnt);
+    /* Receive exactly n bytes, or fail (-1; errno 0 at orderly end of stream). */
+    int (*read_all)(struct vgpu_conn *c, void *buf, size_t n);
+    void (*close)(struct vgpu_conn *c);
+};
+
+/* A connection: stream transports keep one socket. */
+struct vgpu_conn {
+    const struct vgpu_transport *t;
+    int fd;
+    char peer[128]; /* printable peer address for logs */
+};
+
+struct vgpu_listener {
+    const struct vgpu_transport *t;
+    int fd;
+    char addr[256]; /* the address as given */
+    char unix_path[108]; /* removed at close, for unix sockets */
+};
+
+extern const struct vgpu_transport vgpu_transport_unix;
+extern const struct vgpu_transport vgpu_transport_tcp;
+
+/* Pick the transport for an address ("unix:/run/x.sock"); NULL if unknown.
+ * *where is set to the part after the scheme. */
+const struct vgpu_transport *vgpu_transport_for(const char *addr, const char **where);
+
+int vgpu_connect(const char *addr, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen);
+int vgpu_listen(const char *addr, struct vgpu_listener **out, char *err, size_t errlen);
+/* Accept one connection (blocking). */
+int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out);
+void vgpu_listener_close(struct vgpu_listener *l);
+/* Wrap an already connected stream socket (handed over by another process). */
+struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd);
+static inline void vgpu_conn_close(struct vgpu_conn *c)
+{
+    if (c) c->t->close(c);
+}
+
+/* Read/write helpers shared by the socket transports. */
+int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt);
+int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n);
+void vgpu_sock_close(struct vgpu_conn *c);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * Cross-thread ordering through vgpu: work one thread posts without waiting (an
+ * async memset, an event record) must be visible to a synchronous call another
+ * thread makes afterwards, although each thread talks to vgpud over its own lane.
+ * Also: threads make progress concurrently (one thread blocked in a synchronize
+ * does not stall another's calls). Prints PASS/FAIL lines; exit 0 when all pass.
+ */
+#include <cuda.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures, checks;
+#define CHECK(name, cond)                                           \
+    do {                                                            \
+        checks++;                                                   \
+        if (cond) printf("PASS %s\n", name);                        \
+        else {                                                      \
+            failures++;                                             \
+            printf("FAIL %s (line %d)\n", name, __LINE__);          \
+        }                                                           \
+    } while (0)
+#define CU(call)                                                                      \
+    do {                                                                              \
+        CUresult rc_ = (call);                                                        \
+        if (rc_ != CUDA_SUCCESS) {                                                    \
+            printf("FAIL %s returned %d (line %d)\n", #call, (int)rc_, __LINE__);      \
+            exit(1);                                                                  \
+        }                                                                             \
+    } while (0)
+
+#define WORDS (64u << 20) /* 256 MiB of u32: a memset long enough to race with */
+
+static CUcontext ctx;
+static CUdeviceptr buf;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int stage;
+
+static void set_stage(int s)
+{
+    pthread_mutex_lock(&mu);
+    stage = s;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void wait_stage(int s)
+{
+    pthread_mutex_lock(&mu);
+    while (stage < s) pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+/* Posts memsets on the legacy stream and tells the main thread it has done so. */
+static void *poster(void *arg)
+{
+    (void)arg;
+    CU(cuCtxSetCurrent(ctx));
+    for (unsigned round = 1; round <= 3; round++) {
+        wait_stage((int)round * 2 - 1);
+        /* Several long memsets queue up on the poster's lane; only the last value counts. */
+        for (unsigned k = 0; k < 3; k++) CU(cuMemsetD32Async(buf, 0xDEAD0000u + k, WORDS, NULL));
+        CU(cuMemsetD32Async(buf, 0xA0000000u + round, WORDS, NULL));
+        set_stage((int)round * 2);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    CU(cuInit(0));
+    CUdevice dev;
+    CU(cuDeviceGet(&dev, 0));
+    CU(cuDevicePrimaryCtxRetain(&ctx, dev));
+    CU(cuCtxSetCurrent(ctx));
+    CU(cuMemAlloc(&buf, (size_t)WORDS * 4));
+    CU(cuMemsetD32(buf, 0, WORDS));
+    pthread_t th;
+    pthread_create(&th, NULL, poster, NULL);
+    uint32_t *host = malloc((size_t)WORDS * 4);
+    for (unsigned round = 1; round <= 3; round++) {
+        set_stage((int)round * 2 - 1);
+        wait_stage((int)round * 2);
+        /* The poster's memset was issued before this copy (we waited for it): the
+         * copy must see all of it, first and last word included. */
+        CU(cuCtxSynchronize());
+        CU(cuMemcpyDtoH(host, buf, (size_t)WORDS * 4));
+        uint32_t want = 0xA0000000u + round;
+        size_t bad = 0;
+        for (size_t i = 0; i < WORDS; i++) bad += host[i] != want;
+        char name[64];
+        snprintf(name, sizeof name, "cross_thread_memset_visible_round%u", round);
+        CHECK(name, bad == 0);
+    }
+    pthread_join(th, NULL);
+    free(host);
+    CU(cuMemFree(buf));
+    CU(cuDevicePrimaryCtxRelease(dev));
+    printf("drv_threads: %d checks, %d failed: %s\n", checks, failures, failures ? "FAIL" : "OK");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,279 @@
+# vgpu end-to-end tests: include()d by the top-level CMakeLists.txt, after the
+# targets vgpud, vgpu and cuda_guest exist and after enable_testing():
+#
+#     include(tests/e2e/e2e.cmake)
+#
+# Expects (all from the top level):
+#   target vgpud, target vgpu        the daemon and the CLI (binaries in ${CMAKE_BINARY_DIR}/bin)
+#   target cuda_guest                builds ${CMAKE_BINARY_DIR}/lib/libcuda.so.1 and libcuda.so
+#   ${CMAKE_SOURCE_DIR}/include      holds vgpu/emu_kernel.h (found relative to this file)
+# Cache variables:
+#   VGPU_E2E            ON: build and register the tests (default ON)
+#   VGPU_E2E_NVCC       nvcc to use (default: ${VGPU_CUDA_ROOT}/bin/nvcc, else CUDAToolkit's, else
+#                       PATH, $CUDA_HOME, /usr/local/cuda)
+#   VGPU_E2E_ARCH       SM of the programs (default 90: -arch=sm_90)
+#   VGPU_E2E_NVCC_FLAGS extra nvcc flags (e.g. -ccbin g++-12)
+#   VGPU_E2E_BACKEND    backend the tests ask vgpud for: emu (default, CI) or cuda (GPU
+#                       suite; also registers the PTX-only variants)
+#   VGPU_E2E_EMU_MEMORY optional --emu-memory SIZE for the emu daemon ("" = its default)
+#   VGPU_E2E_TIMEOUT    seconds one program may run (default 240; ctest TIMEOUT is this + 60)
+# Outputs (in ${CMAKE_BINARY_DIR}/tests/e2e): rt_basic_static, rt_basic_shared,
+# rt_basic_ptx (PTX only), drv_basic, unreachable, e2e_probe, drv_kernels.{fatbin,cubin,ptx},
+# plugins/libvgpu_e2e_{rt,drv}_kernels.so, plugin_selftest.
+# Tests (label "e2e"): e2e_{rt_basic_static,rt_basic_shared,drv_basic,unreachable_drv,
+# unreachable_rt}_{unix,tcp}, e2e_plugin_selftest, e2e_plugin_symbols; with
+# VGPU_E2E_BACKEND=cuda also e2e_{rt_basic_ptx,drv_basic_ptx}_{unix,tcp}.
+# Variables set for other suites: VGPU_E2E_OUT_DIR, VGPU_E2E_RUN_SCRIPT, VGPU_E2E_RT_BASIC_PTX,
+# VGPU_E2E_DRV_PTX; target vgpu_e2e_programs builds every program.
+
+option(VGPU_E2E "Build and register the vgpu end-to-end tests" ON)
+set(VGPU_E2E_ARCH "90" CACHE STRING "SM architecture of the e2e test programs (90 = sm_90)")
+set(VGPU_E2E_NVCC_FLAGS "" CACHE STRING "Extra nvcc flags for the e2e test programs")
+set(VGPU_E2E_BACKEND "emu" CACHE STRING "vgpud backend for the e2e tests: emu, cuda or auto")
+set_property(CACHE VGPU_E2E_BACKEND PROPERTY STRINGS emu cuda auto)
+set(VGPU_E2E_EMU_MEMORY "" CACHE STRING "--emu-memory for the e2e daemon (empty: vgpud's default)")
+set(VGPU_E2E_TIMEOUT "240" CACHE STRING "Seconds one e2e program may run")
+
+if(NOT VGPU_E2E)
+  message(STATUS "vgpu e2e: disabled (VGPU_E2E=OFF)")
+  return()
+endif()
+
+set(_e2e_src "${CMAKE_CURRENT_LIST_DIR}")
+set(_e2e_out "${CMAKE_BINARY_DIR}/tests/e2e")
+get_filename_component(_e2e_vgpu_include "${_e2e_src}/../../include" ABSOLUTE)
+file(MAKE_DIRECTORY "${_e2e_out}/plugins" "${_e2e_out}/gen")
+set(VGPU_E2E_OUT_DIR "${_e2e_out}")
+set(VGPU_E2E_RUN_SCRIPT "${_e2e_src}/run_e2e.sh")
+
+set(_e2e_c_warnings)
+if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+  set(_e2e_c_warnings -Wall -Wextra -Werror)
+endif()
+
+# ---------------------------------------------------------------------------------
+# CPU kernel plugins and their self-test: plain C, no CUDA needed
+
+foreach(_p rt drv)
+  add_library(vgpu_e2e_${_p}_kernels MODULE "${_e2e_src}/plugins/${_p}_kernels.c")
+  target_include_directories(vgpu_e2e_${_p}_kernels PRIVATE "${_e2e_vgpu_include}" "${_e2e_src}")
+  target_compile_options(vgpu_e2e_${_p}_kernels PRIVATE ${_e2e_c_warnings})
+  if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+    # bit-exact floating point: never contract a*b+c into an FMA
+    target_compile_options(vgpu_e2e_${_p}_kernels PRIVATE -ffp-contract=off)
+  endif()
+  set_target_properties(vgpu_e2e_${_p}_kernels PROPERTIES
+    C_STANDARD 11 C_EXTENSIONS ON
+    LIBRARY_OUTPUT_DIRECTORY "${_e2e_out}/plugins")
+endforeach()
+set(_e2e_plugins "$<TARGET_FILE:vgpu_e2e_rt_kernels>:$<TARGET_FILE:vgpu_e2e_drv_kernels>")
+
+add_executable(vgpu_e2e_plugin_selftest "${_e2e_src}/plugin_selftest.c")
+target_include_directories(vgpu_e2e_plugin_selftest PRIVATE "${_e2e_vgpu_include}" "${_e2e_src}")
+target_compile_options(vgpu_e2e_plugin_selftest PRIVATE ${_e2e_c_warnings})
+if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+  target_compile_options(vgpu_e2e_plugin_selftest PRIVATE -ffp-contract=off)
+endif()
+target_link_libraries(vgpu_e2e_plugin_selftest PRIVATE ${CMAKE_DL_LIBS})
+set_target_properties(vgpu_e2e_plugin_selftest PROPERTIES
+  C_STANDARD 11 C_EXTENSIONS ON
+  OUTPUT_NAME plugin_selftest RUNTIME_OUTPUT_DIRECTORY "${_e2e_out}")
+add_test(NAME e2e_plugin_selftest
+  COMMAND vgpu_e2e_plugin_selftest $<TARGET_FILE:vgpu_e2e_rt_kernels> $<TARGET_FILE:vgpu_e2e_drv_kernels>)
+set_tests_properties(e2e_plugin_selftest PROPERTIES LABELS "e2e" TIMEOUT 60)
+
+# ---------------------------------------------------------------------------------
+# nvcc and the CUDA toolkit
+
+if(NOT VGPU_E2E_NVCC)
+  set(_e2e_nvcc_guess "")
+  if(VGPU_CUDA_ROOT AND EXISTS "${VGPU_CUDA_ROOT}/bin/nvcc")
+    set(_e2e_nvcc_guess "${VGPU_CUDA_ROOT}/bin/nvcc")
+  else()
+    if(NOT CUDAToolkit_FOUND)
+      find_package(CUDAToolkit QUIET)
+    endif()
+    if(CUDAToolkit_NVCC_EXECUTABLE AND EXISTS "${CUDAToolkit_NVCC_EXECUTABLE}")
+      set(_e2e_nvcc_guess "${CUDAToolkit_NVCC_EXECUTABLE}")
+    else()
+      find_program(VGPU_E2E_NVCC_FOUND nvcc
+        HINTS "$ENV{CUDA_HOME}/bin" "$ENV{CUDA_PATH}/bin" /usr/local/cuda/bin)
+      if(VGPU_E2E_NVCC_FOUND)
+        set(_e2e_nvcc_guess "${VGPU_E2E_NVCC_FOUND}")
+      endif()
+    endif()
+  endif()
+  if(_e2e_nvcc_guess)
+    set(VGPU_E2E_NVCC "${_e2e_nvcc_guess}" CACHE FILEPATH "nvcc for the vgpu e2e tests" FORCE)
+  endif()
+endif()
+
+if(NOT VGPU_E2E_NVCC OR NOT EXISTS "${VGPU_E2E_NVCC}")
+  message(WARNING "vgpu e2e: nvcc not found (set VGPU_E2E_NVCC or install the CUDA toolkit): "
+                  "the end-to-end tests are SKIPPED; only the plugin self-test runs")
+  add_test(NAME e2e_skipped_no_nvcc
+    COMMAND sh -c "echo 'vgpu e2e: nvcc not found at configure time; end-to-end tests skipped'; exit 77")
+  set_tests_properties(e2e_skipped_no_nvcc PROPERTIES LABELS "e2e" SKIP_RETURN_CODE 77)
+  return()
+endif()
+
+# toolkit layout: prefer CUDAToolkit's answers, else the directories around nvcc
+get_filename_component(_e2e_cuda_root "${VGPU_E2E_NVCC}" DIRECTORY)
+get_filename_component(_e2e_cuda_root "${_e2e_cuda_root}" DIRECTORY)
+find_path(VGPU_E2E_CUDA_INCLUDE cuda.h
+  HINTS ${CUDAToolkit_INCLUDE_DIRS} "${_e2e_cuda_root}/include" "${_e2e_cuda_root}/targets/x86_64-linux/include"
+  NO_DEFAULT_PATH)
+find_library(VGPU_E2E_CUDART_STATIC cudart_static
+  HINTS ${CUDAToolkit_LIBRARY_DIR} "${_e2e_cuda_root}/lib64" "${_e2e_cuda_root}/lib"
+        "${_e2e_cuda_root}/targets/x86_64-linux/lib"
+  NO_DEFAULT_PATH)
+if(NOT VGPU_E2E_CUDA_INCLUDE OR NOT VGPU_E2E_CUDART_STATIC)
+  message(WARNING "vgpu e2e: cuda.h or libcudart_static.a not found next to ${VGPU_E2E_NVCC}: "
+                  "the end-to-end tests are SKIPPED")
+  add_test(NAME e2e_skipped_no_toolkit
+    COMMAND sh -c "echo 'vgpu e2e: CUDA toolkit incomplete at configure time; end-to-end tests skipped'; exit 77")
+  set_tests_properties(e2e_skipped_no_toolkit PROPERTIES LABELS "e2e" SKIP_RETURN_CODE 77)
+  return()
+endif()
+get_filename_component(_e2e_cuda_libdir "${VGPU_E2E_CUDART_STATIC}" DIRECTORY)
+message(STATUS "vgpu e2e: nvcc ${VGPU_E2E_NVCC}, sm_${VGPU_E2E_ARCH}, backend ${VGPU_E2E_BACKEND}")
+
+# ---------------------------------------------------------------------------------
+# programs built by nvcc
+
+separate_arguments(_e2e_nvcc_extra UNIX_COMMAND "${VGPU_E2E_NVCC_FLAGS}")
+set(_e2e_nvcc ${VGPU_E2E_NVCC} ${_e2e_nvcc_extra} -I${_e2e_src})
+set(_e2e_sass -arch=sm_${VGPU_E2E_ARCH})
+set(_e2e_ptx_only -gencode arch=compute_${VGPU_E2E_ARCH},code=compute_${VGPU_E2E_ARCH})
+set(_e2e_rt_deps "${_e2e_src}/rt_basic.cu" "${_e2e_src}/e2e_types.h")
+set(_e2e_drv_deps "${_e2e_src}/drv_kernels.cu" "${_e2e_src}/e2e_types.h")
+
+add_custom_command(OUTPUT "${_e2e_out}/rt_basic_static"
+  COMMAND ${_e2e_nvcc} -std=c++17 -O2 ${_e2e_sass} -cudart static
+          -o "${_e2e_out}/rt_basic_static" "${_e2e_src}/rt_basic.cu"
+  DEPENDS ${_e2e_rt_deps} COMMENT "nvcc rt_basic (static cudart)" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/rt_basic_shared"
+  COMMAND ${_e2e_nvcc} -std=c++17 -O2 ${_e2e_sass} -cudart shared -Xlinker -rpath=${_e2e_cuda_libdir}
+          -o "${_e2e_out}/rt_basic_shared" "${_e2e_src}/rt_basic.cu"
+  DEPENDS ${_e2e_rt_deps} COMMENT "nvcc rt_basic (shared cudart)" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/rt_basic_ptx"
+  COMMAND ${_e2e_nvcc} -std=c++17 -O2 ${_e2e_ptx_only} -cudart static
+          -o "${_e2e_out}/rt_basic_ptx" "${_e2e_src}/rt_basic.cu"
+  DEPENDS ${_e2e_rt_deps} COMMENT "nvcc rt_basic (PTX only, for the GPU suite)" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/rt_basic.cubin"
+  COMMAND ${_e2e_nvcc} -std=c++17 ${_e2e_sass} -cubin -o "${_e2e_out}/rt_basic.cubin" "${_e2e_src}/rt_basic.cu"
+  DEPENDS ${_e2e_rt_deps} COMMENT "nvcc rt_basic.cubin (kernel names)" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/drv_kernels.fatbin"
+  COMMAND ${_e2e_nvcc} ${_e2e_sass} -fatbin -o "${_e2e_out}/drv_kernels.fatbin" "${_e2e_src}/drv_kernels.cu"
+  DEPENDS ${_e2e_drv_deps} COMMENT "nvcc drv_kernels.fatbin" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/drv_kernels.cubin"
+  COMMAND ${_e2e_nvcc} ${_e2e_sass} -cubin -o "${_e2e_out}/drv_kernels.cubin" "${_e2e_src}/drv_kernels.cu"
+  DEPENDS ${_e2e_drv_deps} COMMENT "nvcc drv_kernels.cubin" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/drv_kernels.ptx"
+  COMMAND ${_e2e_nvcc} ${_e2e_sass} -ptx -o "${_e2e_out}/drv_kernels.ptx" "${_e2e_src}/drv_kernels.cu"
+  DEPENDS ${_e2e_drv_deps} COMMENT "nvcc drv_kernels.ptx" VERBATIM)
+foreach(_k fatbin cubin)
+  add_custom_command(OUTPUT "${_e2e_out}/gen/drv_kernels_${_k}.c"
+    COMMAND ${CMAKE_COMMAND} -DIN=${_e2e_out}/drv_kernels.${_k} -DOUT=${_e2e_out}/gen/drv_kernels_${_k}.c
+            -DNAME=e2e_drv_${_k} -P "${_e2e_src}/embed.cmake"
+    DEPENDS "${_e2e_out}/drv_kernels.${_k}" "${_e2e_src}/embed.cmake"
+    COMMENT "embed drv_kernels.${_k}" VERBATIM)
+endforeach()
+
+add_custom_target(vgpu_e2e_programs ALL DEPENDS
+  "${_e2e_out}/rt_basic_static" "${_e2e_out}/rt_basic_shared" "${_e2e_out}/rt_basic_ptx"
+  "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin" "${_e2e_out}/drv_kernels.ptx")
+set(VGPU_E2E_RT_BASIC_PTX "${_e2e_out}/rt_basic_ptx")
+set(VGPU_E2E_DRV_PTX "${_e2e_out}/drv_kernels.ptx")
+
+# ---------------------------------------------------------------------------------
+# C programs linked against vgpu's libcuda (-L${CMAKE_BINARY_DIR}/lib -lcuda)
+
+set(_e2e_guest_libdir "${CMAKE_BINARY_DIR}/lib")
+find_package(Threads REQUIRED)
+
+add_executable(vgpu_e2e_drv_basic "${_e2e_src}/drv_basic.c"
+  "${_e2e_out}/gen/drv_kernels_fatbin.c" "${_e2e_out}/gen/drv_kernels_cubin.c")
+add_executable(vgpu_e2e_unreachable "${_e2e_src}/unreachable.c")
+add_executable(vgpu_e2e_drv_threads "${_e2e_src}/drv_threads.c")
+foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads)
+  target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
+  target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
+  target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
+  target_link_libraries(${_t} PRIVATE -lcuda Threads::Threads ${CMAKE_DL_LIBS})
+  set_target_properties(${_t} PROPERTIES C_STANDARD 11 C_EXTENSIONS ON RUNTIME_OUTPUT_DIRECTORY "${_e2e_out}")
+  if(TARGET cuda_guest)
+    add_dependencies(${_t} cuda_guest)
+  endif()
+endforeach()
+set_target_properties(vgpu_e2e_drv_basic PROPERTIES OUTPUT_NAME drv_basic)
+set_target_properties(vgpu_e2e_unreachable PROPERTIES OUTPUT_NAME unreachable)
+set_target_properties(vgpu_e2e_drv_threads PROPERTIES OUTPUT_NAME drv_threads)
+# unreachable's rt mode: static cudart, which dlopens libcuda.so.1 itself
+target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" rt)
+# the generated sources are not ours to lint
+set_source_files_properties("${_e2e_out}/gen/drv_kernels_fatbin.c" "${_e2e_out}/gen/drv_kernels_cubin.c"
+  PROPERTIES GENERATED TRUE COMPILE_OPTIONS "-w")
+
+add_executable(vgpu_e2e_probe "${_e2e_src}/e2e_probe.c")
+target_compile_options(vgpu_e2e_probe PRIVATE ${_e2e_c_warnings})
+set_target_properties(vgpu_e2e_probe PROPERTIES
+  C_STANDARD 11 C_EXTENSIONS ON OUTPUT_NAME e2e_probe RUNTIME_OUTPUT_DIRECTORY "${_e2e_out}")
+
+# ---------------------------------------------------------------------------------
+# tests
+
+add_test(NAME e2e_plugin_symbols
+  COMMAND bash "${_e2e_src}/check_symbols.sh" "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin" --
+          $<TARGET_FILE:vgpu_e2e_rt_kernels> $<TARGET_FILE:vgpu_e2e_drv_kernels>)
+set_tests_properties(e2e_plugin_symbols PROPERTIES LABELS "e2e" TIMEOUT 60 SKIP_RETURN_CODE 77)
+
+if(TARGET vgpud)
+  set(_e2e_vgpud "$<TARGET_FILE:vgpud>")
+else()
+  set(_e2e_vgpud "${CMAKE_BINARY_DIR}/bin/vgpud")
+endif()
+if(TARGET vgpu)
+  set(_e2e_vgpu "$<TARGET_FILE:vgpu>")
+else()
+  set(_e2e_vgpu "${CMAKE_BINARY_DIR}/bin/vgpu")
+endif()
+math(EXPR _e2e_ctest_timeout "${VGPU_E2E_TIMEOUT} + 60")
+set(_e2e_env
+  "VGPU_E2E_BIN=${CMAKE_BINARY_DIR}/bin"
+  "VGPU_E2E_VGPUD=${_e2e_vgpud}"
+  "VGPU_E2E_VGPU=${_e2e_vgpu}"
+  "VGPU_E2E_LIB=${_e2e_guest_libdir}"
+  "VGPU_E2E_PLUGINS=${_e2e_plugins}"
+  "VGPU_E2E_PROBE=$<TARGET_FILE:vgpu_e2e_probe>"
+  "VGPU_E2E_BACKEND=${VGPU_E2E_BACKEND}"
+  "VGPU_E2E_EMU_MEMORY=${VGPU_E2E_EMU_MEMORY}"
+  "VGPU_E2E_TIMEOUT=${VGPU_E2E_TIMEOUT}")
+if(VGPU_SANITIZE)
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+                  OUTPUT_VARIABLE _e2e_libasan OUTPUT_STRIP_TRAILING_WHITESPACE)
+  list(APPEND _e2e_env "VGPU_E2E_PRELOAD=${_e2e_libasan}")
+endif()
+
+# vgpu_e2e_add(NAME MODE PROGRAM [ARGS...])
+function(vgpu_e2e_add name mode program)
+  add_test(NAME ${name} COMMAND bash "${_e2e_src}/run_e2e.sh" ${mode} ${program} ${ARGN})
+  set_tests_properties(${name} PROPERTIES
+    LABELS "e2e"
+    TIMEOUT ${_e2e_ctest_timeout}
+    ENVIRONMENT "${_e2e_env}")
+endfunction()
+
+foreach(_tr unix tcp)
+  vgpu_e2e_add(e2e_rt_basic_static_${_tr} ${_tr} "${_e2e_out}/rt_basic_static")
+  vgpu_e2e_add(e2e_rt_basic_shared_${_tr} ${_tr} "${_e2e_out}/rt_basic_shared")
+  vgpu_e2e_add(e2e_drv_basic_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic>)
+  vgpu_e2e_add(e2e_drv_threads_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_threads>)
+  vgpu_e2e_add(e2e_unreachable_drv_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
+  vgpu_e2e_add(e2e_unreachable_rt_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> rt)
+  if(NOT VGPU_E2E_BACKEND STREQUAL "emu")
+    # the driver must JIT these: no emu (its kernels need the cubin's parameter layout)
+    vgpu_e2e_add(e2e_rt_basic_ptx_${_tr} ${_tr} "${_e2e_out}/rt_basic_ptx")
+    vgpu_e2e_add(e2e_drv_basic_ptx_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic> "${_e2e_out}/drv_kernels.ptx")
+  endif()
+endforeach()

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Run one end-to-end test program against a private vgpud.
+#
+#   run_e2e.sh unix|tcp PROGRAM [ARGS...]
+#       start `vgpud --listen ADDR --backend BACKEND` (ADDR a unix socket in a private
+#       temp dir, or tcp:127.0.0.1:<free port>), wait until it accepts, run
+#       `vgpu run --server ADDR -- PROGRAM ARGS...`, then stop the daemon with SIGTERM.
+#       Fails if the program fails, if the daemon dies during the run, or if it does
+#       not exit cleanly (status 0 or 143) within 10 s of SIGTERM.
+#   run_e2e.sh dead-unix|dead-tcp PROGRAM [ARGS...]
+#       no daemon: run PROGRAM directly with VGPU_SERVER set to an address where
+#       nothing listens (a stale unix socket file / a closed TCP port) and vgpu's
+#       libcuda.so.1 first on LD_LIBRARY_PATH (tests/e2e/unreachable.c).
+#
+# Environment (e2e.cmake sets these for ctest):
+#   VGPU_E2E_BIN        directory holding vgpud and vgpu
+#   VGPU_E2E_VGPUD, VGPU_E2E_VGPU   explicit paths (override VGPU_E2E_BIN)
+#   VGPU_E2E_LIB        directory holding vgpu's libcuda.so.1 (dead-* modes)
+#   VGPU_E2E_PLUGINS    colon-separated CPU kernel plugins -> daemon's VGPU_EMU_KERNELS
+#   VGPU_E2E_PROBE      path of the e2e_probe helper
+#   VGPU_E2E_BACKEND    emu (default) | cuda | auto
+#   VGPU_E2E_EMU_MEMORY optional --emu-memory SIZE for the emu backend
+#   VGPU_E2E_TIMEOUT    seconds the program may run (default 240)
+#   VGPU_E2E_KEEP=1     keep the temp dir (its path is printed)
+set -u
+
+die() {
+    echo "run_e2e: $*" >&2
+    exit 1
+}
+
+[ $# -ge 2 ] || die "usage: run_e2e.sh unix|tcp|dead-unix|dead-tcp PROGRAM [ARGS...]"
+mode=$1
+prog=$2
+shift 2
+
+bin=${VGPU_E2E_BIN:-}
+vgpud=${VGPU_E2E_VGPUD:-${bin:+$bin/vgpud}}
+vgpu=${VGPU_E2E_VGPU:-${bin:+$bin/vgpu}}
+probe=${VGPU_E2E_PROBE:-}
+backend=${VGPU_E2E_BACKEND:-emu}
+limit=${VGPU_E2E_TIMEOUT:-240}
+
+[ -x "$prog" ] || die "program not found or not executable: $prog"
+if [ -z "$probe" ] || [ ! -x "$probe" ]; then
+    die "VGPU_E2E_PROBE does not name the e2e_probe helper: '$probe'"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vgpu-e2e.XXXXXX") || die "mktemp failed"
+daemon_pid=
+daemon_pgid=
+
+# Stop the daemon: SIGTERM, up to 10 s, then SIGKILL; then SIGKILL whatever is left
+# in its process group (it leads its own group when started through setsid).
+# Sets daemon_status to its exit status, or "killed".
+daemon_status=
+stop_daemon() {
+    [ -n "$daemon_pid" ] || return 0
+    local pid=$daemon_pid pgid=$daemon_pgid i
+    daemon_pid=
+    daemon_pgid=
+    kill -TERM "$pid" 2>/dev/null
+    # bash reaps its exited children as they die, so kill -0 fails once vgpud is gone
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "run_e2e: vgpud (pid $pid) ignored SIGTERM for 10 s; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        daemon_status=killed
+    else
+        wait "$pid" 2>/dev/null
+        daemon_status=$?
+    fi
+    [ -n "$pgid" ] && kill -KILL -- "-$pgid" 2>/dev/null
+    return 0
+}
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    local rc=$?
+    stop_program
+    stop_daemon
+    if [ "${VGPU_E2E_KEEP:-0}" = 1 ]; then
+        echo "run_e2e: kept $tmp" >&2
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+show_daemon_log() {
+    if [ -s "$tmp/vgpud.log" ]; then
+        echo "---- vgpud log ($1) ----"
+        cat "$tmp/vgpud.log"
+        echo "---- end of vgpud log ----"
+    fi
+}
+
+# Start vgpud listening on $1; wait until it accepts. 0 on success.
+start_daemon() {
+    local listen=$1 i
+    local args=(--listen "$listen" --backend "$backend")
+    if [ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ]; then
+        args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")
+    fi
+    echo "run_e2e: starting $vgpud ${args[*]}"
+    echo "run_e2e: VGPU_EMU_KERNELS=${VGPU_E2E_PLUGINS:-}"
+    # its own session/process group, so that cleanup can take any helpers with it
+    # (without job control a background job is no group leader, so setsid execs
+    # vgpud in place instead of forking: $! is the daemon itself)
+    local launcher=()
+    command -v setsid >/dev/null 2>&1 && launcher=(setsid)
+    VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "${launcher[@]}" "$vgpud" "${args[@]}" \
+        </dev/null >>"$tmp/vgpud.log" 2>&1 &
+    daemon_pid=$!
+    daemon_pgid=
+    [ ${#launcher[@]} -gt 0 ] && daemon_pgid=$daemon_pid
+    for ((i = 0; i < 300; i++)); do # up to ~15 s
+        if ! kill -0 "$daemon_pid" 2>/dev/null; then
+            wait "$daemon_pid" 2>/dev/null
+            echo "run_e2e: vgpud exited during startup (status $?)" >&2
+            daemon_pid=
+            return 1
+        fi
+        if "$probe" connect "$listen" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "run_e2e: vgpud did not accept connections on $listen within 15 s" >&2
+    stop_daemon
+    return 1
+}
+
+# Run the program with a time limit; its output goes straight to ours. It runs in
+# the background and we `wait` for it, so that a SIGTERM/SIGINT to this script is
+# handled at once (cleanup stops the program and the daemon). Returns its status.
+prog_pid=
+run_limited() {
+    local t=() rc
+    command -v timeout >/dev/null 2>&1 && t=(timeout -k 10 "$limit")
+    "${t[@]}" "$@" </dev/null 2>&1 &
+    prog_pid=$!
+    wait "$prog_pid"
+    rc=$?
+    prog_pid=
+    return "$rc"
+}
+
+# shellcheck disable=SC2317 # called from cleanup (the EXIT trap)
+stop_program() {
+    [ -n "$prog_pid" ] || return 0
+    local i
+    kill -TERM "$prog_pid" 2>/dev/null # timeout(1) passes it on to the program
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$prog_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$prog_pid" 2>/dev/null
+    wait "$prog_pid" 2>/dev/null
+    prog_pid=
+}
+
+case "$mode" in
+unix | tcp)
+    [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
+    [ -x "$vgpu" ] || die "vgpu not found: '$vgpu' (set VGPU_E2E_BIN)"
+    started=0
+    for _ in 1 2 3; do
+        if [ "$mode" = unix ]; then
+            addr="unix:$tmp/vgpud.sock"
+        else
+            port=$("$probe" freeport) || die "no free TCP port"
+            addr="tcp:127.0.0.1:$port"
+        fi
+        if start_daemon "$addr"; then
+            started=1
+            break
+        fi
+        # a TCP port can be taken between freeport and bind: try another one
+        [ "$mode" = tcp ] || break
+    done
+    if [ $started != 1 ]; then
+        show_daemon_log "startup failed"
+        die "could not start vgpud"
+    fi
+
+    echo "run_e2e: $vgpu run --server $addr -- $prog $*"
+    # A sanitizer build's guest library needs the ASan runtime loaded first in
+    # programs that were not built with it (the nvcc-built ones).
+    if [ -n "${VGPU_E2E_PRELOAD:-}" ]; then export LD_PRELOAD="$VGPU_E2E_PRELOAD"; fi
+    start=$(date +%s.%N)
+    run_limited "$vgpu" run --server "$addr" -- "$prog" "$@"
+    rc=$?
+    end=$(date +%s.%N)
+    echo "run_e2e: program exit status $rc after $(awk "BEGIN{printf \"%.2f\", $end - $start}") s"
+    [ $rc = 124 ] && echo "run_e2e: TIMEOUT after $limit s" >&2
+
+    failed=0
+    [ $rc = 0 ] || failed=1
+    if ! kill -0 "$daemon_pid" 2>/dev/null; then
+        echo "run_e2e: FAIL: vgpud died while the program ran" >&2
+        failed=1
+    fi
+    stop_daemon
+    echo "run_e2e: vgpud exit status after SIGTERM: $daemon_status"
+    case "$daemon_status" in
+    0 | 143) ;;
+    *)
+        echo "run_e2e: FAIL: vgpud did not shut down cleanly (status $daemon_status)" >&2
+        failed=1
+        ;;
+    esac
+    show_daemon_log "$mode"
+    if [ $failed != 0 ]; then
+        echo "run_e2e: FAIL ($prog)" >&2
+        exit 1
+    fi
+    echo "run_e2e: PASS ($prog)"
+    exit 0
+    ;;
+dead-unix | dead-tcp)
+    lib=${VGPU_E2E_LIB:-}
+    if [ -z "$lib" ] || [ ! -e "$lib/libcuda.so.1" ]; then
+        die "VGPU_E2E_LIB does not hold libcuda.so.1: '$lib'"
+    fi
+    if [ "$mode" = dead-unix ]; then
+        "$probe" deadsock "$tmp/dead.sock" || die "cannot create a dead socket"
+        addr="unix:$tmp/dead.sock"
+    else
+        port=$("$probe" freeport) || die "no free TCP port"
+        addr="tcp:127.0.0.1:$port"
+    fi
+    echo "run_e2e: VGPU_SERVER=$addr (nothing listens) LD_LIBRARY_PATH=$lib $prog $*"
+    if [ -n "${VGPU_E2E_PRELOAD:-}" ]; then export LD_PRELOAD="$VGPU_E2E_PRELOAD"; fi
+    VGPU_SERVER="$addr" LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" run_limited "$prog" "$@"
+    rc=$?
+    echo "run_e2e: program exit status $rc"
+    [ $rc = 0 ] || {
+        echo "run_e2e: FAIL ($prog)" >&2
+        exit 1
+    }
+    echo "run_e2e: PASS ($prog)"
+    exit 0
+    ;;
+*)
+    die "unknown mode '$mode' (unix, tcp, dead-unix, dead-tcp)"
+    ;;
+esac

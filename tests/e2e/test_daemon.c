@@ -1,0 +1,976 @@
+/*
+ * Daemon robustness test: talks the vgpu wire protocol directly (no guest library) to
+ * a running `vgpud --backend emu` and checks that a bad or vanished client never hurts
+ * the daemon or other clients: protocol version mismatch, garbage and silent
+ * connections, a good session (init, device info, memory round trip), malformed
+ * messages of several kinds, lane joins with a wrong and a right token, clients that
+ * disappear mid-session (the daemon logs what it freed for them), an idle lane that
+ * outlives the handshake timeout, and 16 concurrent sessions.
+ *
+ *   test_daemon ADDR            run every check against the daemon at ADDR
+ *                               (unix:PATH or tcp:HOST:PORT)
+ *   test_daemon --probe ADDR    exit 0 if ADDR accepts a connection right now
+ *   test_daemon --freeport      print a TCP port of 127.0.0.1 that was free a moment ago
+ *
+ * Environment: VGPU_DAEMON_TEST_LOG names the file that receives the daemon's stderr
+ * (the disconnect checks read it). run_daemon_test.sh starts the daemon and sets it.
+ * Output: one `PASS name` / `FAIL name: why` line per check, then `N passed, M failed`;
+ * exit status 1 if any check failed. Every wait is bounded: the test cannot hang.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/frame.h"
+#include "common/proto.h"
+
+#define CONNECT_TIMEOUT_MS 2000
+#define IO_TIMEOUT_MS 3000    /* every send/recv; shorter than the daemon's 5 s hello timeout */
+#define CLOSE_WAIT_MS 3000    /* how long the daemon may take to close a connection */
+#define LOG_WAIT_MS 3000      /* how long a worker may take to log its disconnect */
+#define IDLE_MS 5600          /* longer than the daemon's hello timeout (5 s) */
+#define EXPECTED_DEVICE "vgpu emulated GPU"
+#define CONCURRENT 16
+#define WHY_LEN 512
+
+/* Fake client pids for the HELLOs, so the daemon's log lines can be told apart. */
+#define PID_BASE 4100000
+enum { PID_GOOD = 1, PID_JOIN = 2, PID_ABRUPT = 3, PID_IDLE = 4, PID_MALFORMED = 10, PID_AFTER = 30, PID_MANY = 100 };
+
+static const char *g_addr;
+static int g_pass, g_fail;
+static pthread_mutex_t g_report_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- reporting ---- */
+
+static void report(const char *name, const char *why)
+{
+    pthread_mutex_lock(&g_report_lock);
+    if (why) {
+        printf("FAIL %s: %s\n", name, why);
+        g_fail++;
+    } else {
+        printf("PASS %s\n", name);
+        g_pass++;
+    }
+    fflush(stdout);
+    pthread_mutex_unlock(&g_report_lock);
+}
+
+/* Set the failure reason (if none is set yet) and return -1. */
+__attribute__((format(printf, 2, 3))) static int fail(char *why, const char *fmt, ...)
+{
+    if (why[0]) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, WHY_LEN, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Put `prefix` in front of the reason in why (truncating the reason if need be). */
+static void prefix_why(char *why, const char *prefix)
+{
+    size_t p = strlen(prefix), w = strlen(why);
+    if (p > WHY_LEN - 1) p = WHY_LEN - 1;
+    if (p + w > WHY_LEN - 1) w = WHY_LEN - 1 - p;
+    memmove(why + p, why, w);
+    memcpy(why, prefix, p);
+    why[p + w] = 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
+
+/* ---- a client connection ---- */
+
+struct client {
+    struct vgpu_conn *c;
+    struct wire_buf in;
+    uint64_t seq;
+    /* from the HELLO reply */
+    int32_t hello_result;
+    uint64_t session;
+    uint32_t lane;
+    uint8_t token[VGPU_TOKEN_BYTES];
+    char msg[256];
+};
+
+static int cl_open(struct client *k, char *why)
+{
+    memset(k, 0, sizeof *k);
+    wire_buf_init(&k->in);
+    char err[256];
+    if (vgpu_connect(g_addr, CONNECT_TIMEOUT_MS, &k->c, err, sizeof err)) {
+        k->c = NULL;
+        return fail(why, "connect: %s", err);
+    }
+    struct timeval tv = {IO_TIMEOUT_MS / 1000, (IO_TIMEOUT_MS % 1000) * 1000};
+    if (setsockopt(k->c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) ||
+        setsockopt(k->c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv))
+        return fail(why, "setsockopt: %s", strerror(errno));
+    return 0;
+}
+
+static void cl_close(struct client *k)
+{
+    if (k->c) vgpu_conn_close(k->c);
+    k->c = NULL;
+    wire_buf_free(&k->in);
+}
+
+/* Close with a reset where the transport has one (TCP: SO_LINGER 0), like a crash. */
+static void cl_abort(struct client *k)
+{
+    if (k->c) {
+        struct linger lg = {1, 0};
+        (void)setsockopt(k->c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    cl_close(k);
+}
+
+static int cl_send_raw(struct client *k, const void *p, size_t n, char *why)
+{
+    struct iovec iov = {(void *)p, n};
+    if (k->c->t->writev_all(k->c, &iov, 1)) return fail(why, "send: %s", strerror(errno));
+    return 0;
+}
+
+static int hello_send_body(struct client *k, const struct wire_buf *b, char *why)
+{
+    if (b->oom) return fail(why, "out of memory");
+    if (vgpu_frame_send(k->c, VGPU_OP_HELLO, 0, 0, b->data, b->len, NULL, 0))
+        return fail(why, "send hello: %s", strerror(errno));
+    return 0;
+}
+
+/* A HELLO laid out like the guest library's (src/guest/cuda/rpc.c). */
+static int hello_send(struct client *k, uint32_t version, uint32_t kind, uint32_t pid, uint64_t session,
+                      const uint8_t *token, char *why)
+{
+    struct wire_buf b;
+    wire_buf_init(&b);
+    wire_put_u32(&b, VGPU_PROTOCOL_MAGIC);
+    wire_put_u32(&b, version);
+    wire_put_u32(&b, kind);
+    wire_put_u32(&b, pid);
+    wire_put_str(&b, "test_daemon");
+    wire_put_str(&b, "localhost");
+    wire_put_u64(&b, session);
+    wire_put_raw(&b, token ? token : (const uint8_t[VGPU_TOKEN_BYTES]){0}, VGPU_TOKEN_BYTES);
+    int rc = hello_send_body(k, &b, why);
+    wire_buf_free(&b);
+    return rc;
+}
+
+/* Receive and decode the HELLO reply into k (whatever its result). */
+static int hello_recv(struct client *k, char *why)
+{
+    struct vgpu_frame_hdr h;
+    if (vgpu_frame_recv(k->c, &h, &k->in))
+        return fail(why, "no hello reply: %s", errno ? strerror(errno) : "connection closed");
+    if (!(h.flags & VGPU_FRAME_REPLY)) return fail(why, "hello reply lacks the reply flag");
+    struct wire_rd r;
+    wire_rd_init(&r, k->in.data, k->in.len);
+    k->hello_result = wire_get_i32(&r);
+    (void)wire_get_u32(&r); /* daemon's protocol version */
+    k->session = wire_get_u64(&r);
+    k->lane = wire_get_u32(&r);
+    const void *tok = wire_get_raw(&r, VGPU_TOKEN_BYTES);
+    if (tok) memcpy(k->token, tok, VGPU_TOKEN_BYTES);
+    k->msg[0] = 0;
+    wire_get_str(&r, k->msg, sizeof k->msg);
+    if (!wire_rd_end(&r)) return fail(why, "malformed hello reply (%zu bytes)", k->in.len);
+    return 0;
+}
+
+/* Connect and start a new session. */
+static int cl_new_session(struct client *k, uint32_t pid, char *why)
+{
+    if (cl_open(k, why) || hello_send(k, VGPU_PROTOCOL_VERSION, VGPU_HELLO_NEW_SESSION, pid, 0, NULL, why) ||
+        hello_recv(k, why))
+        return -1;
+    if (k->hello_result != 0) return fail(why, "hello refused (%d): %s", k->hello_result, k->msg);
+    if (k->session == 0) return fail(why, "hello reply has session id 0");
+    return 0;
+}
+
+/* One request/reply exchange. On return *out reads the reply body after the result. */
+static int call(struct client *k, uint16_t op, const struct wire_buf *args, const void *bulk, size_t blen,
+                int32_t *result, struct wire_rd *out, char *why)
+{
+    if (args->oom) return fail(why, "out of memory");
+    uint64_t seq = ++k->seq;
+    if (vgpu_frame_send(k->c, op, 0, seq, args->data, args->len, bulk, blen))
+        return fail(why, "%s: send: %s", vgpu_op_name(op), strerror(errno));
+    struct vgpu_frame_hdr h;
+    if (vgpu_frame_recv(k->c, &h, &k->in))
+        return fail(why, "%s: no reply: %s", vgpu_op_name(op), errno ? strerror(errno) : "connection closed");
+    if (!(h.flags & VGPU_FRAME_REPLY)) return fail(why, "%s: reply lacks the reply flag", vgpu_op_name(op));
+    if (h.seq != seq)
+        return fail(why, "%s: reply to seq %llu, expected %llu", vgpu_op_name(op), (unsigned long long)h.seq,
+                    (unsigned long long)seq);
+    wire_rd_init(out, k->in.data, k->in.len);
+    *result = wire_get_i32(out);
+    if (out->bad) return fail(why, "%s: reply without a result", vgpu_op_name(op));
+    return 0;
+}
+
+/* call() that also requires result 0. */
+static int call_ok(struct client *k, uint16_t op, const struct wire_buf *args, const void *bulk, size_t blen,
+                   struct wire_rd *out, char *why)
+{
+    int32_t result = 0;
+    if (call(k, op, args, bulk, blen, &result, out, why)) return -1;
+    if (result != 0) return fail(why, "%s failed with error %d", vgpu_op_name(op), result);
+    return 0;
+}
+
+static int op_init(struct client *k, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u32(&a, 0);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_INIT, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (!rc && !wire_rd_end(&r)) rc = fail(why, "INIT: unexpected reply body");
+    return rc;
+}
+
+/* DEVICE_INFO: i32 driver version, u32 count, then per device: str name, 16 bytes uuid,
+ * u64 total memory, str pci bus id, u32 n, n x (i32 value, u8 ok). */
+static int op_device_info(struct client *k, char *name, size_t namelen, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_DEVICE_INFO, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) return -1;
+    (void)wire_get_i32(&r);
+    uint32_t n = wire_get_u32(&r);
+    if (r.bad || n < 1) return fail(why, "DEVICE_INFO: %u devices", n);
+    for (uint32_t i = 0; i < n; i++) {
+        char nm[256] = "", pci[64];
+        wire_get_str(&r, nm, sizeof nm);
+        (void)wire_get_raw(&r, 16);
+        (void)wire_get_u64(&r);
+        wire_get_str(&r, pci, sizeof pci);
+        uint32_t attrs = wire_get_u32(&r);
+        for (uint32_t j = 0; j < attrs && !r.bad; j++) {
+            (void)wire_get_i32(&r);
+            (void)wire_get_u8(&r);
+        }
+        if (i == 0) snprintf(name, namelen, "%s", nm);
+    }
+    if (!wire_rd_end(&r)) return fail(why, "DEVICE_INFO: malformed reply");
+    return 0;
+}
+
+static int op_ctx_create(struct client *k, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u32(&a, 0); /* flags */
+    wire_put_i32(&a, 0); /* device */
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_CTX_CREATE, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) return -1;
+    uint64_t ctx = wire_get_u64(&r);
+    (void)wire_get_u32(&r);
+    if (!wire_rd_end(&r) || ctx == 0) return fail(why, "CTX_CREATE: bad reply");
+    return 0;
+}
+
+static int op_alloc(struct client *k, uint64_t bytes, uint64_t *dptr, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, bytes);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_MEM_ALLOC, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) return -1;
+    *dptr = wire_get_u64(&r);
+    if (!wire_rd_end(&r) || *dptr == 0) return fail(why, "MEM_ALLOC: bad reply");
+    return 0;
+}
+
+static int op_free(struct client *k, uint64_t dptr, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, dptr);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_MEM_FREE, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    return rc;
+}
+
+/* MEMCPY_HTOD: u64 dst, u64 stream, u32 flags (1: synchronous), then the data. */
+static int op_htod(struct client *k, uint64_t dst, const void *data, size_t n, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, dst);
+    wire_put_u64(&a, 0);
+    wire_put_u32(&a, 1);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_MEMCPY_HTOD, &a, data, n, &r, why);
+    wire_buf_free(&a);
+    return rc;
+}
+
+/* MEMCPY_DTOH: u64 src, u64 size, u64 stream, u32 flags -> size bytes. */
+static void put_dtoh_args(struct wire_buf *a, uint64_t src, uint64_t n)
+{
+    wire_put_u64(a, src);
+    wire_put_u64(a, n);
+    wire_put_u64(a, 0);
+    wire_put_u32(a, 1);
+}
+
+static int op_dtoh(struct client *k, uint64_t src, void *dst, size_t n, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    put_dtoh_args(&a, src, n);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_MEMCPY_DTOH, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) return -1;
+    const void *p = wire_get_raw(&r, n);
+    if (!p || !wire_rd_end(&r)) return fail(why, "MEMCPY_DTOH: reply of %zu bytes, expected %zu", k->in.len - 4, n);
+    memcpy(dst, p, n);
+    return 0;
+}
+
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 12345u;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        p[i] = (uint8_t)(x >> 16);
+    }
+}
+
+/* Allocate, then `rounds` times copy a pattern in and back and compare; free. */
+static int round_trip(struct client *k, size_t bytes, uint32_t seed, int rounds, char *why)
+{
+    uint8_t *src = malloc(bytes), *back = malloc(bytes);
+    uint64_t d = 0;
+    int rc = -1;
+    if (!src || !back) {
+        fail(why, "out of memory");
+        goto out;
+    }
+    if (op_alloc(k, bytes, &d, why)) goto out;
+    for (int i = 0; i < rounds; i++) {
+        fill(src, bytes, seed + (uint32_t)i);
+        memset(back, 0, bytes);
+        if (op_htod(k, d, src, bytes, why) || op_dtoh(k, d, back, bytes, why)) goto out;
+        if (memcmp(src, back, bytes)) {
+            size_t j = 0;
+            while (src[j] == back[j]) j++;
+            fail(why, "round %d: data differs at byte %zu (wrote 0x%02x, read 0x%02x)", i, j, src[j], back[j]);
+            goto out;
+        }
+    }
+    rc = op_free(k, d, why);
+out:
+    free(src);
+    free(back);
+    return rc;
+}
+
+static void goodbye(struct client *k)
+{
+    (void)vgpu_frame_send(k->c, VGPU_OP_GOODBYE, VGPU_FRAME_NOREPLY, ++k->seq, NULL, 0, NULL, 0);
+}
+
+/* HELLO, INIT, DEVICE_INFO (checks the name), CTX_CREATE: a session ready for memory ops. */
+static int session_setup(struct client *k, uint32_t pid, char *why)
+{
+    char name[256] = "";
+    if (cl_new_session(k, pid, why) || op_init(k, why) || op_device_info(k, name, sizeof name, why)) return -1;
+    if (strcmp(name, EXPECTED_DEVICE))
+        return fail(why, "device name \"%s\", expected \"%s\"", name, EXPECTED_DEVICE);
+    return op_ctx_create(k, why);
+}
+
+/* A whole good session on a fresh connection: setup, 1 MiB round trip, goodbye. */
+static int good_session(uint32_t pid, size_t bytes, int rounds, char *why)
+{
+    struct client k;
+    int rc = session_setup(&k, pid, why);
+    if (!rc) rc = round_trip(&k, bytes, pid, rounds, why);
+    if (!rc) goodbye(&k);
+    cl_close(&k);
+    return rc;
+}
+
+/* Wait until the daemon closes the connection: EOF or reset within CLOSE_WAIT_MS, and
+ * no data before that. */
+static int wait_closed(struct client *k, char *why)
+{
+    double end = now_s() + CLOSE_WAIT_MS / 1000.0;
+    for (;;) {
+        int left = (int)((end - now_s()) * 1000);
+        if (left <= 0) return fail(why, "connection still open after %d ms", CLOSE_WAIT_MS);
+        struct pollfd p = {.fd = k->c->fd, .events = POLLIN};
+        int n = poll(&p, 1, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail(why, "poll: %s", strerror(errno));
+        if (n == 0) continue;
+        uint8_t buf[256];
+        ssize_t r = recv(k->c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r == 0) return 0;
+        if (r < 0 && (errno == ECONNRESET || errno == EPIPE)) return 0;
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (r < 0) return fail(why, "recv: %s", strerror(errno));
+        return fail(why, "daemon sent %zd bytes instead of closing", r);
+    }
+}
+
+/* ---- the daemon's log ---- */
+
+/* Wait until a line of the log holds both needles; copy it to line. 0 if found. */
+static int log_wait_line(const char *a, const char *b, char *line, size_t linelen, char *why)
+{
+    const char *path = getenv("VGPU_DAEMON_TEST_LOG");
+    if (!path || !path[0]) return fail(why, "VGPU_DAEMON_TEST_LOG is not set: cannot read the daemon's log");
+    double end = now_s() + LOG_WAIT_MS / 1000.0;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        if (!f) return fail(why, "cannot open %s: %s", path, strerror(errno));
+        char buf[2048];
+        bool found = false;
+        while (fgets(buf, sizeof buf, f)) {
+            if (strstr(buf, a) && strstr(buf, b)) {
+                buf[strcspn(buf, "\n")] = 0;
+                snprintf(line, linelen, "%.900s", buf);
+                found = true;
+                break;
+            }
+        }
+        fclose(f);
+        if (found) return 0;
+        if (now_s() > end)
+            return fail(why, "no log line with \"%s\" and \"%s\" within %d ms", a, b, LOG_WAIT_MS);
+        sleep_ms(50);
+    }
+}
+
+/* The worker of client pid `pid` logged its disconnect, freeing `expect`. */
+static int check_disconnect_log(int pid, const char *expect, char *why)
+{
+    char who[64], line[1024];
+    snprintf(who, sizeof who, "client pid %d (", pid);
+    if (log_wait_line(who, "disconnected", line, sizeof line, why)) return -1;
+    if (!strstr(line, expect)) return fail(why, "disconnect line lacks \"%s\": %s", expect, line);
+    return 0;
+}
+
+/* ---- the checks ---- */
+
+/* 1. Protocol version mismatch: refused with a message, then closed. */
+static void test_version_mismatch(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    if (!cl_open(&k, why) && !hello_send(&k, 99, VGPU_HELLO_NEW_SESSION, PID_BASE, 0, NULL, why) &&
+        !hello_recv(&k, why)) {
+        if (k.hello_result == 0) fail(why, "hello with version 99 accepted");
+        else if (!strstr(k.msg, "version") || !strstr(k.msg, "mismatch"))
+            fail(why, "refusal message does not mention the version mismatch: \"%s\"", k.msg);
+        else wait_closed(&k, why);
+    }
+    cl_close(&k);
+    report("version_mismatch_refused", why[0] ? why : NULL);
+
+    /* A later protocol may lay out the rest of its HELLO differently: magic and version
+     * alone must be enough to get the mismatch answer. */
+    why[0] = 0;
+    if (!cl_open(&k, why)) {
+        struct wire_buf b;
+        wire_buf_init(&b);
+        wire_put_u32(&b, VGPU_PROTOCOL_MAGIC);
+        wire_put_u32(&b, 99);
+        wire_put_u64(&b, 0x0123456789abcdefull); /* something a v1 parser cannot read as a v1 hello */
+        if (!hello_send_body(&k, &b, why) && !hello_recv(&k, why)) {
+            if (k.hello_result == 0) fail(why, "hello with version 99 accepted");
+            else if (!strstr(k.msg, "version") || !strstr(k.msg, "mismatch"))
+                fail(why, "refusal message does not mention the version mismatch: \"%s\"", k.msg);
+            else wait_closed(&k, why);
+        }
+        wire_buf_free(&b);
+    }
+    cl_close(&k);
+    report("version_mismatch_other_layout", why[0] ? why : NULL);
+}
+
+/* 2. Garbage is cut off; a silent connection blocks nobody. */
+static void test_garbage_and_silent(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    static const char garbage[] = "GET / HTTP/1.1\r\nHost: vgpud\r\n\r\n";
+    if (!cl_open(&k, why) && !cl_send_raw(&k, garbage, sizeof garbage - 1, why)) wait_closed(&k, why);
+    cl_close(&k);
+    report("garbage_closed", why[0] ? why : NULL);
+
+    why[0] = 0;
+    if (!cl_open(&k, why)) { /* a well-formed frame, but INIT instead of HELLO */
+        uint8_t flags[4] = {0};
+        if (vgpu_frame_send(k.c, VGPU_OP_INIT, 0, 1, flags, sizeof flags, NULL, 0))
+            fail(why, "send: %s", strerror(errno));
+        else wait_closed(&k, why);
+    }
+    cl_close(&k);
+    report("non_hello_first_frame_closed", why[0] ? why : NULL);
+
+    why[0] = 0;
+    struct client silent;
+    if (!cl_open(&silent, why)) {
+        double t0 = now_s();
+        if (!good_session(PID_BASE + PID_GOOD + 1000, 1 << 20, 1, why)) {
+            double dt = now_s() - t0;
+            if (dt > 2.0) fail(why, "good session took %.2f s while a silent connection was open", dt);
+        } else {
+            prefix_why(why, "good session failed while a silent connection was open: ");
+        }
+    }
+    cl_close(&silent);
+    report("silent_connection_blocks_nobody", why[0] ? why : NULL);
+}
+
+/* 3. A good session, step by step. */
+static void test_good_session(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    if (!session_setup(&k, PID_BASE + PID_GOOD, why)) {
+        if (k.lane != 0) fail(why, "first connection got lane %u", k.lane);
+        bool zero = true;
+        for (int i = 0; i < VGPU_TOKEN_BYTES; i++) zero = zero && k.token[i] == 0;
+        if (zero) fail(why, "session token is all zero");
+        if (!why[0] && !round_trip(&k, 1 << 20, 7, 2, why)) goodbye(&k);
+    }
+    cl_close(&k);
+    report("good_session_round_trip", why[0] ? why : NULL);
+}
+
+static bool op_known(unsigned id)
+{
+#define VGPU_TEST_KNOWN(name, opid) \
+    if (id == (opid)) return true;
+    VGPU_OPS(VGPU_TEST_KNOWN)
+#undef VGPU_TEST_KNOWN
+    return false;
+}
+
+enum malformed_kind { M_UNKNOWN_OP, M_SHORT_ALLOC, M_OVERSIZED, M_BIG_DTOH, M_REPLY_FLAG, M_NUL_STRING, M_COUNT };
+static const char *const malformed_names[M_COUNT] = {
+    "malformed_unknown_op",  "malformed_truncated_alloc", "malformed_oversized_frame",
+    "malformed_dtoh_too_big", "malformed_reply_flag",      "malformed_string_nul",
+};
+
+static int send_malformed(struct client *k, enum malformed_kind m, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    int rc = 0;
+    switch (m) {
+    case M_UNKNOWN_OP: {
+        unsigned op = 1;
+        while (op_known(op)) op++;
+        wire_put_u32(&a, 0);
+        rc = vgpu_frame_send(k->c, (uint16_t)op, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    }
+    case M_SHORT_ALLOC:
+        wire_put_u16(&a, 0x1000);
+        rc = vgpu_frame_send(k->c, VGPU_OP_MEM_ALLOC, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_OVERSIZED: { /* only the header: the daemon must not wait for 64 MiB of body */
+        struct vgpu_frame_hdr h = {
+            .length = VGPU_MAX_FRAME_PAYLOAD + 1, .op = VGPU_OP_MEMCPY_HTOD, .flags = 0, .seq = ++k->seq};
+        uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+        vgpu_frame_hdr_encode(&h, hdr);
+        wire_buf_free(&a);
+        return cl_send_raw(k, hdr, sizeof hdr, why);
+    }
+    case M_BIG_DTOH:
+        put_dtoh_args(&a, 0x1000, (uint64_t)VGPU_MAX_BULK_CHUNK + 1);
+        rc = vgpu_frame_send(k->c, VGPU_OP_MEMCPY_DTOH, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_REPLY_FLAG:
+        wire_put_u32(&a, 0);
+        rc = vgpu_frame_send(k->c, VGPU_OP_INIT, VGPU_FRAME_REPLY, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_NUL_STRING: {
+        static const char name[] = "kernel\0hidden";
+        wire_put_u64(&a, 0xdeadbeef000ull); /* no such module */
+        wire_put_bytes(&a, name, sizeof name - 1);
+        rc = vgpu_frame_send(k->c, VGPU_OP_MODULE_GET_FUNCTION, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    }
+    case M_COUNT: break;
+    }
+    wire_buf_free(&a);
+    if (rc) return fail(why, "send: %s", strerror(errno));
+    return 0;
+}
+
+/* 4. Each malformed message ends its session only. */
+static void test_malformed(void)
+{
+    for (int m = 0; m < M_COUNT; m++) {
+        char why[WHY_LEN] = "";
+        struct client k;
+        if (!session_setup(&k, PID_BASE + PID_MALFORMED + (uint32_t)m, why) &&
+            !send_malformed(&k, (enum malformed_kind)m, why) && wait_closed(&k, why)) {
+            prefix_why(why, "after the malformed message: ");
+        }
+        cl_close(&k);
+        if (!why[0] && good_session(PID_BASE + PID_AFTER + (uint32_t)m, 1 << 20, 1, why)) {
+            prefix_why(why, "next session: ");
+        }
+        report(malformed_names[m], why[0] ? why : NULL);
+    }
+}
+
+/* 5. Lane joins: a wrong token is refused, the right one accepted. */
+static void test_join(void)
+{
+    char why[WHY_LEN] = "";
+    struct client lane0, bad, good;
+    memset(&bad, 0, sizeof bad);
+    memset(&good, 0, sizeof good);
+    if (cl_new_session(&lane0, PID_BASE + PID_JOIN, why) || op_init(&lane0, why)) {
+        cl_close(&lane0);
+        report("join_wrong_token_refused", why);
+        report("join_right_token_accepted", why);
+        return;
+    }
+    uint8_t wrong[VGPU_TOKEN_BYTES];
+    memcpy(wrong, lane0.token, sizeof wrong);
+    wrong[0] ^= 0x5a;
+    if (!cl_open(&bad, why) &&
+        !hello_send(&bad, VGPU_PROTOCOL_VERSION, VGPU_HELLO_JOIN_SESSION, PID_BASE + PID_JOIN, lane0.session, wrong,
+                    why) &&
+        !hello_recv(&bad, why)) {
+        if (bad.hello_result == 0) fail(why, "join with a wrong token accepted (lane %u)", bad.lane);
+        else wait_closed(&bad, why);
+    }
+    cl_close(&bad);
+    if (!why[0] && op_init(&lane0, why)) {
+        prefix_why(why, "first lane broken by the refused join: ");
+    }
+    report("join_wrong_token_refused", why[0] ? why : NULL);
+
+    why[0] = 0;
+    if (!cl_open(&good, why) &&
+        !hello_send(&good, VGPU_PROTOCOL_VERSION, VGPU_HELLO_JOIN_SESSION, PID_BASE + PID_JOIN, lane0.session,
+                    lane0.token, why) &&
+        !hello_recv(&good, why)) {
+        if (good.hello_result != 0) fail(why, "join refused (%d): %s", good.hello_result, good.msg);
+        else if (good.session != lane0.session)
+            fail(why, "joined session %llu, expected %llu", (unsigned long long)good.session,
+                 (unsigned long long)lane0.session);
+        else if (good.lane == 0) fail(why, "joined lane got index 0");
+        else if (!op_init(&good, why) && !op_init(&lane0, why)) {
+            /* the second lane can do real work in its own context */
+            if (!op_ctx_create(&good, why)) round_trip(&good, 64 << 10, 99, 1, why);
+        }
+    }
+    cl_close(&good);
+    if (!why[0] && op_init(&lane0, why)) { /* lane 0 outlives the joined lane */
+        prefix_why(why, "first lane after the second closed: ");
+    }
+    if (lane0.c) goodbye(&lane0);
+    cl_close(&lane0);
+    report("join_right_token_accepted", why[0] ? why : NULL);
+}
+
+/* 6a. A client that allocates and then drops its connection mid-request. */
+static void test_abrupt_close(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    uint64_t d = 0;
+    if (!session_setup(&k, PID_BASE + PID_ABRUPT, why) && !op_alloc(&k, 1 << 20, &d, why)) {
+        struct wire_buf a;
+        wire_buf_init(&a);
+        put_dtoh_args(&a, d, 1 << 20); /* a request whose reply nobody will read */
+        if (vgpu_frame_send(k.c, VGPU_OP_MEMCPY_DTOH, 0, ++k.seq, a.data, a.len, NULL, 0))
+            fail(why, "send: %s", strerror(errno));
+        wire_buf_free(&a);
+    }
+    cl_abort(&k);
+    if (!why[0]) good_session(PID_BASE + PID_ABRUPT + 1000, 1 << 20, 1, why);
+    if (!why[0]) check_disconnect_log(PID_BASE + PID_ABRUPT, "freed 1 allocations (1048576 bytes)", why);
+    report("abrupt_close_cleaned_up", why[0] ? why : NULL);
+}
+
+/* 6b. A client process SIGKILLed while connected with memory allocated. */
+static void test_killed_client(void)
+{
+    char why[WHY_LEN] = "";
+    int pfd[2];
+    if (pipe(pfd)) {
+        fail(why, "pipe: %s", strerror(errno));
+        report("killed_client_cleaned_up", why);
+        return;
+    }
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) {
+        fail(why, "fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
+        report("killed_client_cleaned_up", why);
+        return;
+    }
+    if (child == 0) {
+        close(pfd[0]);
+        alarm(30); /* never outlive the test */
+        char cwhy[WHY_LEN] = "";
+        struct client k;
+        uint64_t d;
+        bool ok = !session_setup(&k, (uint32_t)getpid(), cwhy) && !op_alloc(&k, 2 << 20, &d, cwhy);
+        char msg[WHY_LEN + 1];
+        snprintf(msg, sizeof msg, "%c%s", ok ? 'Y' : 'N', cwhy);
+        ssize_t w = write(pfd[1], msg, strlen(msg));
+        (void)w;
+        for (;;) pause(); /* connected, memory held: wait for SIGKILL */
+    }
+    close(pfd[1]);
+    char msg[WHY_LEN + 2] = "";
+    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+    int n;
+    while ((n = poll(&p, 1, 10000)) < 0 && errno == EINTR) {
+    }
+    if (n <= 0) fail(why, "child did not set up its session within 10 s");
+    else {
+        ssize_t r = read(pfd[0], msg, sizeof msg - 1);
+        if (r <= 0) fail(why, "child died before setting up its session");
+        else {
+            msg[r] = 0;
+            if (msg[0] != 'Y') fail(why, "child's session: %s", msg + 1);
+        }
+    }
+    close(pfd[0]);
+    kill(child, SIGKILL);
+    int st;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!why[0]) good_session(PID_BASE + PID_ABRUPT + 2000, 1 << 20, 1, why);
+    if (!why[0]) check_disconnect_log((int)child, "freed 1 allocations (2097152 bytes)", why);
+    report("killed_client_cleaned_up", why[0] ? why : NULL);
+}
+
+/* 7. Concurrent sessions. */
+struct many_arg {
+    int i;
+    pthread_barrier_t *start;
+    char why[WHY_LEN];
+};
+
+static void *many_main(void *p)
+{
+    struct many_arg *m = p;
+    pthread_barrier_wait(m->start);
+    good_session(PID_BASE + PID_MANY + (uint32_t)m->i, 256 << 10, 4, m->why);
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    char why[WHY_LEN] = "";
+    struct many_arg args[CONCURRENT];
+    pthread_t th[CONCURRENT];
+    bool started[CONCURRENT] = {false};
+    pthread_barrier_t start;
+    int n = 0;
+    pthread_barrier_init(&start, NULL, CONCURRENT);
+    for (int i = 0; i < CONCURRENT; i++) {
+        args[i].i = i;
+        args[i].start = &start;
+        args[i].why[0] = 0;
+    }
+    for (int i = 0; i < CONCURRENT; i++) {
+        if (pthread_create(&th[i], NULL, many_main, &args[i])) break;
+        started[i] = true;
+        n++;
+    }
+    if (n < CONCURRENT) {
+        /* cannot happen in practice; the barrier would never open: give up loudly */
+        fprintf(stderr, "test_daemon: cannot start %d threads\n", CONCURRENT);
+        _exit(1);
+    }
+    int ok = 0;
+    for (int i = 0; i < CONCURRENT; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        if (!args[i].why[0]) ok++;
+        else if (!why[0]) snprintf(why, sizeof why, "session %d: %s", i, args[i].why);
+    }
+    pthread_barrier_destroy(&start);
+    if (ok != CONCURRENT) {
+        char pre[128];
+        snprintf(pre, sizeof pre, "%d of %d sessions failed; first: ", CONCURRENT - ok, CONCURRENT);
+        prefix_why(why, pre);
+    }
+    report("concurrent_16_sessions", why[0] ? why : NULL);
+}
+
+/* An idle lane must survive longer than the daemon's hello timeout. Runs in a child
+ * process started before any thread, alongside the other checks; its verdict comes
+ * back through a pipe. */
+static pid_t idle_pid = -1;
+static int idle_fd = -1;
+
+static void idle_start(void)
+{
+    int pfd[2];
+    if (pipe(pfd)) return;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        alarm(30);
+        char why[WHY_LEN] = "";
+        struct client k;
+        if (!cl_new_session(&k, PID_BASE + PID_IDLE, why) && !op_init(&k, why)) {
+            sleep_ms(IDLE_MS);
+            if (op_init(&k, why)) {
+                char pre[128];
+                snprintf(pre, sizeof pre, "after %d ms idle: ", IDLE_MS);
+                prefix_why(why, pre);
+            } else {
+                goodbye(&k);
+            }
+        }
+        cl_close(&k);
+        char msg[WHY_LEN + 1];
+        snprintf(msg, sizeof msg, "%c%s", why[0] ? 'N' : 'Y', why);
+        ssize_t w = write(pfd[1], msg, strlen(msg));
+        (void)w;
+        _exit(0);
+    }
+    close(pfd[1]);
+    idle_pid = pid;
+    idle_fd = pfd[0];
+}
+
+static void idle_finish(void)
+{
+    char why[WHY_LEN] = "";
+    if (idle_pid < 0) {
+        fail(why, "could not start the idle client");
+    } else {
+        char msg[WHY_LEN + 2] = "";
+        struct pollfd p = {.fd = idle_fd, .events = POLLIN};
+        int n;
+        while ((n = poll(&p, 1, IDLE_MS + 2 * IO_TIMEOUT_MS + 2000)) < 0 && errno == EINTR) {
+        }
+        ssize_t r = n > 0 ? read(idle_fd, msg, sizeof msg - 1) : -1;
+        if (r <= 0) fail(why, "idle client gave no verdict");
+        else {
+            msg[r] = 0;
+            if (msg[0] != 'Y') fail(why, "%s", msg + 1);
+        }
+        close(idle_fd);
+        kill(idle_pid, SIGKILL);
+        int st;
+        while (waitpid(idle_pid, &st, 0) < 0 && errno == EINTR) {
+        }
+    }
+    report("idle_lane_outlives_hello_timeout", why[0] ? why : NULL);
+}
+
+/* ---- helpers for the wrapper script ---- */
+
+static int probe(const char *addr)
+{
+    struct vgpu_conn *c;
+    char err[256];
+    if (vgpu_connect(addr, 1000, &c, err, sizeof err)) return 1;
+    vgpu_conn_close(c);
+    return 0;
+}
+
+static int freeport(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || getsockname(fd, (struct sockaddr *)&sa, &len)) {
+        close(fd);
+        return 1;
+    }
+    printf("%u\n", (unsigned)ntohs(sa.sin_port));
+    close(fd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--probe")) return probe(argv[2]);
+    if (argc == 2 && !strcmp(argv[1], "--freeport")) return freeport();
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: test_daemon ADDR | --probe ADDR | --freeport\n");
+        return 2;
+    }
+    g_addr = argv[1];
+    signal(SIGPIPE, SIG_IGN);
+    double t0 = now_s();
+    idle_start(); /* before any thread: it forks */
+    test_version_mismatch();
+    test_garbage_and_silent();
+    test_good_session();
+    test_malformed();
+    test_join();
+    test_abrupt_close();
+    test_killed_client();
+    test_concurrent();
+    idle_finish();
+    printf("%d passed, %d failed (%.2f s)\n", g_pass, g_fail, now_s() - t0);
+    return g_fail ? 1 : 0;
+}

@@ -1,0 +1,16 @@
+# Unit tests that need no GPU and no daemon: codec and frames, export tables (with a
+# stub of the guest internals), cuGetProcAddress against the built guest library.
+add_executable(test_wire tests/unit/test_wire.c)
+target_link_libraries(test_wire PRIVATE vgpu_common)
+add_test(NAME unit_wire COMMAND test_wire)
+
+add_executable(test_export_tables tests/unit/test_export_tables.c tests/unit/guest_stubs.c
+               src/guest/cuda/export_tables.c src/guest/cuda/hmac_md2.c)
+target_link_libraries(test_export_tables PRIVATE vgpu_common)
+add_test(NAME unit_export_tables COMMAND test_export_tables)
+
+add_executable(test_procaddr tests/unit/test_procaddr.c)
+target_link_libraries(test_procaddr PRIVATE ${CMAKE_DL_LIBS})
+add_dependencies(test_procaddr cuda_guest)
+add_test(NAME unit_procaddr COMMAND test_procaddr $<TARGET_FILE:cuda_guest>
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
