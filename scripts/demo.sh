@@ -7,8 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 cmake -S "$root" -B "$build" >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
-prog=$build/tests/e2e/rt_basic_static
-plugins=$build/tests/e2e/libvgpu_e2e_plugins.so
+prog=$build/bin/hello_vgpu
+plugins=$build/tests/e2e/plugins/libvgpu_e2e_rt_kernels.so
 if [ ! -x "$prog" ]; then
   echo "demo: $prog was not built (is nvcc installed at /usr/local/cuda/bin?)" >&2
   exit 1

@@ -2,8 +2,8 @@
  * Cross-thread ordering through vgpu: work one thread posts without waiting (an
  * async memset, an event record) must be visible to a synchronous call another
  * thread makes afterwards, although each thread talks to vgpud over its own lane.
- * Also: threads make progress concurrently (one thread blocked in a synchronize
- * does not stall another's calls). Prints PASS/FAIL lines; exit 0 when all pass.
+ * Also: an unimplemented entry point answers
+ * CUDA_ERROR_NOT_SUPPORTED. Prints PASS/FAIL lines; exit 0 when all pass.
  */
 #include <cuda.h>
 #include <pthread.h>
@@ -96,6 +96,11 @@ int main(void)
     }
     pthread_join(th, NULL);
     free(host);
+    /* An entry point vgpu does not implement says so and leaves the process working. */
+    CUgraph graph = NULL;
+    CHECK("unsupported_entry_point_not_supported", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
+    CHECK("unsupported_entry_point_again", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
+    CHECK("still_working_after_unsupported", cuCtxSynchronize() == CUDA_SUCCESS);
     CU(cuMemFree(buf));
     CU(cuDevicePrimaryCtxRelease(dev));
     printf("drv_threads: %d checks, %d failed: %s\n", checks, failures, failures ? "FAIL" : "OK");

@@ -277,3 +277,13 @@ foreach(_tr unix tcp)
     vgpu_e2e_add(e2e_drv_basic_ptx_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic> "${_e2e_out}/drv_kernels.ptx")
   endif()
 endforeach()
+
+# The demo program `make demo` runs (examples/hello_vgpu.cu): static cudart, as nvcc
+# builds by default.
+if(_e2e_nvcc)
+  add_custom_command(OUTPUT "${CMAKE_BINARY_DIR}/bin/hello_vgpu"
+    COMMAND ${_e2e_nvcc} -O2 ${_e2e_sass} -cudart static -o "${CMAKE_BINARY_DIR}/bin/hello_vgpu"
+            "${CMAKE_SOURCE_DIR}/examples/hello_vgpu.cu"
+    DEPENDS "${CMAKE_SOURCE_DIR}/examples/hello_vgpu.cu" COMMENT "nvcc hello_vgpu" VERBATIM)
+  add_custom_target(hello_vgpu ALL DEPENDS "${CMAKE_BINARY_DIR}/bin/hello_vgpu")
+endif()
