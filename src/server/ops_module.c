@@ -24,9 +24,9 @@
  *   LIBRARY_GET_MODULE  u64 library -> u64 module
  *   LIBRARY_GET_GLOBAL  u64 library, str name -> u64 dptr, u64 bytes
  *   KERNEL_GET_FUNCTION u64 kernel -> u64 function
- *   FUNC_GET_ATTRIBUTE  u64 func, u32 form, i32 attribute, i32 device (form 1 only) -> i32 value
- *   FUNC_SET_ATTRIBUTE  u64 func, u32 form, i32 attribute, i32 value, i32 device (form 1 only) -> ()
- *   FUNC_SET_CACHE_CONFIG u64 func, u32 form, i32 config, i32 device (form 1 only) -> ()
+ *   FUNC_GET_ATTRIBUTE  u64 func, u32 form, i32 attribute, i32 device (used by form 1; form 0 sends -1) -> i32 value
+ *   FUNC_SET_ATTRIBUTE  u64 func, u32 form, i32 attribute, i32 value, i32 device (used by form 1; form 0 sends -1) -> ()
+ *   FUNC_SET_CACHE_CONFIG u64 func, u32 form, i32 config, i32 device (used by form 1; form 0 sends -1) -> ()
  *   FUNC_PARAM_INFO     u64 func -> u32 n, {u32 offset, u32 size} x n
  *   FUNC_GET_NAME       u64 func, u32 form -> str name
  *   FUNC_GET_MODULE     u64 func -> u64 module
@@ -35,7 +35,7 @@
  * padding and accept it only when it is self-consistent within the received length:
  * a fatbin's header and every entry lie inside it (and every uncompressed ELF entry's
  * own tables and sections inside the entry), an ELF's tables and sections lie inside
- * it, PTX is terminated by the padding at the latest, and vgpu_image_size() of the
+ * it, PTX is terminated by the padding at the latest (vgpu_image_size_bounded), and the size of the
  * copy is at most the received length (PTX: the length + 1, its NUL may come from the
  * padding). Anything else (a fatbin wrapper, which holds a pointer) is
  * CUDA_ERROR_INVALID_IMAGE.
@@ -304,78 +304,6 @@ CUresult srv_param_layout(struct session *s, uint64_t func, struct srv_param *ou
 
 #define IMAGE_PAD 64u /* zero bytes after the server's copy of an image */
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (uint16_t)p[1] << 8); }
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
-/* [off, off+len) inside n bytes, without overflow. */
-static bool in_bounds(uint64_t off, uint64_t len, size_t n)
-{
-    return off <= n && len <= n - off;
-}
-
-#define ELF_EHDR 64u
-#define ELF_SHDR 64u
-#define ELF_PHDR 56u
-#define ELF_SHT_NOBITS 8u
-
-/* An ELF64 little-endian image whose section and program header tables, sections and
- * segments all lie within n bytes (the reads vgpu_image_size makes, bounded). */
-static bool elf_ok(const uint8_t *p, size_t n)
-{
-    if (n < ELF_EHDR || memcmp(p, "\177ELF", 4) != 0 || p[4] != 2 || p[5] != 1) return false;
-    uint64_t phoff = rd64(p + 0x20), shoff = rd64(p + 0x28);
-    uint64_t phentsize = rd16(p + 0x36), phnum = rd16(p + 0x38);
-    uint64_t shentsize = rd16(p + 0x3A), shnum = rd16(p + 0x3C);
-    if (shoff) {
-        if (shentsize < ELF_SHDR || !in_bounds(shoff, shentsize, n)) return false;
-        if (shnum == 0) shnum = rd64(p + shoff + 0x20); /* extended numbering */
-        if (phnum == 0xFFFF) phnum = rd32(p + shoff + 0x2C);
-        if (shnum > n || !in_bounds(shoff, shnum * shentsize, n)) return false;
-        for (uint64_t i = 0; i < shnum; i++) {
-            const uint8_t *sh = p + shoff + i * shentsize;
-            if (rd32(sh + 4) == ELF_SHT_NOBITS) continue;
-            if (!in_bounds(rd64(sh + 0x18), rd64(sh + 0x20), n)) return false;
-        }
-    } else if (shnum != 0) {
-        return false;
-    }
-    if (phoff && phnum) {
-        if (phentsize < ELF_PHDR || phnum > n || !in_bounds(phoff, phnum * phentsize, n)) return false;
-        for (uint64_t i = 0; i < phnum; i++) {
-            const uint8_t *ph = p + phoff + i * phentsize;
-            if (!in_bounds(rd64(ph + 0x08), rd64(ph + 0x20), n)) return false;
-        }
-    }
-    return true;
-}
-
-#define FATBIN_HDR 16u
-#define FATBIN_ENTRY_HDR 64u
-
-/* A fatbin whose header and entries lie within n bytes; uncompressed ELF entries must
- * themselves be consistent within their entry. */
-static bool fatbin_ok(const uint8_t *p, size_t n)
-{
-    if (n < FATBIN_HDR || rd32(p) != VGPU_FATBIN_MAGIC) return false;
-    uint64_t hs = rd16(p + 6), payload = rd64(p + 8);
-    if (hs < FATBIN_HDR || !in_bounds(hs, payload, n)) return false;
-    uint64_t off = hs, end = hs + payload;
-    while (end - off >= FATBIN_ENTRY_HDR) {
-        const uint8_t *h = p + off;
-        uint64_t ehs = rd32(h + 4), size = rd64(h + 8), flags = rd64(h + 40);
-        if (ehs < FATBIN_ENTRY_HDR || ehs > end - off || size > end - off - ehs) return false;
-        if (rd16(h) == VGPU_FATBIN_KIND_ELF && !(flags & (VGPU_FATBIN_FLAG_LZ4 | VGPU_FATBIN_FLAG_ZSTD)) &&
-            !elf_ok(h + ehs, (size_t)size))
-            return false;
-        off += ehs + size;
-    }
-    return true;
-}
-
 /* Copy a received image into a zero-padded buffer and check it (see the top of the
  * file). *out is the copy to hand to the driver; free it afterwards. */
 static CUresult image_copy(struct lane *L, const void *data, size_t len, uint8_t **out)
@@ -385,30 +313,13 @@ static CUresult image_copy(struct lane *L, const void *data, size_t len, uint8_t
     if (!buf) return CUDA_ERROR_OUT_OF_MEMORY;
     memcpy(buf, data, len);
     memset(buf + len, 0, IMAGE_PAD);
-    bool ok = false;
-    const char *what = "unrecognised";
-    switch (vgpu_image_kind(buf)) {
-    case VGPU_IMAGE_FATBIN:
-        what = "fatbin";
-        ok = fatbin_ok(buf, len);
-        break;
-    case VGPU_IMAGE_ELF:
-        what = "ELF";
-        ok = elf_ok(buf, len);
-        break;
-    case VGPU_IMAGE_PTX:
-        what = "PTX";
-        ok = true; /* the padding terminates it at the latest */
-        break;
-    case VGPU_IMAGE_WRAPPER:
-        what = "fatbin wrapper"; /* holds a pointer into the client: meaningless here */
-        break;
-    default:
-        break;
-    }
-    /* PTX sent without its NUL measures one byte more: the padding supplies it. */
-    size_t size = 0, limit = vgpu_image_kind(buf) == VGPU_IMAGE_PTX ? len + 1 : len;
-    if (ok && (vgpu_image_size(buf, &size) != 0 || size > limit)) ok = false;
+    static const char *const kinds[] = {"unrecognised", "fatbin wrapper", "fatbin", "ELF", "PTX"};
+    enum vgpu_image_kind kind = vgpu_image_kind(buf);
+    const char *what = (unsigned)kind < sizeof kinds / sizeof kinds[0] ? kinds[kind] : "unrecognised";
+    /* Everything the driver will read must lie inside the received bytes (PTX sent
+     * without its NUL measures one more: the padding supplies it). */
+    size_t size = 0;
+    bool ok = vgpu_image_size_bounded(buf, len, &size) == 0 && size <= len + (kind == VGPU_IMAGE_PTX);
     if (!ok) {
         VGPU_WARN("client pid %d: %s module image of %zu bytes is not self-consistent; refused", L->s->client_pid,
                   what, len);
