@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,9 @@
 
 #define MAX_LISTEN 16
 #define HELLO_TIMEOUT_MS 5000
+#define MAX_PENDING_HANDSHAKES 256
+
+static atomic_int handshakes_pending;
 
 struct client {
     struct client *next;
@@ -132,7 +136,8 @@ static int fork_worker(struct vgpu_conn *conn, const char *scheme, int client_pi
     }
     if (pid == 0) {
         /* Child: the connection becomes fd 3 and the control socket fd 4, inherited across exec. */
-        int cfd = fcntl(conn->fd, F_DUPFD, 10), kfd = fcntl(sv[1], F_DUPFD, 10);
+        int cfd = fcntl(conn->fd, F_DUPFD_CLOEXEC, 10), kfd = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+        /* dup2 clears close-on-exec on 3 and 4 only; the temporaries close at exec. */
         if (cfd < 0 || kfd < 0 || dup2(cfd, 3) < 0 || dup2(kfd, 4) < 0) _exit(127);
         char *argv[] = {d.self_exe,   "--worker",    "--backend",    (char *)d.backend, "--emu-memory", mem,
                         "--session",  sid,           "--client-pid", cpid,              "--client-name",
@@ -311,6 +316,7 @@ static void *handshake_main(void *arg)
 out:
     wire_buf_free(&body);
     vgpu_conn_close(conn);
+    atomic_fetch_sub(&handshakes_pending, 1);
     return NULL;
 }
 
@@ -381,8 +387,18 @@ static int daemon_main(const char **addrs, int naddrs)
             if (!(pf[i].revents & POLLIN)) continue;
             struct vgpu_conn *c;
             if (vgpu_accept(ls[i], &c)) continue;
+            /* Each pending handshake holds a thread for up to HELLO_TIMEOUT_MS: bound them
+             * so a flood of silent connections cannot exhaust the daemon. */
+            if (atomic_fetch_add(&handshakes_pending, 1) >= MAX_PENDING_HANDSHAKES) {
+                atomic_fetch_sub(&handshakes_pending, 1);
+                VGPU_WARN("connection from %s refused: %d handshakes already pending", c->peer,
+                          MAX_PENDING_HANDSHAKES);
+                vgpu_conn_close(c);
+                continue;
+            }
             pthread_t th;
             if (pthread_create(&th, NULL, handshake_main, c)) {
+                atomic_fetch_sub(&handshakes_pending, 1);
                 vgpu_conn_close(c);
                 continue;
             }
