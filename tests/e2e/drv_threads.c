@@ -2,14 +2,16 @@
  * Cross-thread ordering through vgpu: work one thread posts without waiting (an
  * async memset, an event record) must be visible to a synchronous call another
  * thread makes afterwards, although each thread talks to vgpud over its own lane.
- * Also: an unimplemented entry point answers
- * CUDA_ERROR_NOT_SUPPORTED. Prints PASS/FAIL lines; exit 0 when all pass.
+ * Also: an unimplemented entry point answers CUDA_ERROR_NOT_SUPPORTED, and a child
+ * forked after cuInit gets CUDA_ERROR_NOT_INITIALIZED without disturbing the parent. Prints PASS/FAIL lines; exit 0 when all pass.
  */
 #include <cuda.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int failures, checks;
 #define CHECK(name, cond)                                           \
@@ -101,6 +103,20 @@ int main(void)
     CHECK("unsupported_entry_point_not_supported", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
     CHECK("unsupported_entry_point_again", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
     CHECK("still_working_after_unsupported", cuCtxSynchronize() == CUDA_SUCCESS);
+    /* A child forked after cuInit cannot use CUDA (as with the real driver), and its
+     * attempt must not disturb the parent's session. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        CUdeviceptr p;
+        int ok = cuMemAlloc(&p, 4096) == CUDA_ERROR_NOT_INITIALIZED && cuCtxSynchronize() == CUDA_ERROR_NOT_INITIALIZED;
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    waitpid(child, &status, 0);
+    CHECK("forked_child_refused", WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CUdeviceptr after;
+    CHECK("parent_unaffected_by_child", cuMemAlloc(&after, 4096) == CUDA_SUCCESS && cuMemFree(after) == CUDA_SUCCESS);
     CU(cuMemFree(buf));
     CU(cuDevicePrimaryCtxRelease(dev));
     printf("drv_threads: %d checks, %d failed: %s\n", checks, failures, failures ? "FAIL" : "OK");

@@ -42,6 +42,7 @@ static struct {
     uint8_t token[VGPU_TOKEN_BYTES];
     bool open;
     atomic_bool lost; /* the session ended: every call fails from now on */
+    atomic_bool forked; /* this is a child forked after cuInit: the session is the parent's */
     pthread_key_t key;
     /* Every lane this process opened, for fences; guarded by states_lock. */
     pthread_mutex_t states_lock;
@@ -163,6 +164,15 @@ static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
     return l;
 }
 
+/* A child forked after cuInit shares the parent's sockets; a call from it would
+ * interleave with the parent's frames. CUDA itself cannot be used after fork either:
+ * calls fail with CUDA_ERROR_NOT_INITIALIZED, as with the real driver. */
+static void after_fork_in_child(void)
+{
+    atomic_store(&G.forked, true);
+    tls_lane = NULL;
+}
+
 CUresult vg_rpc_connect(void)
 {
     pthread_mutex_lock(&G.lock);
@@ -180,6 +190,7 @@ CUresult vg_rpc_connect(void)
         return CUDA_ERROR_NO_DEVICE;
     }
     l->primary = true;
+    pthread_atfork(NULL, NULL, after_fork_in_child);
     pthread_key_create(&G.key, lane_destructor);
     tls_lane = l;
     pthread_setspecific(G.key, l);
@@ -192,7 +203,7 @@ static struct vg_lane *lane_get(void)
 {
     struct vg_lane *l = tls_lane;
     if (l) return l;
-    if (!G.open || atomic_load(&G.lost)) return NULL;
+    if (!G.open || atomic_load(&G.lost) || atomic_load(&G.forked)) return NULL;
     char err[512];
     l = lane_open(VGPU_HELLO_JOIN_SESSION, err, sizeof err);
     if (!l) {
@@ -229,6 +240,7 @@ CUresult vg_bad_reply(uint16_t op)
 
 CUresult vg_post(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len)
 {
+    if (atomic_load(&G.forked)) return CUDA_ERROR_NOT_INITIALIZED;
     if (atomic_load(&G.lost)) return CUDA_ERROR_DEVICE_UNAVAILABLE;
     struct vg_lane *l = lane_get();
     if (!l) return G.open ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_ERROR_NOT_INITIALIZED;
@@ -292,6 +304,7 @@ static void fence_settled(const struct fence *fc)
 
 CUresult vg_call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len, struct wire_rd *reply)
 {
+    if (atomic_load(&G.forked)) return CUDA_ERROR_NOT_INITIALIZED;
     if (atomic_load(&G.lost)) return CUDA_ERROR_DEVICE_UNAVAILABLE;
     struct vg_lane *l = lane_get();
     if (!l) return G.open ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_ERROR_NOT_INITIALIZED;
