@@ -5,7 +5,11 @@
  * Also: an unimplemented entry point answers CUDA_ERROR_NOT_SUPPORTED, and a child
  * forked after cuInit gets CUDA_ERROR_NOT_INITIALIZED without disturbing the parent. Prints PASS/FAIL lines; exit 0 when all pass.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* RTLD_DEFAULT */
+#endif
 #include <cuda.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,10 +102,16 @@ int main(void)
     }
     pthread_join(th, NULL);
     free(host);
-    /* An entry point vgpu does not implement says so and leaves the process working. */
+    /* An entry point vgpu does not implement (yet) says so and leaves the process
+     * working; the real driver implements it (the GPU suite runs this natively too). */
     CUgraph graph = NULL;
-    CHECK("unsupported_entry_point_not_supported", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
-    CHECK("unsupported_entry_point_again", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
+    if (dlsym(RTLD_DEFAULT, "vgpu_guest_library_marker")) {
+        CHECK("unimplemented_entry_point_answers", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED &&
+                                                       cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
+    } else {
+        CHECK("unimplemented_entry_point_answers",
+              cuGraphCreate(&graph, 0) == CUDA_SUCCESS && cuGraphDestroy(graph) == CUDA_SUCCESS);
+    }
     CHECK("still_working_after_unsupported", cuCtxSynchronize() == CUDA_SUCCESS);
     /* A child forked after cuInit cannot use CUDA (as with the real driver), and its
      * attempt must not disturb the parent's session. */
