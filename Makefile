@@ -21,4 +21,4 @@ gen:
 	python3 tools/gen.py
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-clang
