@@ -3,6 +3,7 @@
  * recorded here when the driver hands it out and checked on every use, so a
  * client can only ever touch its own objects. Open addressing on (kind, value).
  */
+#include "server/board.h"
 #include "server/server.h"
 
 #include <stdlib.h>
@@ -66,7 +67,10 @@ int handles_add(struct session *s, enum handle_kind kind, uint64_t value, uint64
         t->slots[i] = (struct handle_entry){.value = value, .owner = owner, .size = size, .kind = (uint8_t)kind};
         t->used++;
         t->count[kind]++;
-        if (kind == H_MEMORY) t->memory_bytes += size;
+        if (kind == H_MEMORY) {
+            t->memory_bytes += size;
+            board_add_memory((int64_t)size);
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -92,7 +96,10 @@ uint64_t handles_size(struct session *s, enum handle_kind kind, uint64_t value)
 static void drop(struct handle_table *t, struct handle_entry *e)
 {
     t->count[e->kind]--;
-    if (e->kind == H_MEMORY) t->memory_bytes -= e->size;
+    if (e->kind == H_MEMORY) {
+        t->memory_bytes -= e->size;
+        board_add_memory(-(int64_t)e->size);
+    }
     e->kind = TOMB;
     t->used--;
     t->tombstones++;

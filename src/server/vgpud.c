@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
+#include "server/board.h"
 #include "server/worker.h"
 
 #define MAX_LISTEN 16
@@ -43,6 +44,7 @@ struct client {
     pid_t worker;
     int ctl_fd;
     int client_pid;
+    int board_slot; /* -1: none (board full) */
     char name[64];
 };
 
@@ -55,6 +57,7 @@ static struct {
     struct client *clients;
     uint64_t next_session;
     int signal_pipe[2];
+    int board_fd;
 } d = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_session = 1};
 
 static void usage(FILE *f)
@@ -124,24 +127,30 @@ static int fork_worker(struct vgpu_conn *conn, const char *scheme, int client_pi
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return -1;
-    char sid[32], cpid[16], mem[32];
+    char sid[32], cpid[16], mem[32], slot[16];
     snprintf(sid, sizeof sid, "%llu", (unsigned long long)cl->session_id);
+    cl->board_slot = board_reserve(cl->session_id, client_pid, name, host);
+    snprintf(slot, sizeof slot, "%d", cl->board_slot);
     snprintf(cpid, sizeof cpid, "%d", client_pid);
     snprintf(mem, sizeof mem, "%llu", d.emu_memory);
     pid_t pid = fork();
     if (pid < 0) {
         close(sv[0]);
         close(sv[1]);
+        board_release(cl->board_slot);
         return -1;
     }
     if (pid == 0) {
-        /* Child: the connection becomes fd 3 and the control socket fd 4, inherited across exec. */
+        /* Child: the connection becomes fd 3, the control socket fd 4 and the status
+         * board fd 5, inherited across exec. */
         int cfd = fcntl(conn->fd, F_DUPFD_CLOEXEC, 10), kfd = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
-        /* dup2 clears close-on-exec on 3 and 4 only; the temporaries close at exec. */
-        if (cfd < 0 || kfd < 0 || dup2(cfd, 3) < 0 || dup2(kfd, 4) < 0) _exit(127);
+        int bfd = fcntl(d.board_fd, F_DUPFD_CLOEXEC, 10);
+        /* dup2 clears close-on-exec on 3, 4 and 5 only; the temporaries close at exec. */
+        if (cfd < 0 || kfd < 0 || bfd < 0 || dup2(cfd, 3) < 0 || dup2(kfd, 4) < 0 || dup2(bfd, 5) < 0) _exit(127);
         char *argv[] = {d.self_exe,   "--worker",    "--backend",    (char *)d.backend, "--emu-memory", mem,
                         "--session",  sid,           "--client-pid", cpid,              "--client-name",
                         (char *)name, "--client-host", (char *)host, "--transport",     (char *)scheme,
+                        "--board-slot", slot,
                         d.driver ? "--driver" : NULL, (char *)d.driver, NULL};
         execv(d.self_exe, argv);
         _exit(127);
@@ -333,6 +342,7 @@ static void reap_workers(bool log)
                 VGPU_WARN("worker of client pid %d (%s) died from signal %d; its device state was freed",
                           c->client_pid, c->name, WTERMSIG(st));
             close(c->ctl_fd);
+            board_release(c->board_slot);
             *pp = c->next;
             free(c);
             break;
@@ -345,6 +355,10 @@ static int daemon_main(const char **addrs, int naddrs)
 {
     struct vgpu_listener *ls[MAX_LISTEN];
     char err[256];
+    if ((d.board_fd = board_create()) < 0) {
+        VGPU_ERROR("cannot create the status board: %s", strerror(errno));
+        return 1;
+    }
     for (int i = 0; i < naddrs; i++) {
         if (vgpu_listen(addrs[i], &ls[i], err, sizeof err)) {
             VGPU_ERROR("%s", err);
@@ -429,7 +443,7 @@ int main(int argc, char **argv)
     const char *addrs[MAX_LISTEN];
     int naddrs = 0;
     const char *backend = "auto";
-    struct worker_args wa = {.conn_fd = 3, .ctl_fd = 4, .client_name = "?", .client_host = "?", .transport = "unix"};
+    struct worker_args wa = {.conn_fd = 3, .ctl_fd = 4, .board_fd = 5, .board_slot = -1, .client_name = "?", .client_host = "?", .transport = "unix"};
     bool worker = false;
     d.emu_memory = 16ull << 30;
     for (int i = 1; i < argc; i++) {
@@ -451,6 +465,7 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(a, "--worker")) worker = true;
         else if (!strcmp(a, "--session") && v) wa.session_id = strtoull(TAKE(), NULL, 10);
+        else if (!strcmp(a, "--board-slot") && v) wa.board_slot = atoi(TAKE());
         else if (!strcmp(a, "--client-pid") && v) wa.client_pid = atoi(TAKE());
         else if (!strcmp(a, "--client-name") && v) wa.client_name = TAKE();
         else if (!strcmp(a, "--client-host") && v) wa.client_host = TAKE();

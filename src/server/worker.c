@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/frame.h"
+#include "server/board.h"
 
 const char *server_backend_name = "?";
 
@@ -269,6 +270,7 @@ int worker_main(const struct worker_args *a)
         VGPU_ERROR("client pid %d: no session token from the daemon", s->client_pid);
         _exit(1);
     }
+    if (board_attach(a->board_fd) == 0) board_set_live(a->board_slot, (int)getpid());
     pthread_t th;
     if (pthread_create(&th, NULL, control_main, (void *)(intptr_t)a->ctl_fd) == 0) pthread_detach(th);
     start_lane(a->conn_fd, 0, true);

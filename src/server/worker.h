@@ -9,7 +9,8 @@ struct worker_args {
     const char *driver;    /* real driver path for cuda, NULL for the default */
     unsigned long long emu_memory;
     const char *transport; /* "unix:" or "tcp:" scheme of lane 0 */
-    int conn_fd, ctl_fd;
+    int conn_fd, ctl_fd, board_fd;
+    int board_slot;        /* this client's status board slot, -1 for none */
     uint64_t session_id;
     int client_pid;
     const char *client_name, *client_host;

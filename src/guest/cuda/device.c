@@ -19,6 +19,8 @@ static struct vg_device *dev_get(CUdevice d)
     return d >= 0 && d < vg_ndevices ? &vg_devices[d] : NULL;
 }
 
+int vg_device_remote_ordinal(CUdevice dev) { return dev >= 0 && dev < vg_ndevices ? dev : -1; }
+
 int vg_device_count(void) { return vg_require_init() == CUDA_SUCCESS ? vg_ndevices : 0; }
 
 CUresult vg_device_uuid(CUdevice dev, CUuuid *out)

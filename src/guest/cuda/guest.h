@@ -24,6 +24,10 @@ int vg_device_count(void);
 CUresult vg_device_uuid(CUdevice dev, CUuuid *out);
 CUresult vg_device_attribute(CUdevice dev, CUdevice_attribute attr, int *out);
 
+/* CUDA_VISIBLE_DEVICES: the guest sees a subset of the daemon's devices, renumbered.
+ * Every ordinal sent on the wire goes through this; -1 for an invalid guest ordinal. */
+int vg_device_remote_ordinal(CUdevice dev);
+
 /* The handle of `dev`'s primary context without retaining or activating it
  * (what cuDevicePrimaryCtxRetain returns for it). */
 CUresult vg_primary_ctx_handle(CUdevice dev, CUcontext *out);
