@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all test asan demo gen clean
+.PHONY: all test asan demo gen clean bench
 all:
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -16,6 +16,9 @@ asan:
 
 demo: all
 	./scripts/demo.sh
+
+bench: all
+	BUILD=$(BUILD) ./bench/run
 
 gen:
 	python3 tools/gen.py

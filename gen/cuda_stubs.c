@@ -991,16 +991,6 @@ CUresult cuLogsUnregisterCallback(CUlogsCallbackHandle callback)
     return vg_unsupported("cuLogsUnregisterCallback");
 }
 
-CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
-{
-    return vg_unsupported("cuMemAddressFree");
-}
-
-CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr, unsigned long long flags)
-{
-    return vg_unsupported("cuMemAddressReserve");
-}
-
 CUresult cuMemAdvise(CUdeviceptr devPtr, size_t count, CUmem_advise advice, CUdevice device)
 {
     return vg_unsupported("cuMemAdvise");
@@ -1046,11 +1036,6 @@ CUresult cuMemBatchDecompressAsync_ptsz(CUmemDecompressParams *paramsArray, size
     return vg_unsupported("cuMemBatchDecompressAsync_ptsz");
 }
 
-CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop, unsigned long long flags)
-{
-    return vg_unsupported("cuMemCreate");
-}
-
 CUresult cuMemDiscardAndPrefetchBatchAsync(CUdeviceptr *dptrs, size_t *sizes, size_t count, CUmemLocation *prefetchLocs, size_t *prefetchLocIdxs, size_t numPrefetchLocs, unsigned long long flags, CUstream hStream)
 {
     return vg_unsupported("cuMemDiscardAndPrefetchBatchAsync");
@@ -1086,21 +1071,6 @@ CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
     return vg_unsupported("cuMemFreeAsync_ptsz");
 }
 
-CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocation *location, CUdeviceptr ptr)
-{
-    return vg_unsupported("cuMemGetAccess");
-}
-
-CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop, CUmemAllocationGranularity_flags option)
-{
-    return vg_unsupported("cuMemGetAllocationGranularity");
-}
-
-CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handle)
-{
-    return vg_unsupported("cuMemGetAllocationPropertiesFromHandle");
-}
-
 CUresult cuMemGetDefaultMemPool(CUmemoryPool *pool_out, CUmemLocation *location, CUmemAllocationType type)
 {
     return vg_unsupported("cuMemGetDefaultMemPool");
@@ -1129,11 +1099,6 @@ CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsigned int 
 CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *osHandle, CUmemAllocationHandleType shHandleType)
 {
     return vg_unsupported("cuMemImportFromShareableHandle");
-}
-
-CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags)
-{
-    return vg_unsupported("cuMemMap");
 }
 
 CUresult cuMemMapArrayAsync(CUarrayMapInfo *mapInfoList, unsigned int count, CUstream hStream)
@@ -1241,29 +1206,9 @@ CUresult cuMemRangeGetAttributes(void **data, size_t *dataSizes, CUmem_range_att
     return vg_unsupported("cuMemRangeGetAttributes");
 }
 
-CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
-{
-    return vg_unsupported("cuMemRelease");
-}
-
-CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
-{
-    return vg_unsupported("cuMemRetainAllocationHandle");
-}
-
-CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count)
-{
-    return vg_unsupported("cuMemSetAccess");
-}
-
 CUresult cuMemSetMemPool(CUmemLocation *location, CUmemAllocationType type, CUmemoryPool pool)
 {
     return vg_unsupported("cuMemSetMemPool");
-}
-
-CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
-{
-    return vg_unsupported("cuMemUnmap");
 }
 
 CUresult cuMemcpy3DBatchAsync(size_t numOps, CUDA_MEMCPY3D_BATCH_OP *opList, size_t *failIdx, unsigned long long flags, CUstream hStream)

@@ -332,8 +332,8 @@
     X(cuLogsDumpToMemory, unsupported) \
     X(cuLogsRegisterCallback, unsupported) \
     X(cuLogsUnregisterCallback, unsupported) \
-    X(cuMemAddressFree, unsupported) \
-    X(cuMemAddressReserve, unsupported) \
+    X(cuMemAddressFree, remote) \
+    X(cuMemAddressReserve, remote) \
     X(cuMemAdvise, unsupported) \
     X(cuMemAdvise_v2, unsupported) \
     X(cuMemAlloc, remote) \
@@ -349,7 +349,7 @@
     X(cuMemAlloc_v2, remote) \
     X(cuMemBatchDecompressAsync, unsupported) \
     X(cuMemBatchDecompressAsync_ptsz, unsupported) \
-    X(cuMemCreate, unsupported) \
+    X(cuMemCreate, remote) \
     X(cuMemDiscardAndPrefetchBatchAsync, unsupported) \
     X(cuMemDiscardAndPrefetchBatchAsync_ptsz, unsupported) \
     X(cuMemDiscardBatchAsync, unsupported) \
@@ -360,11 +360,11 @@
     X(cuMemFreeAsync_ptsz, unsupported) \
     X(cuMemFreeHost, local) \
     X(cuMemFree_v2, remote) \
-    X(cuMemGetAccess, unsupported) \
+    X(cuMemGetAccess, remote) \
     X(cuMemGetAddressRange, remote) \
     X(cuMemGetAddressRange_v2, remote) \
-    X(cuMemGetAllocationGranularity, unsupported) \
-    X(cuMemGetAllocationPropertiesFromHandle, unsupported) \
+    X(cuMemGetAllocationGranularity, remote) \
+    X(cuMemGetAllocationPropertiesFromHandle, remote) \
     X(cuMemGetDefaultMemPool, unsupported) \
     X(cuMemGetHandleForAddressRange, unsupported) \
     X(cuMemGetInfo, remote) \
@@ -378,7 +378,7 @@
     X(cuMemHostRegister_v2, local) \
     X(cuMemHostUnregister, local) \
     X(cuMemImportFromShareableHandle, unsupported) \
-    X(cuMemMap, unsupported) \
+    X(cuMemMap, remote) \
     X(cuMemMapArrayAsync, unsupported) \
     X(cuMemMapArrayAsync_ptsz, unsupported) \
     X(cuMemPoolCreate, unsupported) \
@@ -400,11 +400,11 @@
     X(cuMemPrefetchBatchAsync_ptsz, unsupported) \
     X(cuMemRangeGetAttribute, unsupported) \
     X(cuMemRangeGetAttributes, unsupported) \
-    X(cuMemRelease, unsupported) \
-    X(cuMemRetainAllocationHandle, unsupported) \
-    X(cuMemSetAccess, unsupported) \
+    X(cuMemRelease, remote) \
+    X(cuMemRetainAllocationHandle, remote) \
+    X(cuMemSetAccess, remote) \
     X(cuMemSetMemPool, unsupported) \
-    X(cuMemUnmap, unsupported) \
+    X(cuMemUnmap, remote) \
     X(cuMemcpy, remote) \
     X(cuMemcpy2D, remote) \
     X(cuMemcpy2DAsync, remote) \
@@ -682,8 +682,8 @@
     X(cuWaitExternalSemaphoresAsync_ptsz, unsupported) \
 
 #define VGPU_ENTRY_POINT_COUNT 671
-#define VGPU_ENTRY_POINTS_REMOTE 168
+#define VGPU_ENTRY_POINTS_REMOTE 179
 #define VGPU_ENTRY_POINTS_LOCAL 42
-#define VGPU_ENTRY_POINTS_UNSUPPORTED 461
+#define VGPU_ENTRY_POINTS_UNSUPPORTED 450
 
 #endif

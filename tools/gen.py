@@ -15,6 +15,15 @@ files under gen/:
   gen/exports.map           GNU ld version script exporting exactly spec/exports.txt
   gen/entry_points.h        X-macro of every export with its status
 
+and, for the guest NVML library, from spec/nvml_exports.txt, spec/nvml.spec and
+src/common/nvml_abi.h (vgpu's own declaration of the NVML ABI):
+
+  gen/nvml_stubs.c          NOT_SUPPORTED stubs for NVML exports that nvml.spec omits
+  gen/nvml_exports.map      version script exporting exactly spec/nvml_exports.txt
+
+NVML wire operations go into the same gen/ops.h (their names must not collide with
+the driver's).
+
 Prototypes come from the headers themselves: the C preprocessor (--cc) expands
 cuda.h, cudaProfiler.h, cudaGL.h, cudaEGL.h, cudaVDPAU.h and their *Typedefs.h with
 __CUDA_API_VERSION_INTERNAL defined (so legacy, _v2.. and _ptds/_ptsz variants are
@@ -186,9 +195,10 @@ def read_exports(path):
 Spec = collections.namedtuple("Spec", "entries ops")  # entries: name -> (status, op)
 
 
-def read_spec(path, exports):
-    """spec/driver.spec -> Spec. Format (see its header): `SYMBOL STATUS [OP]`,
-    STATUS remote (OP required) or local (no OP); `op NAME` declares a wire op."""
+def read_spec(path, exports, exports_name="spec/exports.txt"):
+    """spec/driver.spec (or spec/nvml.spec) -> Spec. Format (see its header): `SYMBOL
+    STATUS [OP]`, STATUS remote (OP required) or local (no OP); `op NAME` declares a
+    wire op. exports_name: the export list the symbols must be in, for messages."""
     entries, ops = {}, []
     export_set = set(exports)
     errors = []
@@ -222,7 +232,7 @@ def read_spec(path, exports):
         if sym in entries:
             errors.append(f"{where}: {sym} listed twice")
         if sym not in export_set:
-            errors.append(f"{where}: {sym} is not in spec/exports.txt")
+            errors.append(f"{where}: {sym} is not in {exports_name}")
         entries[sym] = (status, op)
         if op is not None:
             ops.append(op)
@@ -317,14 +327,14 @@ def matching_paren(tokens, i):
 Proto = collections.namedtuple("Proto", "ret params source")  # rendered text
 
 
-def parse_decls(text, source):
-    """Function declarations named cu*: name -> Proto."""
+def parse_decls(text, source, name_re=r"^cu[A-Z]"):
+    """Function declarations whose name matches name_re (cu*): name -> Proto."""
     decls = {}
     for st in statements(text):
         if not st or st[0] == "typedef" or "{" in st:
             continue
         for i, tok in enumerate(st):
-            if re.match(r"^cu[A-Z]", tok) and i + 1 < len(st) and st[i + 1] == "(":
+            if re.match(name_re, tok) and i + 1 < len(st) and st[i + 1] == "(":
                 end = matching_paren(st, i + 1)
                 if end != len(st) - 1:
                     break
@@ -652,8 +662,14 @@ def gen_probe_list(entries, requests, cuda_version):
     return out
 
 
-def gen_ops(spec):
-    ops = sorted(set(spec.ops))
+def gen_ops(spec, nvml_spec):
+    clash = sorted(set(spec.ops) & set(nvml_spec.ops))
+    bad = sorted(op for op in set(nvml_spec.ops) if not op.startswith("NVML_"))
+    if clash or bad:
+        fail("spec/nvml.spec: " + "; ".join(
+            ([f"ops also in spec/driver.spec: {', '.join(clash)}"] if clash else []) +
+            ([f"op names must start with NVML_: {', '.join(bad)}"] if bad else [])))
+    ops = sorted(set(spec.ops) | set(nvml_spec.ops))
     ids, errors = {}, []
     for op in ops:
         i = OP_ID_OVERRIDES.get(op, zlib.crc32(op.encode()) & 0xFFFF)
@@ -665,11 +681,11 @@ def gen_ops(spec):
         ids[op] = i
     if errors:
         fail("\n".join(errors))
-    out = header("c", ["spec/driver.spec"], [
-        "Every wire operation of spec/driver.spec (its `op NAME` lines and OP column),",
-        "sorted by name: X(NAME, ID). ID = crc32(NAME) & 0xffff unless tools/gen.py's",
-        "OP_ID_OVERRIDES says otherwise: stable across builds and spec edits; 0x0000 and",
-        "0xffff are reserved.",
+    out = header("c", ["spec/driver.spec", "spec/nvml.spec"], [
+        "Every wire operation of spec/driver.spec and spec/nvml.spec (their `op NAME`",
+        "lines and OP columns), sorted by name: X(NAME, ID). NVML ops start with NVML_.",
+        "ID = crc32(NAME) & 0xffff unless tools/gen.py's OP_ID_OVERRIDES says otherwise:",
+        "stable across builds and spec edits; 0x0000 and 0xffff are reserved.",
     ])
     out += "\n#ifndef VGPU_GEN_OPS_H\n#define VGPU_GEN_OPS_H\n\n#define VGPU_OPS(X) \\\n"
     out += "".join(f"    X({op}, {ids[op]:#06x}) \\\n" for op in ops)
@@ -708,6 +724,96 @@ def gen_entry_points(exports, spec):
     return out, counts
 
 
+
+# ---------------------------------------------------------------------------
+# NVML (the guest libnvidia-ml.so.1)
+# ---------------------------------------------------------------------------
+
+NVML_ABI_HEADER = "src/common/nvml_abi.h"
+
+
+def read_nvml_header(cc):
+    """src/common/nvml_abi.h through the preprocessor -> {name: Proto} of nvml*."""
+    path = os.path.join(ROOT, NVML_ABI_HEADER)
+    if not os.path.exists(path):
+        fail(f"{NVML_ABI_HEADER} not found")
+    cmd = shlex.split(cc) + ["-E", "-P", "-x", "c", "-std=c11", "-I", os.path.join(ROOT, "src"), "-"]
+    try:
+        res = subprocess.run(cmd, input='#include "common/nvml_abi.h"\n', stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    except OSError as e:
+        fail(f"cannot run the C preprocessor {cc!r}: {e} (use --cc)")
+    if res.returncode != 0:
+        fail(f"preprocessing {NVML_ABI_HEADER} failed:\n{res.stderr}")
+    decls = parse_decls(res.stdout, "nvml", name_re=r"^nvml[A-Z]")
+    if len(decls) < 300:
+        fail(f"{NVML_ABI_HEADER}: suspiciously few declarations parsed ({len(decls)})")
+    return decls
+
+
+def split_params(params):
+    """A rendered parameter list -> the token list of each parameter ([] for void)."""
+    if params == "void":
+        return []
+    out, cur, depth = [], [], 0
+    for tok in TOKEN.findall(params):
+        if tok == "," and depth == 0:
+            out.append(cur)
+            cur = []
+            continue
+        depth += tok == "("
+        depth -= tok == ")"
+        cur.append(tok)
+    out.append(cur)
+    return out
+
+
+def nvml_stub_definition(name, proto):
+    """The header declares parameter types only: name them a0, a1, ... here."""
+    if proto.ret != "nvmlReturn_t":
+        fail(f"{name} returns {proto.ret}: no NOT_SUPPORTED stub rule for that; "
+             f"implement it by hand and list it in spec/nvml.spec")
+    params = []
+    for i, toks in enumerate(split_params(proto.params)):
+        if "(" in toks or "[" in toks or "..." in toks:
+            fail(f"{name}: parameter {i} ({render(toks)}) is not a plain type; the stub rule cannot name it")
+        params.append(render(toks + [f"a{i}"]))
+    return (f"nvmlReturn_t {name}({', '.join(params) or 'void'})\n{{\n"
+            f"    return vgn_unsupported(\"{name}\");\n}}\n")
+
+
+def gen_nvml_stubs(exports, spec, decls):
+    missing = [n for n in exports if n not in decls]
+    if missing:
+        fail(f"{NVML_ABI_HEADER} declares no prototype for: {', '.join(missing)}")
+    extra = sorted(set(decls) - set(exports))
+    if extra:
+        fail(f"{NVML_ABI_HEADER} declares functions spec/nvml_exports.txt lacks: {', '.join(extra)}")
+    stubs = [nvml_stub_definition(n, decls[n]) for n in exports if n not in spec.entries]
+    out = header("c", ["spec/nvml_exports.txt", "spec/nvml.spec"], [
+        "NOT_SUPPORTED stubs of the guest libnvidia-ml.so.1: one definition for every",
+        "symbol of spec/nvml_exports.txt that spec/nvml.spec does not implement. Each",
+        "logs its name once and returns NVML_ERROR_NOT_SUPPORTED (vgn_unsupported).",
+        f"Prototypes are {NVML_ABI_HEADER}'s, which this file includes, so the compiler",
+        f"checks every definition against them. {len(stubs)} stubs.",
+    ])
+    out += '\n#include "common/nvml_abi.h"\n#include "guest/nvml/nvml_guest.h"\n\n'
+    out += '#pragma GCC diagnostic ignored "-Wunused-parameter"\n\n'
+    out += "\n".join(stubs)
+    return out, len(stubs)
+
+
+def gen_nvml_exports_map(exports):
+    out = "/* generated by tools/gen.py from spec/nvml_exports.txt; do not edit.\n"
+    out += " *\n * GNU ld version script of the guest libnvidia-ml.so.1: export exactly the\n"
+    out += " * symbols of spec/nvml_exports.txt. */\n{\n  global:\n"
+    out += "".join(f"    {n};\n" for n in exports)
+    # vgpu's marker, so vgpud's cuda backend can refuse to load this library as NVIDIA's NVML.
+    out += "    vgpu_guest_library_marker;\n"
+    out += "  local:\n    *;\n};\n"
+    return out
+
+
 # ---------------------------------------------------------------------------
 
 def generate(args):
@@ -715,6 +821,9 @@ def generate(args):
     spec = read_spec(os.path.join(ROOT, "spec/driver.spec"), exports)
     requests = read_requests(os.path.join(ROOT, "tests/unit/data/cudart-13.0-getprocaddress-requests.txt"))
     headers = read_headers(args.cc, args.cuda_include)
+    nvml_exports = read_exports(os.path.join(ROOT, "spec/nvml_exports.txt"))
+    nvml_spec = read_spec(os.path.join(ROOT, "spec/nvml.spec"), nvml_exports, "spec/nvml_exports.txt")
+    nvml_decls = read_nvml_header(args.cc)
 
     export_set = set(exports)
     declared = set(headers.core_decls) | set(headers.interop_decls)
@@ -730,6 +839,7 @@ def generate(args):
     stubs, stubs_interop = gen_stubs(exports, spec, headers, entries)
     table_h, table_c = gen_procaddr(entries)
     entry_points, counts = gen_entry_points(exports, spec)
+    nvml_stubs, nvml_unsupported = gen_nvml_stubs(nvml_exports, nvml_spec, nvml_decls)
     files = collections.OrderedDict([
         ("gen/cuda_stubs.c", stubs),
         ("gen/cuda_stubs_interop.c", stubs_interop),
@@ -737,16 +847,20 @@ def generate(args):
         ("gen/procaddr_table.h", table_h),
         ("gen/procaddr_table.c", table_c),
         ("gen/procaddr_probe.txt", gen_probe_list(entries, requests, headers.cuda_version)),
-        ("gen/ops.h", gen_ops(spec)),
+        ("gen/ops.h", gen_ops(spec, nvml_spec)),
         ("gen/exports.map", gen_exports_map(exports)),
         ("gen/entry_points.h", entry_points),
+        ("gen/nvml_stubs.c", nvml_stubs),
+        ("gen/nvml_exports.map", gen_nvml_exports_map(nvml_exports)),
     ])
     info = {
         "exports": len(exports),
         "counts": counts,
         "variants": len(entries),
         "api_names": len(by_api),
-        "ops": len(set(spec.ops)),
+        "ops": len(set(spec.ops) | set(nvml_spec.ops)),
+        "nvml": (len(nvml_exports), sum(1 for st, _ in nvml_spec.entries.values() if st == "remote"),
+                 sum(1 for st, _ in nvml_spec.entries.values() if st == "local"), nvml_unsupported),
         "undeclared_in_headers": sorted(export_set - declared),
         "declared_not_exported": sorted(declared - export_set),
         "not_in_procaddr": sorted(export_set - set(e.symbol for e in entries)),
@@ -786,6 +900,8 @@ def main(argv):
         print(f"gen.py: {info['exports']} exports ({c['remote']} remote, {c['local']} local, "
               f"{c['unsupported']} unsupported), {info['variants']} cuGetProcAddress variants of "
               f"{info['api_names']} names, {info['ops']} wire ops")
+        n = info["nvml"]
+        print(f"gen.py: NVML: {n[0]} exports ({n[1]} remote, {n[2]} local, {n[3]} unsupported)")
         if args.verbose:
             for k in ("undeclared_in_headers", "declared_not_exported", "not_in_procaddr"):
                 print(f"  {k} ({len(info[k])}): {' '.join(info[k])}")

@@ -4,6 +4,9 @@
  *   vgpu run [--server ADDR] -- CMD [ARGS...]
  *       Runs CMD with vgpu's libcuda.so.1 first on its library path and VGPU_SERVER
  *       set, so an unmodified CUDA program uses the remote GPU.
+ *   vgpu smi [--server ADDR] [--json]
+ *       The devices a vgpud serves and the clients using them, like nvidia-smi
+ *       (src/cli/smi.c).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -13,17 +16,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "common/proto.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vgpu run [--server ADDR] -- CMD [ARGS...]\n"
+    fprintf(f, "usage: vgpu run [--server ADDR] -- CMD [ARGS...]   run a CUDA program on the remote GPU\n"
+               "       vgpu smi [--server ADDR] [--json]           devices and clients of a vgpud\n"
                "  ADDR: unix:PATH or tcp:HOST:PORT (default: $VGPU_SERVER, else %s)\n",
             VGPU_DEFAULT_SERVER);
 }
 
-/* The guest library directory: VGPU_LIB_DIR, else ../lib next to this executable. */
-static int lib_dir(char *out, size_t n)
+int cli_lib_dir(char *out, size_t n)
 {
     const char *env = getenv("VGPU_LIB_DIR");
     if (env && env[0]) {
@@ -65,7 +69,7 @@ static int cmd_run(int argc, char **argv)
         return 2;
     }
     char dir[PATH_MAX];
-    if (lib_dir(dir, sizeof dir)) {
+    if (cli_lib_dir(dir, sizeof dir)) {
         fprintf(stderr, "vgpu run: cannot find vgpu's libcuda.so.1 (set VGPU_LIB_DIR)\n");
         return 1;
     }
@@ -89,6 +93,7 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "smi")) return cmd_smi(argc - 2, argv + 2);
     fprintf(stderr, "vgpu: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -64,6 +64,18 @@
     X(cuMemsetD2D16Async, PFN_cuMemsetD2D16Async_v3020)                        \
     X(cuMemsetD2D32Async, PFN_cuMemsetD2D32Async_v3020)                        \
     X(cuPointerGetAttribute, PFN_cuPointerGetAttribute_v4000)                  \
+    X(cuMemAddressReserve, PFN_cuMemAddressReserve_v10020)                     \
+    X(cuMemAddressFree, PFN_cuMemAddressFree_v10020)                           \
+    X(cuMemCreate, PFN_cuMemCreate_v10020)                                     \
+    X(cuMemRelease, PFN_cuMemRelease_v10020)                                   \
+    X(cuMemMap, PFN_cuMemMap_v10020)                                           \
+    X(cuMemUnmap, PFN_cuMemUnmap_v10020)                                       \
+    X(cuMemSetAccess, PFN_cuMemSetAccess_v10020)                               \
+    X(cuMemGetAccess, PFN_cuMemGetAccess_v10020)                               \
+    X(cuMemGetAllocationGranularity, PFN_cuMemGetAllocationGranularity_v10020) \
+    X(cuMemGetAllocationPropertiesFromHandle,                                  \
+      PFN_cuMemGetAllocationPropertiesFromHandle_v10020)                       \
+    X(cuMemRetainAllocationHandle, PFN_cuMemRetainAllocationHandle_v11000)     \
     X(cuModuleLoadData, PFN_cuModuleLoadData_v2000)                            \
     X(cuModuleUnload, PFN_cuModuleUnload_v2000)                                \
     X(cuModuleGetFunction, PFN_cuModuleGetFunction_v2000)                      \

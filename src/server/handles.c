@@ -67,7 +67,7 @@ int handles_add(struct session *s, enum handle_kind kind, uint64_t value, uint64
         t->slots[i] = (struct handle_entry){.value = value, .owner = owner, .size = size, .kind = (uint8_t)kind};
         t->used++;
         t->count[kind]++;
-        if (kind == H_MEMORY) {
+        if (kind == H_MEMORY || kind == H_MEM_HANDLE) { /* device memory the client holds */
             t->memory_bytes += size;
             board_add_memory((int64_t)size);
         }
@@ -96,7 +96,7 @@ uint64_t handles_size(struct session *s, enum handle_kind kind, uint64_t value)
 static void drop(struct handle_table *t, struct handle_entry *e)
 {
     t->count[e->kind]--;
-    if (e->kind == H_MEMORY) {
+    if (e->kind == H_MEMORY || e->kind == H_MEM_HANDLE) {
         t->memory_bytes -= e->size;
         board_add_memory(-(int64_t)e->size);
     }

@@ -27,13 +27,16 @@ enum handle_kind {
     H_LIBRARY,
     H_KERNEL,
     H_MEMORY,
+    H_VA_RANGE,   /* VMM address reservation: value = base, size = bytes */
+    H_MEM_HANDLE, /* VMM physical allocation (cuMemCreate): size = bytes, counted like H_MEMORY */
+    H_VA_MAPPING, /* VMM mapping: value = address, owner = 0, size = bytes */
     H_KIND_COUNT
 };
 
 struct handle_entry {
     uint64_t value; /* the driver's handle (pointer value) or device address */
     uint64_t owner; /* the module/library/context it belongs to, for sweeping */
-    uint64_t size;  /* bytes, for H_MEMORY */
+    uint64_t size;  /* bytes, for H_MEMORY and the VMM kinds */
     uint8_t kind;   /* 0 = empty, 0xff = deleted */
 };
 

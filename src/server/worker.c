@@ -32,11 +32,11 @@ static void log_disconnect_and_exit(const char *why)
     struct session *s = &the_session;
     pthread_mutex_lock(&s->lock);
     struct handle_table *t = &s->handles;
-    VGPU_INFO("client pid %d (%s@%s) disconnected (%s): freed %zu allocations (%llu bytes), %zu modules, "
-              "%zu libraries, %zu streams, %zu events, %zu contexts",
-              s->client_pid, s->client_name, s->client_host, why, t->count[H_MEMORY],
-              (unsigned long long)t->memory_bytes, t->count[H_MODULE], t->count[H_LIBRARY], t->count[H_STREAM],
-              t->count[H_EVENT], t->count[H_CONTEXT]);
+    VGPU_INFO("client pid %d (%s@%s) disconnected (%s): freed %zu allocations and %zu VMM allocations "
+              "(%llu bytes), %zu VA reservations, %zu modules, %zu libraries, %zu streams, %zu events, %zu contexts",
+              s->client_pid, s->client_name, s->client_host, why, t->count[H_MEMORY], t->count[H_MEM_HANDLE],
+              (unsigned long long)t->memory_bytes, t->count[H_VA_RANGE], t->count[H_MODULE], t->count[H_LIBRARY],
+              t->count[H_STREAM], t->count[H_EVENT], t->count[H_CONTEXT]);
     /* Process exit returns every device object of this client to the driver; nothing
      * else in the daemon depends on this process. */
     _exit(0);

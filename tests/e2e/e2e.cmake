@@ -196,7 +196,9 @@ add_executable(vgpu_e2e_drv_basic "${_e2e_src}/drv_basic.c"
   "${_e2e_out}/gen/drv_kernels_fatbin.c" "${_e2e_out}/gen/drv_kernels_cubin.c")
 add_executable(vgpu_e2e_unreachable "${_e2e_src}/unreachable.c")
 add_executable(vgpu_e2e_drv_threads "${_e2e_src}/drv_threads.c")
-foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads)
+add_executable(vgpu_e2e_drv_vmm "${_e2e_src}/drv_vmm.c")
+add_executable(vgpu_e2e_hold_memory "${_e2e_src}/hold_memory.c")
+foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads vgpu_e2e_drv_vmm vgpu_e2e_hold_memory)
   target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
   target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
   target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
@@ -209,6 +211,8 @@ endforeach()
 set_target_properties(vgpu_e2e_drv_basic PROPERTIES OUTPUT_NAME drv_basic)
 set_target_properties(vgpu_e2e_unreachable PROPERTIES OUTPUT_NAME unreachable)
 set_target_properties(vgpu_e2e_drv_threads PROPERTIES OUTPUT_NAME drv_threads)
+set_target_properties(vgpu_e2e_hold_memory PROPERTIES OUTPUT_NAME hold_memory)
+set_target_properties(vgpu_e2e_drv_vmm PROPERTIES OUTPUT_NAME drv_vmm)
 # unreachable's rt mode: static cudart, which dlopens libcuda.so.1 itself
 target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" rt)
 # the generated sources are not ours to lint
@@ -269,6 +273,9 @@ foreach(_tr unix tcp)
   vgpu_e2e_add(e2e_rt_basic_shared_${_tr} ${_tr} "${_e2e_out}/rt_basic_shared")
   vgpu_e2e_add(e2e_drv_basic_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic>)
   vgpu_e2e_add(e2e_drv_threads_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_threads>)
+  vgpu_e2e_add(e2e_smi_${_tr} ${_tr} "${_e2e_src}/smi_check.sh")
+  set_property(TEST e2e_smi_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")
+  vgpu_e2e_add(e2e_drv_vmm_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_vmm>)
   vgpu_e2e_add(e2e_unreachable_drv_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
   vgpu_e2e_add(e2e_unreachable_rt_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> rt)
   if(NOT VGPU_E2E_BACKEND STREQUAL "emu")
@@ -287,3 +294,42 @@ if(_e2e_nvcc)
     DEPENDS "${CMAKE_SOURCE_DIR}/examples/hello_vgpu.cu" COMMENT "nvcc hello_vgpu" VERBATIM)
   add_custom_target(hello_vgpu ALL DEPENDS "${CMAKE_BINARY_DIR}/bin/hello_vgpu")
 endif()
+
+# ---------------------------------------------------------------------------------
+# CUDA_VISIBLE_DEVICES (drv_visible, which also compiles in the guest's parser to check
+# it on made-up multi-device tables), Ollama's discovery sequence through dlopen
+# (probe_ollama: not linked against libcuda), and a SIGKILLed client that must leave
+# nothing on the daemon (killed_probe.sh + its helper killed_probe).
+
+add_executable(vgpu_e2e_drv_visible "${_e2e_src}/drv_visible.c" "${CMAKE_SOURCE_DIR}/src/guest/cuda/visible.c")
+add_executable(vgpu_e2e_killed_probe "${_e2e_src}/killed_probe.c")
+foreach(_t vgpu_e2e_drv_visible vgpu_e2e_killed_probe)
+  target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
+  target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
+  target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
+  target_link_libraries(${_t} PRIVATE -lcuda)
+  set_target_properties(${_t} PROPERTIES C_STANDARD 11 C_EXTENSIONS ON RUNTIME_OUTPUT_DIRECTORY "${_e2e_out}")
+  if(TARGET cuda_guest)
+    add_dependencies(${_t} cuda_guest)
+  endif()
+endforeach()
+set_target_properties(vgpu_e2e_drv_visible PROPERTIES OUTPUT_NAME drv_visible)
+set_target_properties(vgpu_e2e_killed_probe PROPERTIES OUTPUT_NAME killed_probe)
+add_executable(vgpu_e2e_probe_ollama "${_e2e_src}/probe_ollama.c")
+target_include_directories(vgpu_e2e_probe_ollama PRIVATE "${VGPU_E2E_CUDA_INCLUDE}")
+target_compile_options(vgpu_e2e_probe_ollama PRIVATE ${_e2e_c_warnings})
+target_link_libraries(vgpu_e2e_probe_ollama PRIVATE ${CMAKE_DL_LIBS})
+set_target_properties(vgpu_e2e_probe_ollama PROPERTIES
+  C_STANDARD 11 C_EXTENSIONS ON OUTPUT_NAME probe_ollama RUNTIME_OUTPUT_DIRECTORY "${_e2e_out}")
+if(TARGET cuda_guest)
+  add_dependencies(vgpu_e2e_probe_ollama cuda_guest)
+endif()
+
+foreach(_tr unix tcp)
+  vgpu_e2e_add(e2e_drv_visible_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_visible>)
+  vgpu_e2e_add(e2e_probe_ollama_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_probe_ollama>)
+  add_test(NAME e2e_killed_probe_${_tr}
+    COMMAND bash "${_e2e_src}/killed_probe.sh" ${_tr} $<TARGET_FILE:vgpu_e2e_killed_probe>)
+  set_tests_properties(e2e_killed_probe_${_tr} PROPERTIES
+    LABELS "e2e" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
+endforeach()

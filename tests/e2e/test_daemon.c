@@ -41,9 +41,9 @@
 #include "common/proto.h"
 
 #define CONNECT_TIMEOUT_MS 2000
-#define IO_TIMEOUT_MS 3000    /* every send/recv; shorter than the daemon's 5 s hello timeout */
-#define CLOSE_WAIT_MS 3000    /* how long the daemon may take to close a connection */
-#define LOG_WAIT_MS 3000      /* how long a worker may take to log its disconnect */
+#define IO_TIMEOUT_MS 4500    /* every send/recv; shorter than the daemon's 5 s hello timeout */
+#define CLOSE_WAIT_MS 8000    /* how long the daemon may take to close a connection */
+#define LOG_WAIT_MS 8000      /* how long a worker may take to log its disconnect */
 #define IDLE_MS 5600          /* longer than the daemon's hello timeout (5 s) */
 #define EXPECTED_DEVICE "vgpu emulated GPU"
 #define CONCURRENT 16
@@ -738,7 +738,7 @@ static void test_abrupt_close(void)
     }
     cl_abort(&k);
     if (!why[0]) good_session(PID_BASE + PID_ABRUPT + 1000, 1 << 20, 1, why);
-    if (!why[0]) check_disconnect_log(PID_BASE + PID_ABRUPT, "freed 1 allocations (1048576 bytes)", why);
+    if (!why[0]) check_disconnect_log(PID_BASE + PID_ABRUPT, "freed 1 allocations and 0 VMM allocations (1048576 bytes)", why);
     report("abrupt_close_cleaned_up", why[0] ? why : NULL);
 }
 
@@ -795,7 +795,7 @@ static void test_killed_client(void)
     while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
     }
     if (!why[0]) good_session(PID_BASE + PID_ABRUPT + 2000, 1 << 20, 1, why);
-    if (!why[0]) check_disconnect_log((int)child, "freed 1 allocations (2097152 bytes)", why);
+    if (!why[0]) check_disconnect_log((int)child, "freed 1 allocations and 0 VMM allocations (2097152 bytes)", why);
     report("killed_client_cleaned_up", why[0] ? why : NULL);
 }
 

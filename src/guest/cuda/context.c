@@ -11,8 +11,9 @@
  * version, id, shared memory configuration) are answered here without wire traffic.
  *
  * Every context this process learns about (created, or a device's primary context)
- * is recorded with its device, API version and a process-unique id. A primary
- * context's handle never changes; it is "active" while retained (the real driver
+ * is recorded with its device (the guest's ordinal: CUDA_VISIBLE_DEVICES renumbers;
+ * ordinals become the daemon's only on the wire), API version and a process-unique id.
+ * A primary context's handle never changes; it is "active" while retained (the real driver
  * answers CUDA_ERROR_CONTEXT_IS_DESTROYED for its id and API version otherwise) and
  * gets a new id each time it becomes active again, as the real driver does.
  *
@@ -239,7 +240,7 @@ static CUresult lane_restore(CUcontext ctx)
 static CUresult primary_call(CUdevice dev, uint32_t mode, CUcontext *ctx, unsigned *api_version, bool *active)
 {
     struct wire_buf *a = vg_args();
-    wire_put_i32(a, dev);
+    wire_put_i32(a, vg_device_remote_ordinal(dev));
     wire_put_u32(a, mode);
     struct wire_rd r;
     CUresult rc = vg_call(VGPU_OP_PRIMARY_CTX_RETAIN, a, NULL, 0, &r);
@@ -343,7 +344,7 @@ static CUresult primary_release(CUdevice dev)
      * destructors while it still exists, so they can still use it. */
     if (last) vg_cls_context_destroyed(ctx);
     struct wire_buf *a = vg_args();
-    wire_put_i32(a, dev);
+    wire_put_i32(a, vg_device_remote_ordinal(dev));
     struct wire_rd r;
     CUresult rc = vg_call(VGPU_OP_PRIMARY_CTX_RELEASE, a, NULL, 0, &r);
     if (rc != CUDA_SUCCESS) return rc;
@@ -377,7 +378,7 @@ static CUresult primary_reset(CUdevice dev)
     CUcontext ctx = primary_state(dev, NULL, NULL);
     if (ctx) vg_cls_context_destroyed(ctx);
     struct wire_buf *a = vg_args();
-    wire_put_i32(a, dev);
+    wire_put_i32(a, vg_device_remote_ordinal(dev));
     CUresult rc = vg_call_simple(VGPU_OP_PRIMARY_CTX_RESET, a);
     if (rc != CUDA_SUCCESS) return rc;
     primary_deactivated(dev, ctx);
@@ -400,7 +401,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, i
     if (!flags || !active) return CUDA_ERROR_INVALID_VALUE;
     if (!device_ok(dev)) return CUDA_ERROR_INVALID_DEVICE;
     struct wire_buf *a = vg_args();
-    wire_put_i32(a, dev);
+    wire_put_i32(a, vg_device_remote_ordinal(dev));
     struct wire_rd r;
     CUresult rc = vg_call(VGPU_OP_PRIMARY_CTX_GET_STATE, a, NULL, 0, &r);
     if (rc != CUDA_SUCCESS) return rc;
@@ -417,7 +418,7 @@ static CUresult primary_set_flags(CUdevice dev, unsigned int flags)
     REQUIRE_INIT();
     if (!device_ok(dev)) return CUDA_ERROR_INVALID_DEVICE;
     struct wire_buf *a = vg_args();
-    wire_put_i32(a, dev);
+    wire_put_i32(a, vg_device_remote_ordinal(dev));
     wire_put_u32(a, flags);
     return vg_call_simple(VGPU_OP_PRIMARY_CTX_SET_FLAGS, a);
 }
@@ -439,10 +440,11 @@ CUresult CUDAAPI cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
 static CUresult ctx_create(CUcontext *pctx, unsigned int flags, CUdevice dev)
 {
     if (!pctx) return CUDA_ERROR_INVALID_VALUE;
+    if (!device_ok(dev)) return CUDA_ERROR_INVALID_DEVICE;
     if (stack_reserve(tls.n + 1)) return CUDA_ERROR_OUT_OF_MEMORY;
     struct wire_buf *a = vg_args();
     wire_put_u32(a, flags);
-    wire_put_i32(a, dev);
+    wire_put_i32(a, vg_device_remote_ordinal(dev));
     struct wire_rd r;
     CUresult rc = vg_call(VGPU_OP_CTX_CREATE, a, NULL, 0, &r);
     if (rc != CUDA_SUCCESS) return rc;

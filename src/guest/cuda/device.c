@@ -1,5 +1,6 @@
 /* Device queries, answered from the cache cuInit filled (see init.c); peer queries
- * go to the daemon. */
+ * go to the daemon. Guest ordinals (CUDA_VISIBLE_DEVICES order) become the daemon's
+ * here: vg_device_remote_ordinal / vg_device_guest_ordinal. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +20,19 @@ static struct vg_device *dev_get(CUdevice d)
     return d >= 0 && d < vg_ndevices ? &vg_devices[d] : NULL;
 }
 
-int vg_device_remote_ordinal(CUdevice dev) { return dev >= 0 && dev < vg_ndevices ? dev : -1; }
+/* Guest ordinal i is the i-th device CUDA_VISIBLE_DEVICES lets the guest see (init.c). */
+int vg_device_remote_ordinal(CUdevice dev)
+{
+    struct vg_device *d = dev_get(dev);
+    return d ? d->remote : -1;
+}
+
+int vg_device_guest_ordinal(int remote)
+{
+    for (int i = 0; i < vg_ndevices; i++)
+        if (vg_devices[i].remote == remote) return i;
+    return -1;
+}
 
 int vg_device_count(void) { return vg_require_init() == CUDA_SUCCESS ? vg_ndevices : 0; }
 
@@ -211,8 +224,8 @@ CUresult CUDAAPI cuDeviceGetP2PAttribute(int *value, CUdevice_P2PAttribute attri
     if (!dev_get(srcDevice) || !dev_get(dstDevice)) return CUDA_ERROR_INVALID_DEVICE;
     struct wire_buf *a = vg_args();
     wire_put_i32(a, (int32_t)attrib);
-    wire_put_i32(a, srcDevice);
-    wire_put_i32(a, dstDevice);
+    wire_put_i32(a, vg_device_remote_ordinal(srcDevice));
+    wire_put_i32(a, vg_device_remote_ordinal(dstDevice));
     struct wire_rd r;
     CUresult rc = vg_call(VGPU_OP_DEVICE_P2P_ATTR, a, NULL, 0, &r);
     if (rc != CUDA_SUCCESS) return rc;
@@ -228,8 +241,8 @@ CUresult CUDAAPI cuDeviceCanAccessPeer(int *canAccessPeer, CUdevice dev, CUdevic
     if (!canAccessPeer) return CUDA_ERROR_INVALID_VALUE;
     if (!dev_get(dev) || !dev_get(peerDev)) return CUDA_ERROR_INVALID_DEVICE;
     struct wire_buf *a = vg_args();
-    wire_put_i32(a, dev);
-    wire_put_i32(a, peerDev);
+    wire_put_i32(a, vg_device_remote_ordinal(dev));
+    wire_put_i32(a, vg_device_remote_ordinal(peerDev));
     struct wire_rd r;
     CUresult rc = vg_call(VGPU_OP_DEVICE_CAN_ACCESS_PEER, a, NULL, 0, &r);
     if (rc != CUDA_SUCCESS) return rc;

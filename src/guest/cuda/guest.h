@@ -16,7 +16,7 @@
 int vg_driver_version(void);
 
 /* Make sure cuInit succeeded (connection up, device list cached). Returns
- * CUDA_ERROR_NOT_INITIALIZED before cuInit, or the cuInit failure. */
+ * CUDA_ERROR_NOT_INITIALIZED before cuInit and after a failed cuInit, as the driver does. */
 CUresult vg_require_init(void);
 
 /* Cached per-device facts (answers that cannot change are cached in the guest). */
@@ -27,6 +27,9 @@ CUresult vg_device_attribute(CUdevice dev, CUdevice_attribute attr, int *out);
 /* CUDA_VISIBLE_DEVICES: the guest sees a subset of the daemon's devices, renumbered.
  * Every ordinal sent on the wire goes through this; -1 for an invalid guest ordinal. */
 int vg_device_remote_ordinal(CUdevice dev);
+/* The other way, for ordinals the daemon answers with: the guest ordinal of the
+ * daemon's device `remote`, -1 when the guest cannot see it. */
+int vg_device_guest_ordinal(int remote);
 
 /* The handle of `dev`'s primary context without retaining or activating it
  * (what cuDevicePrimaryCtxRetain returns for it). */

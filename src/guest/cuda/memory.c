@@ -22,6 +22,7 @@ struct range {
     uint64_t base, size;
     unsigned flags;
     bool allocated_here; /* pinned: from cuMemAllocHost/cuMemHostAlloc (vs registered) */
+    bool vmm;            /* device: a cuMemMap mapping (vmm.c); mappings back to back are one range */
 };
 struct range_set {
     pthread_rwlock_t lock;
@@ -94,7 +95,47 @@ static bool range_find(struct range_set *s, uint64_t p, size_t n, struct range *
     return found;
 }
 
-bool vg_is_device_range(CUdeviceptr p, size_t n) { return range_find(&device_ranges, p, n ? n : 1, NULL); }
+/* Inside one allocation, or across VMM mappings that follow each other with no gap
+ * (chunks mapped into one reservation are contiguous device memory, as on the GPU). */
+bool vg_is_device_range(CUdeviceptr p, size_t n)
+{
+    struct range_set *s = &device_ranges;
+    uint64_t at = p, want = n ? n : 1;
+    pthread_rwlock_rdlock(&s->lock);
+    long i = range_floor(s, at);
+    bool ok = i >= 0 && at - s->r[i].base < s->r[i].size;
+    while (ok) {
+        uint64_t avail = s->r[i].size - (at - s->r[i].base);
+        if (want <= avail) break;
+        const struct range *cur = &s->r[i], *next = (size_t)i + 1 < s->n ? &s->r[i + 1] : NULL;
+        ok = cur->vmm && next && next->vmm && next->base == cur->base + cur->size;
+        want -= avail;
+        at = cur->base + cur->size;
+        i++;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return ok;
+}
+
+int vg_device_range_add(CUdeviceptr base, size_t size)
+{
+    return range_add(&device_ranges, (struct range){.base = base, .size = size ? size : 1, .vmm = true});
+}
+
+void vg_device_range_remove(CUdeviceptr base, size_t size)
+{
+    struct range_set *s = &device_ranges;
+    uint64_t end = (uint64_t)base + size < (uint64_t)base ? UINT64_MAX : (uint64_t)base + size;
+    pthread_rwlock_wrlock(&s->lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct range *r = &s->r[i];
+        bool inside = r->vmm && r->base >= base && r->base < end && r->size <= end - r->base;
+        if (!inside) s->r[kept++] = *r;
+    }
+    s->n = kept;
+    pthread_rwlock_unlock(&s->lock);
+}
 
 bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size)
 {
@@ -297,6 +338,14 @@ CUresult CUDAAPI cuPointerGetAttribute(void *data, CUpointer_attribute attribute
     const void *v = wire_get_bytes(&r, 64, &n);
     if (!wire_rd_end(&r) || n != size) return vg_bad_reply(VGPU_OP_POINTER_GET_ATTRIBUTE);
     memcpy(data, v, size);
+    if (attribute == CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL) {
+        /* The daemon's ordinal: the guest's numbering follows CUDA_VISIBLE_DEVICES (-1
+         * for a device the guest cannot see, which its own allocations never are on). */
+        int remote;
+        memcpy(&remote, data, sizeof remote);
+        int guest = vg_device_guest_ordinal(remote);
+        memcpy(data, &guest, sizeof guest);
+    }
     return CUDA_SUCCESS;
 }
 

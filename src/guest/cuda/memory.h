@@ -5,8 +5,13 @@
 
 #include "guest/cuda/guest.h"
 
-/* true if [p, p+n) lies in one device allocation of this process. */
+/* true if [p, p+n) lies in one device allocation of this process (or in VMM
+ * mappings that follow each other with no gap). */
 bool vg_is_device_range(CUdeviceptr p, size_t n);
+/* VMM (vmm.c): [base, base+size) was mapped with cuMemMap and is device memory now
+ * (0, or -1 when out of memory); the mappings inside [base, base+size) are gone. */
+int vg_device_range_add(CUdeviceptr base, size_t size);
+void vg_device_range_remove(CUdeviceptr base, size_t size);
 /* true if p lies in pinned (page-locked) host memory of this process; flags out. */
 bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size);
 

@@ -869,6 +869,8 @@ CUresult cuKernelGetFunction(CUfunction *pFunc, CUkernel kernel)
 /* Function and kernel queries                                                    */
 /* ------------------------------------------------------------------------------ */
 
+/* get_attribute / set_attribute / set_cache_config: `dev` travels on the wire (the daemon's
+ * ordinal, FORM_KERNEL only); `key` keys the guest's cache (the guest's ordinal). */
 static CUresult get_attribute(int *pi, CUfunction_attribute attrib, uint64_t h, uint32_t form, int32_t dev,
                               int32_t key)
 {
@@ -951,7 +953,9 @@ CUresult cuKernelGetAttribute(int *pi, CUfunction_attribute attrib, CUkernel ker
     if (rc != CUDA_SUCCESS) return rc;
     if (!pi) return CUDA_ERROR_INVALID_VALUE;
     if (!kernel) return CUDA_ERROR_INVALID_HANDLE;
-    return get_attribute(pi, attrib, U64(kernel), FORM_KERNEL, dev, dev < 0 ? DEV_NO_CACHE : dev);
+    int remote = vg_device_remote_ordinal(dev); /* the cache is keyed by the guest's ordinal */
+    if (remote < 0) return CUDA_ERROR_INVALID_DEVICE;
+    return get_attribute(pi, attrib, U64(kernel), FORM_KERNEL, remote, dev);
 }
 
 CUresult cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUkernel kernel, CUdevice dev)
@@ -959,7 +963,9 @@ CUresult cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUkernel ker
     CUresult rc = vg_require_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!kernel) return CUDA_ERROR_INVALID_HANDLE;
-    return set_attribute(U64(kernel), attrib, val, FORM_KERNEL, dev, dev < 0 ? DEV_NO_CACHE : dev);
+    int remote = vg_device_remote_ordinal(dev);
+    if (remote < 0) return CUDA_ERROR_INVALID_DEVICE;
+    return set_attribute(U64(kernel), attrib, val, FORM_KERNEL, remote, dev);
 }
 
 CUresult cuKernelSetCacheConfig(CUkernel kernel, CUfunc_cache config, CUdevice dev)
@@ -967,7 +973,9 @@ CUresult cuKernelSetCacheConfig(CUkernel kernel, CUfunc_cache config, CUdevice d
     CUresult rc = vg_require_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!kernel) return CUDA_ERROR_INVALID_HANDLE;
-    return set_cache_config(U64(kernel), config, FORM_KERNEL, dev);
+    int remote = vg_device_remote_ordinal(dev);
+    if (remote < 0) return CUDA_ERROR_INVALID_DEVICE;
+    return set_cache_config(U64(kernel), config, FORM_KERNEL, remote);
 }
 
 CUresult cuKernelGetParamInfo(CUkernel kernel, size_t paramIndex, size_t *paramOffset, size_t *paramSize)

@@ -1,14 +1,14 @@
 /*
- * The guest's connection to vgpud. Each application thread talks over its own lane
- * (a connection served by its own daemon thread), so driver calls from different
- * threads never queue behind each other and the daemon keeps CUDA's per-thread
- * current context. The first lane, opened by cuInit, owns the session.
+ * libcuda's calls to vgpud: the shared guest transport (guest/common/rpc.h) with its
+ * outcomes expressed as CUresult. Each application thread talks over its own lane;
+ * the first lane, opened by cuInit, owns the session.
  */
 #ifndef VGPU_GUEST_RPC_H
 #define VGPU_GUEST_RPC_H
 
 #include "common/proto.h"
 #include "common/wire.h"
+#include "guest/common/rpc.h"
 #include "guest/cuda/guest.h"
 
 /* Open the session (first lane) to VGPU_SERVER or the default address. Logs one
@@ -17,7 +17,9 @@ CUresult vg_rpc_connect(void);
 
 /* A synchronous call: send op with `args` (and optional bulk bytes appended), wait for
  * the reply. On CUDA_SUCCESS, *reply reads the outputs; it stays valid until this
- * thread's next call. */
+ * thread's next call. Without an answer: CUDA_ERROR_NOT_INITIALIZED before cuInit and
+ * in a child forked after it, CUDA_ERROR_DEVICE_UNAVAILABLE when the connection (or
+ * this thread's lane) is gone, CUDA_ERROR_OUT_OF_MEMORY when args could not be built. */
 CUresult vg_call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len, struct wire_rd *reply);
 
 /* An asynchronous call: no reply; a failure surfaces at the next synchronizing call

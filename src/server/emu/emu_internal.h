@@ -1,6 +1,6 @@
 /*
  * emu backend internals: what the per-family files (emu_device.c, emu_context.c,
- * emu_memory.c, emu_module.c, emu_launch.c, emu_stream_event.c) share.
+ * emu_memory.c, emu_module.c, emu_launch.c, emu_stream_event.c, emu_vmm.c) share.
  *
  * The emu backend implements the driver functions of src/server/backend.h on the
  * CPU: one simulated device (ordinal 0), device memory in host RAM (a CUdeviceptr
@@ -91,7 +91,7 @@ void emu_ctx_current_or_none(struct emu_ctx_ref *out);
 
 /* ---- emu_memory.c ---- */
 
-enum emu_alloc_kind { EMU_ALLOC_USER = 1, EMU_ALLOC_GLOBAL = 2 };
+enum emu_alloc_kind { EMU_ALLOC_USER = 1, EMU_ALLOC_GLOBAL = 2, EMU_ALLOC_VMM = 3 /* a mapping (emu_vmm.c) */ };
 
 /* Set the simulated capacity; called by backend_open_emu. */
 void emu_mem_configure(unsigned long long capacity);
@@ -108,6 +108,18 @@ void emu_mem_release_ctx(uint64_t serial);
  * kernels as the real cuMemFree synchronises. */
 void emu_mem_read_lock(void);
 void emu_mem_read_unlock(void);
+/* VMM (emu_vmm.c). Physical allocations count against capacity: charge answers
+ * CUDA_ERROR_OUT_OF_MEMORY past it. A mapping that may be accessed is an EMU_ALLOC_VMM
+ * entry of the map (charged nothing; copies may run across mappings that follow each
+ * other with no gap; a read-only one refuses writes); insert and remove them with the
+ * map held exclusively (emu_mem_write_lock), which also waits for copies and kernels.
+ * insert returns -1 when out of memory; remove takes the entry starting at base. */
+CUresult emu_mem_charge(size_t bytes);
+void emu_mem_uncharge(size_t bytes);
+void emu_mem_write_lock(void);
+void emu_mem_write_unlock(void);
+int emu_mem_vmm_insert_locked(uintptr_t base, size_t size, bool readonly);
+void emu_mem_vmm_remove_locked(uintptr_t base);
 
 /* ---- emu_stream_event.c ---- */
 

@@ -4,7 +4,8 @@
  * memset and pointer query validates against, capacity accounting against the
  * simulated device's total memory, synchronous and "async" copies (1D, 2D, 3D) and
  * memsets. Host pointers handed to these functions are the server's own buffers and
- * are trusted; every device-side byte range must lie inside one live allocation.
+ * are trusted; every device-side byte range must lie inside one live allocation (or
+ * run through VMM mappings that follow each other with no gap: emu_vmm.c).
  *
  * Locking: mem_lock (a rwlock) guards the map. Copies and memsets hold it shared
  * while they touch device memory, and kernel launches do too (emu_mem_read_lock),
@@ -32,6 +33,7 @@ struct emu_alloc {
     uint64_t ctx_serial;
     uint64_t buffer_id;
     enum emu_alloc_kind kind;
+    bool readonly; /* EMU_ALLOC_VMM mapped with CU_MEM_ACCESS_FLAGS_PROT_READ */
 };
 
 static pthread_rwlock_t mem_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -72,14 +74,28 @@ static const struct emu_alloc *find_locked(uintptr_t p)
     return p - a->base < a->size ? a : NULL;
 }
 
-/* true when [p, p + len) lies inside one live allocation (len > 0). */
-static bool range_ok_locked(uintptr_t p, size_t len)
+/* true when [p, p + len) lies inside one live allocation (len > 0), or runs through
+ * VMM mappings that follow each other with no gap (one reservation's chunks); for a
+ * write, none of it may be read-only. */
+static bool range_check_locked(uintptr_t p, size_t len, bool write)
 {
-    const struct emu_alloc *a = find_locked(p);
-    if (!a) return false;
-    size_t off = p - a->base;
-    return len <= a->size - off;
+    size_t i = floor_index(p);
+    if (i == nallocs || p - allocs[i].base >= allocs[i].size) return false;
+    for (;;) {
+        const struct emu_alloc *a = &allocs[i];
+        if (write && a->readonly) return false;
+        size_t avail = a->size - (p - a->base);
+        if (len <= avail) return true;
+        const struct emu_alloc *b = i + 1 < nallocs ? &allocs[i + 1] : NULL;
+        if (a->kind != EMU_ALLOC_VMM || !b || b->kind != EMU_ALLOC_VMM || b->base != a->base + a->size) return false;
+        len -= avail;
+        p = b->base;
+        i++;
+    }
 }
+
+static bool range_ok_locked(uintptr_t p, size_t len) { return range_check_locked(p, len, false); }
+static bool range_writable_locked(uintptr_t p, size_t len) { return range_check_locked(p, len, true); }
 
 static int insert_locked(const struct emu_alloc *a)
 {
@@ -206,6 +222,41 @@ void emu_mem_release_ctx(uint64_t serial)
     if (freed) VGPU_DEBUG("emu: freed %zu allocations of a destroyed context", freed);
 }
 
+/* ---- hooks for VMM (emu_vmm.c): capacity and mapped ranges in the map ---- */
+
+CUresult emu_mem_charge(size_t bytes)
+{
+    pthread_rwlock_wrlock(&mem_lock);
+    unsigned long long cap = emu_mem_capacity();
+    bool fits = bytes <= cap && used_bytes <= cap - bytes;
+    if (fits) used_bytes += bytes;
+    pthread_rwlock_unlock(&mem_lock);
+    return fits ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+void emu_mem_uncharge(size_t bytes)
+{
+    pthread_rwlock_wrlock(&mem_lock);
+    used_bytes -= bytes;
+    pthread_rwlock_unlock(&mem_lock);
+}
+
+void emu_mem_write_lock(void) { pthread_rwlock_wrlock(&mem_lock); }
+void emu_mem_write_unlock(void) { pthread_rwlock_unlock(&mem_lock); }
+
+int emu_mem_vmm_insert_locked(uintptr_t base, size_t size, bool readonly)
+{
+    struct emu_alloc a = {
+        .base = base, .size = size, .buffer_id = next_buffer_id++, .kind = EMU_ALLOC_VMM, .readonly = readonly};
+    return insert_locked(&a);
+}
+
+void emu_mem_vmm_remove_locked(uintptr_t base)
+{
+    size_t i = floor_index(base);
+    if (i != nallocs && allocs[i].base == base && allocs[i].kind == EMU_ALLOC_VMM) remove_at_locked(i);
+}
+
 CUresult CUDAAPI emu_cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 {
     struct emu_ctx_ref ctx;
@@ -287,7 +338,7 @@ static CUresult copy_htod(CUdeviceptr dst, const void *src, size_t n, CUstream s
     if (rc != CUDA_SUCCESS || n == 0) return rc;
     if (!src) return CUDA_ERROR_INVALID_VALUE;
     pthread_rwlock_rdlock(&mem_lock);
-    bool ok = range_ok_locked((uintptr_t)dst, n);
+    bool ok = range_writable_locked((uintptr_t)dst, n);
     if (ok) memcpy((void *)(uintptr_t)dst, src, n);
     pthread_rwlock_unlock(&mem_lock);
     return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
@@ -310,7 +361,7 @@ static CUresult copy_dtod(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s
     CUresult rc = op_prologue(stream);
     if (rc != CUDA_SUCCESS || n == 0) return rc;
     pthread_rwlock_rdlock(&mem_lock);
-    bool ok = range_ok_locked((uintptr_t)dst, n) && range_ok_locked((uintptr_t)src, n);
+    bool ok = range_writable_locked((uintptr_t)dst, n) && range_ok_locked((uintptr_t)src, n);
     if (ok) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
     pthread_rwlock_unlock(&mem_lock);
     return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
@@ -436,7 +487,7 @@ static CUresult copy_strided(const struct copy_side *src, const struct copy_side
         for (size_t yy = 0; yy < height; yy++) {
             uintptr_t a, b;
             if (!row_address(src, &rs, yy, zz, &a) || !row_address(dst, &rd, yy, zz, &b) ||
-                (rs.device && !range_ok_locked(a, width)) || (rd.device && !range_ok_locked(b, width)) ||
+                (rs.device && !range_ok_locked(a, width)) || (rd.device && !range_writable_locked(b, width)) ||
                 a > UINTPTR_MAX - width || b > UINTPTR_MAX - width) {
                 rc = CUDA_ERROR_INVALID_VALUE;
                 break;
@@ -550,7 +601,7 @@ static CUresult memset_2d(CUdeviceptr dst, size_t pitch, unsigned value, unsigne
     for (size_t y = 0; y < height && ok; y++) {
         size_t off;
         ok = !__builtin_mul_overflow(y, pitch, &off) && (uintptr_t)dst <= UINTPTR_MAX - off &&
-             range_ok_locked((uintptr_t)dst + off, row_bytes);
+             range_writable_locked((uintptr_t)dst + off, row_bytes);
     }
     if (ok)
         for (size_t y = 0; y < height; y++) fill_row((uintptr_t)dst + y * pitch, value, elem, width);

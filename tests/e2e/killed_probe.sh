@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# A SIGKILLed short-lived client leaves nothing on the server (Ollama SIGKILLs its
+# discovery probes when they overrun their time limits).
+#
+#   killed_probe.sh unix|tcp KILLED_PROBE
+#
+# Starts a private vgpud, then:
+#   1. `KILLED_PROBE info` (a fresh client): free device memory before;
+#   2. `KILLED_PROBE hold 16M 4` in the background: waits for its "ready" line (it then
+#      holds 64 MiB and keeps memsetting them), and SIGKILLs it mid-work;
+#   3. waits for the daemon's log line "client pid PID (...) disconnected (connection
+#      closed): freed 4 allocations and 0 VMM allocations (67108864 bytes), ..." and for the client's worker
+#      process to be gone;
+#   4. `KILLED_PROBE info` again: free device memory must equal the value of step 1
+#      (exactly on the emu backend; within 64 MiB on a real GPU, whose free memory other
+#      processes move).
+# The clients run with vgpu's libcuda.so.1 first on LD_LIBRARY_PATH and VGPU_SERVER set.
+# Environment: the VGPU_E2E_* variables of run_e2e.sh (e2e.cmake sets them).
+set -u
+
+die() {
+    echo "killed_probe: FAIL: $*" >&2
+    [ -s "${tmp:-/nonexistent}/vgpud.log" ] && { echo "---- vgpud log ----"; cat "$tmp/vgpud.log"; }
+    exit 1
+}
+
+[ $# -eq 2 ] || { echo "usage: killed_probe.sh unix|tcp KILLED_PROBE" >&2; exit 2; }
+mode=$1
+client=$2
+bin=${VGPU_E2E_BIN:-}
+vgpud=${VGPU_E2E_VGPUD:-${bin:+$bin/vgpud}}
+probe=${VGPU_E2E_PROBE:-}
+lib=${VGPU_E2E_LIB:-}
+backend=${VGPU_E2E_BACKEND:-emu}
+[ -x "$vgpud" ] || die "vgpud not found: '$vgpud'"
+[ -x "$probe" ] || die "e2e_probe not found: '$probe'"
+[ -x "$client" ] || die "client not found: '$client'"
+[ -e "$lib/libcuda.so.1" ] || die "VGPU_E2E_LIB does not hold libcuda.so.1: '$lib'"
+
+bytes=$((16 << 20))
+count=4
+held=$((bytes * count))
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vgpu-killed.XXXXXX") || die "mktemp"
+daemon_pid=
+hold_pid=
+cleanup() {
+    local rc=$?
+    [ -n "$hold_pid" ] && kill -KILL "$hold_pid" 2>/dev/null
+    if [ -n "$daemon_pid" ]; then
+        kill -TERM "$daemon_pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$daemon_pid" 2>/dev/null
+        wait "$daemon_pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+if [ "$mode" = unix ]; then
+    addr="unix:$tmp/vgpud.sock"
+else
+    port=$("$probe" freeport) || die "no free TCP port"
+    addr="tcp:127.0.0.1:$port"
+fi
+args=(--listen "$addr" --backend "$backend")
+[ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ] && args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")
+echo "killed_probe: $vgpud ${args[*]}"
+VGPU_LOG=info VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "$vgpud" "${args[@]}" </dev/null >"$tmp/vgpud.log" 2>&1 &
+daemon_pid=$!
+up=0
+for _ in $(seq 300); do
+    kill -0 "$daemon_pid" 2>/dev/null || die "vgpud exited during startup"
+    if "$probe" connect "$addr" 2>/dev/null; then up=1; break; fi
+    sleep 0.05
+done
+[ $up = 1 ] || die "vgpud does not accept connections on $addr"
+
+[ -n "${VGPU_E2E_PRELOAD:-}" ] && export LD_PRELOAD="$VGPU_E2E_PRELOAD"
+export VGPU_SERVER="$addr" LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# The daemon's worker processes (its children), one per connected client.
+workers() {
+    awk -v p="$daemon_pid" '/^PPid:/ && $2 == p { split(FILENAME, a, "/"); print a[3] }' /proc/[0-9]*/status 2>/dev/null
+}
+
+info() {
+    local out
+    out=$(timeout 60 "$client" info) || die "'$client info' failed"
+    echo "$out" | sed -n 's/^free=\([0-9]*\) .*/\1/p'
+}
+
+free_before=$(info)
+[ -n "$free_before" ] || die "no free memory figure before"
+echo "killed_probe: free before: $free_before"
+
+"$client" hold "$bytes" "$count" >"$tmp/hold.out" 2>&1 & # killed below, or by cleanup
+hold_pid=$!
+ready=0
+for _ in $(seq 600); do
+    grep -q '^ready ' "$tmp/hold.out" 2>/dev/null && { ready=1; break; }
+    kill -0 "$hold_pid" 2>/dev/null || break
+    sleep 0.05
+done
+[ $ready = 1 ] || die "the holding client never got ready: $(cat "$tmp/hold.out")"
+victim=$hold_pid
+echo "killed_probe: $(cat "$tmp/hold.out"); workers now: $(workers | tr '\n' ' ')"
+free_during=$(info)
+echo "killed_probe: free seen by another client while it holds $held bytes: $free_during"
+if [ "$backend" != emu ] && [ "$free_during" -gt $((free_before - held)) ]; then
+    die "free memory did not drop by the $held bytes held ($free_before -> $free_during)"
+fi
+sleep 0.2 # let it get well into its memset loop
+echo "killed_probe: SIGKILL client pid $victim"
+kill -KILL "$victim" || die "could not kill $victim"
+wait "$hold_pid" 2>/dev/null
+hold_pid=
+
+line=
+for _ in $(seq 200); do
+    pattern="client pid $victim \(.*\) disconnected \(connection closed\): freed $count allocations and 0 VMM allocations \($held bytes\)"
+    line=$(grep -E "$pattern" "$tmp/vgpud.log" | head -1)
+    [ -n "$line" ] && break
+    sleep 0.05
+done
+[ -n "$line" ] || die "no disconnect line for pid $victim freeing $count allocations ($held bytes) in the daemon log"
+echo "killed_probe: daemon: ${line#*] }"
+
+left=
+for _ in $(seq 200); do
+    left=$(workers)
+    [ -z "$left" ] && break
+    sleep 0.05
+done
+[ -z "$left" ] || die "worker processes still running after the client was killed: $left"
+
+free_after=$(info)
+echo "killed_probe: free after: $free_after"
+if [ "$backend" = emu ]; then
+    [ "$free_after" = "$free_before" ] || die "free memory $free_after != $free_before before the killed client"
+else
+    diff=$((free_after > free_before ? free_after - free_before : free_before - free_after))
+    [ "$diff" -le $((64 << 20)) ] || die "free memory $free_after differs from $free_before by $diff bytes"
+fi
+grep -qE "AddressSanitizer|runtime error" "$tmp/vgpud.log" && die "sanitizer report in the daemon log"
+echo "killed_probe: PASS ($mode)"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Run by run_e2e.sh through `vgpu run` (so VGPU_SERVER names the test daemon): holds
+# device memory in a client, then checks `vgpu smi` and `vgpu smi --json` show the
+# emulated device and that client with its memory.
+set -euo pipefail
+# Sanitizer builds preload libasan for uninstrumented programs; bash is not one of ours,
+# and LeakSanitizer in its forked subshells would fail them. What it runs is instrumented.
+unset LD_PRELOAD
+vgpu=${VGPU_E2E_VGPU:?}
+hold=${VGPU_E2E_HOLD:?}
+ready=$(mktemp -u)
+"$hold" 64 30 "$ready" &
+holder=$!
+for _ in $(seq 400); do [ -e "$ready" ] && break; sleep 0.05; done
+rm -f "$ready"
+"$vgpu" smi
+json=$("$vgpu" smi --json)
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+python3 - "$json" "$holder" <<'PY'
+import json, sys
+doc = json.loads(sys.argv[1]); holder = int(sys.argv[2])
+dev = doc["devices"][0]
+ok = dev["name"] == "vgpu emulated GPU" and dev["memory_total"] == 16 << 30 and dev["uuid"].startswith("GPU-")
+mine = [c for c in doc["clients"] if c["pid"] == holder]
+ok = ok and len(mine) == 1 and mine[0]["memory_used"] >= 64 << 20 and dev["memory_used"] >= 64 << 20
+print("PASS smi_json" if ok else "FAIL smi_json: %r" % doc)
+sys.exit(0 if ok else 1)
+PY
