@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "e2e_types.h"
 
 extern const unsigned char e2e_drv_fatbin[];
@@ -35,45 +36,18 @@ extern const unsigned long e2e_drv_cubin_size;
 /* ------------------------------------------------------------------------------ */
 /* reporting */
 
-static pthread_mutex_t g_print_lock = PTHREAD_MUTEX_INITIALIZER;
-static int g_checks, g_failed;
-
-static int check(int ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int check(int ok, const char *name, const char *fmt, ...)
-{
-    pthread_mutex_lock(&g_print_lock);
-    g_checks++;
-    if (ok) {
-        printf("PASS %s\n", name);
-    } else {
-        g_failed++;
-        printf("FAIL %s", name);
-        if (fmt && *fmt) {
-            va_list ap;
-            printf(": ");
-            va_start(ap, fmt);
-            vprintf(fmt, ap);
-            va_end(ap);
-        }
-        printf("\n");
-    }
-    fflush(stdout);
-    pthread_mutex_unlock(&g_print_lock);
-    return ok;
-}
-
 static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void info(const char *fmt, ...)
 {
     va_list ap;
-    pthread_mutex_lock(&g_print_lock);
+    pthread_mutex_lock(&check_lock);
     printf("info ");
     va_start(ap, fmt);
     vprintf(fmt, ap);
     va_end(ap);
     printf("\n");
     fflush(stdout);
-    pthread_mutex_unlock(&g_print_lock);
+    pthread_mutex_unlock(&check_lock);
 }
 
 static const char *ename(CUresult r)
@@ -1056,7 +1030,7 @@ int main(int argc, char **argv)
     test_before_init();
     test_error_strings();
     test_device();
-    if (g_failed == 0) {
+    if (check_failed == 0) {
         test_contexts();
         test_memory();
         test_module();
@@ -1069,6 +1043,6 @@ int main(int argc, char **argv)
             test_module_reload();
         }
     }
-    printf("drv_basic: %d checks, %d failed: %s\n", g_checks, g_failed, g_failed ? "FAIL" : "PASS");
-    return g_failed ? 1 : 0;
+    printf("drv_basic: %d checks, %d failed: %s\n", check_count, check_failed, check_failed ? "FAIL" : "PASS");
+    return check_failed ? 1 : 0;
 }

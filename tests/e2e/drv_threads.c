@@ -9,6 +9,8 @@
 #define _GNU_SOURCE 1 /* RTLD_DEFAULT */
 #endif
 #include <cuda.h>
+
+#include "check.h"
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,24 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures, checks;
-#define CHECK(name, cond)                                           \
-    do {                                                            \
-        checks++;                                                   \
-        if (cond) printf("PASS %s\n", name);                        \
-        else {                                                      \
-            failures++;                                             \
-            printf("FAIL %s (line %d)\n", name, __LINE__);          \
-        }                                                           \
-    } while (0)
-#define CU(call)                                                                      \
-    do {                                                                              \
-        CUresult rc_ = (call);                                                        \
-        if (rc_ != CUDA_SUCCESS) {                                                    \
-            printf("FAIL %s returned %d (line %d)\n", #call, (int)rc_, __LINE__);      \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
 
 #define WORDS (64u << 20) /* 256 MiB of u32: a memset long enough to race with */
 
@@ -129,6 +113,5 @@ int main(void)
     CHECK("parent_unaffected_by_child", cuMemAlloc(&after, 4096) == CUDA_SUCCESS && cuMemFree(after) == CUDA_SUCCESS);
     CU(cuMemFree(buf));
     CU(cuDevicePrimaryCtxRelease(dev));
-    printf("drv_threads: %d checks, %d failed: %s\n", checks, failures, failures ? "FAIL" : "OK");
-    return failures ? 1 : 0;
+    return check_summary("drv_threads");
 }

@@ -36,32 +36,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "guest/cuda/visible.h"
-
-static int g_checks, g_failed;
-static const char *g_label = "";
-
-static int check(int ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int check(int ok, const char *name, const char *fmt, ...)
-{
-    g_checks++;
-    if (ok) {
-        printf("PASS %s%s%s\n", g_label, *g_label ? "." : "", name);
-    } else {
-        g_failed++;
-        printf("FAIL %s%s%s", g_label, *g_label ? "." : "", name);
-        if (fmt && *fmt) {
-            va_list ap;
-            printf(": ");
-            va_start(ap, fmt);
-            vprintf(fmt, ap);
-            va_end(ap);
-        }
-        printf("\n");
-    }
-    fflush(stdout);
-    return ok;
-}
 
 static const char *cu_name(CUresult r)
 {
@@ -101,7 +77,7 @@ static void parse_case(const char *spec, int ndev, const char *expected)
 
 static void part_parser(void)
 {
-    g_label = "parser";
+    check_label = "parser";
     /* indices: the list's order, the end of the list, strtoul reading */
     parse_case("0", 4, "0");
     parse_case("2,1", 4, "2,1");
@@ -173,7 +149,7 @@ static void part_parser(void)
               !vg_visible_may_select(",0") && !vg_visible_may_select(" GPU-a") && !vg_visible_may_select("GPU-") &&
               !vg_visible_may_select("GPU-zz") && !vg_visible_may_select("MIG-GPU-a"),
           "may_select.no", "an empty, negative, junk or digitless first entry selects nothing");
-    g_label = "";
+    check_label = "";
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -181,11 +157,11 @@ static void part_parser(void)
 
 static int child(int argc, char **argv)
 {
-    g_label = argv[2];
+    check_label = argv[2];
     const char *outcome = argv[3];
     int want = (argc - 4) / 2; /* expected devices, guest order */
     const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
-    printf("info %s: CUDA_VISIBLE_DEVICES=\"%s\", expecting %s, %d device(s)\n", g_label, cvd ? cvd : "(unset)",
+    printf("info %s: CUDA_VISIBLE_DEVICES=\"%s\", expecting %s, %d device(s)\n", check_label, cvd ? cvd : "(unset)",
            outcome, want);
     fflush(stdout);
 
@@ -205,7 +181,7 @@ static int child(int argc, char **argv)
         int v = 0;
         r = cuDriverGetVersion(&v);
         check(r == CUDA_SUCCESS && v > 0, "cuDriverGetVersion", "%s, %d", cu_name(r), v);
-        return g_failed ? 1 : 0;
+        return check_failed ? 1 : 0;
     }
     if (!check(r == CUDA_SUCCESS, "cuInit", "%s", cu_name(r))) return 1;
     int n = -1;
@@ -299,7 +275,7 @@ static int child(int argc, char **argv)
         r = cuCtxDestroy(c);
         check(r == CUDA_SUCCESS, "cuCtxDestroy", "%s", cu_name(r));
     }
-    return g_failed ? 1 : 0;
+    return check_failed ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------------------ */
@@ -451,8 +427,8 @@ static int parent(void)
         printf("info one device: the renumbering cases (\"1,0\") are covered by the parser checks only\n");
     }
 
-    printf("%s: %d checks, %d failed\n", g_failed ? "FAIL" : "PASS", g_checks, g_failed);
-    return g_failed ? 1 : 0;
+    printf("%s: %d checks, %d failed\n", check_failed ? "FAIL" : "PASS", check_count, check_failed);
+    return check_failed ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -14,6 +14,8 @@
 #define _GNU_SOURCE 1 /* RTLD_DEFAULT */
 #endif
 #include <cuda.h>
+
+#include "check.h"
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,24 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures, checks;
-#define CHECK(name, cond)                                           \
-    do {                                                            \
-        checks++;                                                   \
-        if (cond) printf("PASS %s\n", name);                        \
-        else {                                                      \
-            failures++;                                             \
-            printf("FAIL %s (line %d)\n", name, __LINE__);          \
-        }                                                           \
-    } while (0)
-#define CU(call)                                                                      \
-    do {                                                                              \
-        CUresult rc_ = (call);                                                        \
-        if (rc_ != CUDA_SUCCESS) {                                                    \
-            printf("FAIL %s returned %d (line %d)\n", #call, (int)rc_, __LINE__);      \
-            exit(1);                                                                  \
-        }                                                                             \
-    } while (0)
 
 #define MiB ((size_t)1 << 20)
 #define POOL_VA ((size_t)1 << 35) /* llama.cpp's CUDA_POOL_VMM_MAX_SIZE */
@@ -294,6 +278,5 @@ int main(void)
 
     CHECK("context_fine_at_end", cuCtxSynchronize() == CUDA_SUCCESS);
     CU(cuDevicePrimaryCtxRelease(dev));
-    printf("drv_vmm: %d checks, %d failed: %s\n", checks, failures, failures ? "FAIL" : "OK");
-    return failures ? 1 : 0;
+    return check_summary("drv_vmm");
 }

@@ -30,29 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int g_checks, g_failed;
+#include "check.h"
 
-static int check(int ok, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int check(int ok, const char *name, const char *fmt, ...)
-{
-    g_checks++;
-    if (ok) {
-        printf("PASS %s\n", name);
-    } else {
-        g_failed++;
-        printf("FAIL %s", name);
-        if (fmt && *fmt) {
-            va_list ap;
-            printf(": ");
-            va_start(ap, fmt);
-            vprintf(fmt, ap);
-            va_end(ap);
-        }
-        printf("\n");
-    }
-    fflush(stdout);
-    return ok;
-}
 
 /* ---- stdout capture: the libraries' calls run with fd 1 on a temporary file ---- */
 
@@ -255,6 +234,6 @@ int main(void)
                F.version / 1000, (F.version % 1000) / 10, g_nvml_version[0] ? " nvml_driver=" : "", g_nvml_version,
                pci, d->integrated ? "true" : "false");
     }
-    printf("%s: %d checks, %d failed\n", g_failed ? "FAIL" : "PASS", g_checks, g_failed);
-    return g_failed ? 1 : 0;
+    printf("%s: %d checks, %d failed\n", check_failed ? "FAIL" : "PASS", check_count, check_failed);
+    return check_failed ? 1 : 0;
 }
