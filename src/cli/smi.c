@@ -1,7 +1,7 @@
 /*
  * vgpu smi: what a vgpud serves, in the manner of nvidia-smi — each device's name,
- * memory, utilization, temperature and power, and the clients connected to the
- * daemon with the device memory they hold. It is an ordinary NVML client: it loads
+ * memory, utilization, temperature and power, and the daemon's clients that hold
+ * device memory (NVML's running processes: the daemon's status board). It is an ordinary NVML client: it loads
  * vgpu's own libnvidia-ml.so.1 (which talks to the daemon named by --server or
  * VGPU_SERVER), so it shows exactly what monitoring tools in the guest see.
  * `--json` prints the same as one JSON object for scripts.

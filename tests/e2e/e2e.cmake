@@ -18,11 +18,14 @@
 #   VGPU_E2E_EMU_MEMORY optional --emu-memory SIZE for the emu daemon ("" = its default)
 #   VGPU_E2E_TIMEOUT    seconds one program may run (default 240; ctest TIMEOUT is this + 60)
 # Outputs (in ${CMAKE_BINARY_DIR}/tests/e2e): rt_basic_static, rt_basic_shared,
-# rt_basic_ptx (PTX only), drv_basic, unreachable, e2e_probe, drv_kernels.{fatbin,cubin,ptx},
-# plugins/libvgpu_e2e_{rt,drv}_kernels.so, plugin_selftest.
-# Tests (label "e2e"): e2e_{rt_basic_static,rt_basic_shared,drv_basic,unreachable_drv,
-# unreachable_rt}_{unix,tcp}, e2e_plugin_selftest, e2e_plugin_symbols; with
-# VGPU_E2E_BACKEND=cuda also e2e_{rt_basic_ptx,drv_basic_ptx}_{unix,tcp}.
+# rt_basic_ptx (PTX only), drv_basic, drv_threads, drv_vmm, drv_visible, probe_ollama,
+# killed_probe, hold_memory, unreachable, e2e_probe, drv_kernels.{fatbin,cubin,ptx},
+# plugins/libvgpu_e2e_{rt,drv}_kernels.so, plugin_selftest; bin/hello_vgpu (make demo).
+# Tests (label "e2e"), each _{unix,tcp}: e2e_rt_basic_static, e2e_rt_basic_shared,
+# e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_visible, e2e_probe_ollama,
+# e2e_killed_probe, e2e_smi, e2e_unreachable_drv, e2e_unreachable_rt; plus
+# e2e_plugin_selftest, e2e_plugin_symbols; with a backend other than emu also
+# e2e_{rt_basic_ptx,drv_basic_ptx}_{unix,tcp}. tests/e2e/README.md lists what each covers.
 # Variables set for other suites: VGPU_E2E_OUT_DIR, VGPU_E2E_RUN_SCRIPT, VGPU_E2E_RT_BASIC_PTX,
 # VGPU_E2E_DRV_PTX; target vgpu_e2e_programs builds every program.
 

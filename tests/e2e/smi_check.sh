@@ -17,11 +17,13 @@ rm -f "$ready"
 json=$("$vgpu" smi --json)
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
-python3 - "$json" "$holder" <<'PY'
+python3 - "$json" "$holder" "${VGPU_E2E_BACKEND:-emu}" "${VGPU_E2E_EMU_MEMORY:-}" <<'PY'
 import json, sys
-doc = json.loads(sys.argv[1]); holder = int(sys.argv[2])
+doc = json.loads(sys.argv[1]); holder = int(sys.argv[2]); backend = sys.argv[3]
 dev = doc["devices"][0]
-ok = dev["name"] == "vgpu emulated GPU" and dev["memory_total"] == 16 << 30 and dev["uuid"].startswith("GPU-")
+ok = dev["uuid"].startswith("GPU-") and dev["memory_total"] > 0 and dev["name"] != ""
+if backend == "emu" and not sys.argv[4]:  # the emulated device with its default memory
+    ok = ok and dev["name"] == "vgpu emulated GPU" and dev["memory_total"] == 16 << 30
 mine = [c for c in doc["clients"] if c["pid"] == holder]
 ok = ok and len(mine) == 1 and mine[0]["memory_used"] >= 64 << 20 and dev["memory_used"] >= 64 << 20
 print("PASS smi_json" if ok else "FAIL smi_json: %r" % doc)

@@ -46,7 +46,7 @@ static struct {
     uint8_t token[VGPU_TOKEN_BYTES];
     bool open;
     atomic_bool lost; /* the session ended: every call fails from now on */
-    atomic_bool forked; /* this is a child forked after cuInit: the session is the parent's */
+    atomic_bool forked; /* a child forked after the session opened: the session is the parent's */
     pthread_key_t key;
     /* Every lane this process opened, for fences; guarded by states_lock. */
     pthread_mutex_t states_lock;
@@ -169,8 +169,8 @@ static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
 }
 
 /* A child forked after the session opened shares the parent's sockets; a call from it
- * would interleave with the parent's frames. CUDA itself cannot be used after fork
- * either: calls fail with CUDA_ERROR_NOT_INITIALIZED, as with the real driver. */
+ * would interleave with the parent's frames. Calls report VG_RPC_FORKED, which each
+ * library turns into its "not initialised" error, as the real ones behave after fork. */
 static void after_fork_in_child(void)
 {
     atomic_store(&G.forked, true);
