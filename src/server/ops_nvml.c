@@ -421,9 +421,17 @@ CUresult op_NVML_PROCESSES(struct lane *L, struct wire_rd *in, struct wire_buf *
                 add_proc(procs, &np, (uint32_t)board[k].client_pid, held[i].usedGpuMemory);
                 break;
             }
-    if (np == 0 && ndevices == 1) /* NVML cannot tell, or sees other pids: trust the board */
+    if (np == 0 && ndevices == 1) { /* NVML cannot tell, or sees other pids: trust the board */
         for (int k = 0; k < nb; k++)
             if (board[k].memory_bytes > 0) add_proc(procs, &np, (uint32_t)board[k].client_pid, board[k].memory_bytes);
+        rc = NVML_SUCCESS;
+    }
+    if (rc != NVML_SUCCESS) { /* no answer: say so rather than report "no processes" */
+        free(held);
+        free(procs);
+        free(board);
+        return (CUresult)rc;
+    }
     wire_put_u32(out, np);
     for (unsigned i = 0; i < np; i++) {
         wire_put_u32(out, procs[i].pid);
