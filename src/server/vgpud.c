@@ -122,42 +122,34 @@ static void reply_error(struct vgpu_conn *c, CUresult rc, const char *msg)
     wire_buf_free(&b);
 }
 
-static int fork_worker(struct vgpu_conn *conn, const char *scheme, int client_pid, const char *name,
-                       const char *host, struct client *cl)
+/* Start a worker process that opens the backend (cuInit included) and then waits on
+ * its control socket for the client it will serve (see assign_worker). */
+static int start_worker(pid_t *pid_out, int *ctl_out)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return -1;
-    char sid[32], cpid[16], mem[32], slot[16];
-    snprintf(sid, sizeof sid, "%llu", (unsigned long long)cl->session_id);
-    cl->board_slot = board_reserve(cl->session_id, client_pid, name, host);
-    snprintf(slot, sizeof slot, "%d", cl->board_slot);
-    snprintf(cpid, sizeof cpid, "%d", client_pid);
+    char mem[32];
     snprintf(mem, sizeof mem, "%llu", d.emu_memory);
     pid_t pid = fork();
     if (pid < 0) {
         close(sv[0]);
         close(sv[1]);
-        board_release(cl->board_slot);
         return -1;
     }
     if (pid == 0) {
-        /* Child: the connection becomes fd 3, the control socket fd 4 and the status
-         * board fd 5, inherited across exec. */
-        int cfd = fcntl(conn->fd, F_DUPFD_CLOEXEC, 10), kfd = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
-        int bfd = fcntl(d.board_fd, F_DUPFD_CLOEXEC, 10);
-        /* dup2 clears close-on-exec on 3, 4 and 5 only; the temporaries close at exec. */
-        if (cfd < 0 || kfd < 0 || bfd < 0 || dup2(cfd, 3) < 0 || dup2(kfd, 4) < 0 || dup2(bfd, 5) < 0) _exit(127);
-        char *argv[] = {d.self_exe,   "--worker",    "--backend",    (char *)d.backend, "--emu-memory", mem,
-                        "--session",  sid,           "--client-pid", cpid,              "--client-name",
-                        (char *)name, "--client-host", (char *)host, "--transport",     (char *)scheme,
-                        "--board-slot", slot,
+        /* Child: the control socket becomes fd 4 and the status board fd 5, inherited
+         * across exec; the client's connection arrives later over fd 4. */
+        int kfd = fcntl(sv[1], F_DUPFD_CLOEXEC, 10), bfd = fcntl(d.board_fd, F_DUPFD_CLOEXEC, 10);
+        /* dup2 clears close-on-exec on 4 and 5 only; the temporaries close at exec. */
+        if (kfd < 0 || bfd < 0 || dup2(kfd, 4) < 0 || dup2(bfd, 5) < 0) _exit(127);
+        char *argv[] = {d.self_exe, "--worker", "--backend", (char *)d.backend, "--emu-memory", mem,
                         d.driver ? "--driver" : NULL, (char *)d.driver, NULL};
         execv(d.self_exe, argv);
         _exit(127);
     }
     close(sv[1]);
-    cl->worker = pid;
-    cl->ctl_fd = sv[0];
+    *pid_out = pid;
+    *ctl_out = sv[0];
     return 0;
 }
 
@@ -167,11 +159,9 @@ static int fork_worker(struct vgpu_conn *conn, const char *scheme, int client_pi
  * thread that lives as long as the daemon; handshake threads queue their requests. */
 struct spawn_req {
     struct spawn_req *next;
-    struct vgpu_conn *conn;
-    const char *scheme, *name, *host;
-    int client_pid;
-    struct client *cl;
-    int rc, err;
+    bool async; /* a refill of the spare: nobody waits for it */
+    pid_t pid;
+    int ctl_fd, rc, err;
     bool done;
 };
 
@@ -180,6 +170,28 @@ static struct {
     pthread_cond_t cond;
     struct spawn_req *head, **tail;
 } spawner = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .tail = &spawner.head};
+
+/* The spare: one worker started ahead of demand, so a new client does not wait for a
+ * process start and the driver's cuInit (about 0.2 s on a GPU). Guarded by its lock. */
+static struct {
+    pthread_mutex_t lock;
+    pid_t pid;
+    int ctl_fd;
+} spare = {.lock = PTHREAD_MUTEX_INITIALIZER, .ctl_fd = -1};
+
+static void spare_offer(pid_t pid, int ctl_fd)
+{
+    pthread_mutex_lock(&spare.lock);
+    if (!spare.pid) {
+        spare.pid = pid;
+        spare.ctl_fd = ctl_fd;
+        pid = 0;
+    }
+    pthread_mutex_unlock(&spare.lock);
+    if (pid) { /* one is waiting already: closing the control socket ends this one */
+        close(ctl_fd);
+    }
+}
 
 static void *spawner_main(void *arg)
 {
@@ -191,8 +203,14 @@ static void *spawner_main(void *arg)
         spawner.head = q->next;
         if (!spawner.head) spawner.tail = &spawner.head;
         pthread_mutex_unlock(&spawner.lock);
-        q->rc = fork_worker(q->conn, q->scheme, q->client_pid, q->name, q->host, q->cl);
+        q->rc = start_worker(&q->pid, &q->ctl_fd);
         q->err = errno;
+        if (q->async) {
+            if (q->rc == 0) spare_offer(q->pid, q->ctl_fd);
+            free(q);
+            pthread_mutex_lock(&spawner.lock);
+            continue;
+        }
         pthread_mutex_lock(&spawner.lock);
         q->done = true;
         pthread_cond_broadcast(&spawner.cond);
@@ -200,19 +218,61 @@ static void *spawner_main(void *arg)
     return NULL;
 }
 
-static int spawn_worker(struct vgpu_conn *conn, const char *scheme, int client_pid, const char *name,
-                        const char *host, struct client *cl)
+static void spawner_submit(struct spawn_req *q)
 {
-    struct spawn_req q = {.conn = conn, .scheme = scheme, .name = name, .host = host, .client_pid = client_pid,
-                          .cl = cl};
     pthread_mutex_lock(&spawner.lock);
-    *spawner.tail = &q;
-    spawner.tail = &q.next;
+    *spawner.tail = q;
+    spawner.tail = &q->next;
     pthread_cond_broadcast(&spawner.cond);
-    while (!q.done) pthread_cond_wait(&spawner.cond, &spawner.lock);
+    if (!q->async)
+        while (!q->done) pthread_cond_wait(&spawner.cond, &spawner.lock);
     pthread_mutex_unlock(&spawner.lock);
+}
+
+/* Start a spare in the background (at startup and after each one is taken). */
+static void spare_refill(void)
+{
+    struct spawn_req *q = calloc(1, sizeof *q);
+    if (!q) return;
+    q->async = true;
+    spawner_submit(q);
+}
+
+/* A worker for a new client: the spare if there is one, else one started now. */
+static int take_worker(pid_t *pid, int *ctl_fd)
+{
+    pthread_mutex_lock(&spare.lock);
+    *pid = spare.pid;
+    *ctl_fd = spare.ctl_fd;
+    spare.pid = 0;
+    spare.ctl_fd = -1;
+    pthread_mutex_unlock(&spare.lock);
+    if (*pid) return 0;
+    struct spawn_req q = {.async = false};
+    spawner_submit(&q);
     errno = q.err;
-    return q.rc;
+    if (q.rc) return -1;
+    *pid = q.pid;
+    *ctl_fd = q.ctl_fd;
+    return 0;
+}
+
+/* Give a waiting worker its client: the session's facts and the connection (SCM_RIGHTS). */
+static int assign_worker(int ctl_fd, const struct worker_assignment *a, int conn_fd)
+{
+    struct iovec iov = {(void *)a, sizeof *a};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
+    memset(&cm, 0, sizeof cm);
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &conn_fd, sizeof(int));
+    return sendmsg(ctl_fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof *a ? 0 : -1;
 }
 
 /* Read the HELLO of one new connection and route it. Runs in its own thread so a
@@ -306,19 +366,36 @@ static void *handshake_main(void *arg)
         pthread_mutex_unlock(&d.lock);
         goto out;
     }
-    if (spawn_worker(conn, conn->t->scheme, client_pid, name, host, cl)) {
+    pid_t wpid;
+    int wctl;
+    /* The worker, once assigned, learns the token from the assignment and returns it in
+     * its HELLO reply; the token never appears on a command line. */
+    struct worker_assignment as = {.session_id = cl->session_id, .client_pid = client_pid};
+    snprintf(as.transport, sizeof as.transport, "%s", conn->t->scheme);
+    snprintf(as.client_name, sizeof as.client_name, "%s", name);
+    snprintf(as.client_host, sizeof as.client_host, "%s", host);
+    memcpy(as.token, cl->token, sizeof as.token);
+    cl->board_slot = as.board_slot = board_reserve(cl->session_id, client_pid, name, host);
+    bool assigned = take_worker(&wpid, &wctl) == 0;
+    if (assigned && assign_worker(wctl, &as, conn->fd)) {
+        /* The spare died meanwhile: start one now. */
+        kill(wpid, SIGTERM);
+        close(wctl);
+        assigned = take_worker(&wpid, &wctl) == 0 && assign_worker(wctl, &as, conn->fd) == 0;
+    }
+    if (!assigned) {
         pthread_mutex_unlock(&d.lock);
         VGPU_ERROR("client pid %d: cannot start a worker: %s", client_pid, strerror(errno));
         reply_error(conn, CUDA_ERROR_OUT_OF_MEMORY, "daemon cannot start a worker");
+        board_release(cl->board_slot);
         free(cl);
         goto out;
     }
+    cl->worker = wpid;
+    cl->ctl_fd = wctl;
     cl->next = d.clients;
     d.clients = cl;
-    /* The worker learns the session token over its control socket and returns it in
-     * its HELLO reply; it never appears on a command line. */
-    if (send(cl->ctl_fd, cl->token, sizeof cl->token, MSG_NOSIGNAL) != (ssize_t)sizeof cl->token)
-        VGPU_WARN("client pid %d: cannot pass the session token to its worker", client_pid);
+    spare_refill();
     VGPU_INFO("client pid %d (%s@%s) connected via %s: session %llu, worker pid %d", client_pid, name, host,
               conn->peer, (unsigned long long)cl->session_id, (int)cl->worker);
     pthread_mutex_unlock(&d.lock);
@@ -334,6 +411,15 @@ static void reap_workers(bool log)
     int st;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        pthread_mutex_lock(&spare.lock);
+        if (pid == spare.pid) { /* the next client starts a worker itself, then refills */
+            if (log && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+                VGPU_WARN("spare worker pid %d ended (status %d)", (int)pid, st);
+            close(spare.ctl_fd);
+            spare.pid = 0;
+            spare.ctl_fd = -1;
+        }
+        pthread_mutex_unlock(&spare.lock);
         pthread_mutex_lock(&d.lock);
         for (struct client **pp = &d.clients; *pp; pp = &(*pp)->next) {
             struct client *c = *pp;
@@ -380,6 +466,7 @@ static int daemon_main(const char **addrs, int naddrs)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    spare_refill(); /* the first client finds a worker ready */
     VGPU_INFO("ready (backend %s)", d.backend);
     struct pollfd pf[MAX_LISTEN + 1];
     int stop_sig = 0;
@@ -423,6 +510,9 @@ static int daemon_main(const char **addrs, int naddrs)
     for (int i = 0; i < naddrs; i++) vgpu_listener_close(ls[i]);
     pthread_mutex_lock(&d.lock);
     for (struct client *c = d.clients; c; c = c->next) kill(c->worker, SIGTERM);
+    pthread_mutex_lock(&spare.lock);
+    if (spare.pid) kill(spare.pid, SIGTERM);
+    pthread_mutex_unlock(&spare.lock);
     pthread_mutex_unlock(&d.lock);
     for (int i = 0; i < 50; i++) {
         reap_workers(false);
@@ -443,7 +533,7 @@ int main(int argc, char **argv)
     const char *addrs[MAX_LISTEN];
     int naddrs = 0;
     const char *backend = "auto";
-    struct worker_args wa = {.conn_fd = 3, .ctl_fd = 4, .board_fd = 5, .board_slot = -1, .client_name = "?", .client_host = "?", .transport = "unix"};
+    struct worker_args wa = {.ctl_fd = 4, .board_fd = 5};
     bool worker = false;
     d.emu_memory = 16ull << 30;
     for (int i = 1; i < argc; i++) {
@@ -464,12 +554,6 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else if (!strcmp(a, "--worker")) worker = true;
-        else if (!strcmp(a, "--session") && v) wa.session_id = strtoull(TAKE(), NULL, 10);
-        else if (!strcmp(a, "--board-slot") && v) wa.board_slot = atoi(TAKE());
-        else if (!strcmp(a, "--client-pid") && v) wa.client_pid = atoi(TAKE());
-        else if (!strcmp(a, "--client-name") && v) wa.client_name = TAKE();
-        else if (!strcmp(a, "--client-host") && v) wa.client_host = TAKE();
-        else if (!strcmp(a, "--transport") && v) wa.transport = TAKE();
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;

@@ -237,42 +237,72 @@ static void *control_main(void *arg)
     return NULL;
 }
 
+/* Wait for the daemon to assign this worker its client. -1 when the daemon closed the
+ * control socket instead (shutdown, or a surplus spare). */
+static int receive_assignment(int ctl, struct worker_assignment *as, int *conn_fd)
+{
+    for (;;) {
+        struct iovec iov = {as, sizeof *as};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } cm;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+        ssize_t n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        if (n != (ssize_t)sizeof *as || !c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+            return -1;
+        memcpy(conn_fd, CMSG_DATA(c), sizeof *conn_fd);
+        as->transport[sizeof as->transport - 1] = 0;
+        as->client_name[sizeof as->client_name - 1] = 0;
+        as->client_host[sizeof as->client_host - 1] = 0;
+        return 0;
+    }
+}
+
+/* A worker starts before its client exists (the daemon keeps one spare ready): it opens
+ * the backend, including the driver's cuInit, then waits for its assignment. */
 int worker_main(const struct worker_args *a)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the daemon */
     signal(SIGPIPE, SIG_IGN);
     struct session *s = &the_session;
-    s->id = a->session_id;
-    s->client_pid = a->client_pid;
-    snprintf(s->client_name, sizeof s->client_name, "%s", a->client_name);
-    snprintf(s->client_host, sizeof s->client_host, "%s", a->client_host);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->fence_lock, NULL);
     pthread_cond_init(&s->fence_cond, NULL);
-    const char *where;
-    lane_transport = vgpu_transport_for(a->transport, &where);
-    if (!lane_transport) lane_transport = &vgpu_transport_unix;
-
     char err[256] = "";
     int rc = strcmp(a->backend, "emu") == 0 ? backend_open_emu(a->emu_memory, err, sizeof err)
                                             : backend_open_cuda(a->driver, err, sizeof err);
     CUresult init = rc ? CUDA_ERROR_NO_DEVICE : drv.cuInit(0);
     server_backend_name = a->backend;
+    if (board_attach(a->board_fd)) VGPU_WARN("cannot map the status board");
+
+    struct worker_assignment as;
+    int conn_fd;
+    if (receive_assignment(a->ctl_fd, &as, &conn_fd)) _exit(0);
+    s->id = as.session_id;
+    s->client_pid = as.client_pid;
+    snprintf(s->client_name, sizeof s->client_name, "%s", as.client_name);
+    snprintf(s->client_host, sizeof s->client_host, "%s", as.client_host);
+    memcpy(s->token, as.token, sizeof s->token);
+    const char *where;
+    char addr[16];
+    snprintf(addr, sizeof addr, "%s:", as.transport);
+    lane_transport = vgpu_transport_for(addr, &where);
+    if (!lane_transport) lane_transport = &vgpu_transport_unix;
+
     if (rc || init != CUDA_SUCCESS) {
         if (!rc) snprintf(err, sizeof err, "cuInit failed with error %d", (int)init);
         VGPU_ERROR("client pid %d: backend %s unavailable: %s", s->client_pid, a->backend, err);
-        struct lane L = {.s = s, .conn = vgpu_conn_from_fd(lane_transport, a->conn_fd)};
+        struct lane L = {.s = s, .conn = vgpu_conn_from_fd(lane_transport, conn_fd)};
         if (L.conn) send_hello_reply(&L, CUDA_ERROR_NO_DEVICE, err);
         _exit(1);
     }
-    /* The parent's first control message is the session token (see vgpud.c). */
-    if (recv(a->ctl_fd, s->token, sizeof s->token, 0) != (ssize_t)sizeof s->token) {
-        VGPU_ERROR("client pid %d: no session token from the daemon", s->client_pid);
-        _exit(1);
-    }
-    if (board_attach(a->board_fd) == 0) board_set_live(a->board_slot, (int)getpid());
+    board_set_live(as.board_slot, (int)getpid());
     pthread_t th;
     if (pthread_create(&th, NULL, control_main, (void *)(intptr_t)a->ctl_fd) == 0) pthread_detach(th);
-    start_lane(a->conn_fd, 0, true);
+    start_lane(conn_fd, 0, true);
     return 0;
 }

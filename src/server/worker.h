@@ -1,19 +1,27 @@
-/* Entry point of a vgpud worker process (one per client). */
+/* Entry point of a vgpud worker process (one per client), and the assignment the
+ * daemon sends a waiting worker when its client arrives. */
 #ifndef VGPU_WORKER_H
 #define VGPU_WORKER_H
 
 #include "server/server.h"
 
 struct worker_args {
-    const char *backend;   /* "cuda" or "emu" (resolved by the parent) */
-    const char *driver;    /* real driver path for cuda, NULL for the default */
+    const char *backend; /* "cuda" or "emu" (resolved by the parent) */
+    const char *driver;  /* real driver path for cuda, NULL for the default */
     unsigned long long emu_memory;
-    const char *transport; /* "unix:" or "tcp:" scheme of lane 0 */
-    int conn_fd, ctl_fd, board_fd;
-    int board_slot;        /* this client's status board slot, -1 for none */
+    int ctl_fd, board_fd; /* inherited: control socket (fd 4), status board (fd 5) */
+};
+
+/* One SEQPACKET message on the control socket, carrying lane 0's connection as
+ * SCM_RIGHTS. Both ends are the same vgpud binary, so the layout is simply this struct. */
+struct worker_assignment {
     uint64_t session_id;
-    int client_pid;
-    const char *client_name, *client_host;
+    int32_t client_pid;
+    int32_t board_slot; /* -1: the board is full */
+    char transport[8];  /* scheme of lane 0 ("unix", "tcp") */
+    char client_name[64];
+    char client_host[64];
+    uint8_t token[VGPU_TOKEN_BYTES];
 };
 
 int worker_main(const struct worker_args *a);
