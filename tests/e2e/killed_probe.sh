@@ -127,13 +127,19 @@ done
 [ -n "$line" ] || die "no disconnect line for pid $victim freeing $count allocations ($held bytes) in the daemon log"
 echo "killed_probe: daemon: ${line#*] }"
 
+# The victim's own worker (named in the daemon's connect line) must be gone; the daemon
+# keeps one spare worker waiting for the next client, which is not the victim's.
+victim_worker=$(grep -oE "client pid $victim \(.*\) connected via .* worker pid [0-9]+" "$tmp/vgpud.log" | grep -oE '[0-9]+$' | head -1)
+[ -n "$victim_worker" ] || die "no connect line naming the worker of pid $victim in the daemon log"
 left=
 for _ in $(seq 200); do
-    left=$(workers)
+    left=$(workers | grep -x "$victim_worker" || true)
     [ -z "$left" ] && break
     sleep 0.05
 done
-[ -z "$left" ] || die "worker processes still running after the client was killed: $left"
+[ -z "$left" ] || die "the killed client's worker (pid $victim_worker) is still running"
+for _ in $(seq 200); do [ "$(workers | wc -l)" -le 1 ] && break; sleep 0.05; done
+[ "$(workers | wc -l)" -le 1 ] || die "workers left besides the spare: $(workers | tr '\n' ' ')"
 
 free_after=$(info)
 echo "killed_probe: free after: $free_after"
