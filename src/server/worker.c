@@ -137,8 +137,10 @@ static void *lane_main(void *arg)
         if (h.op == VGPU_OP_GOODBYE) break;
         CUresult rc = dispatch(L, h.op, &in, &L->out);
         if (rc == VGPU_RC_MALFORMED) {
-            VGPU_ERROR("client pid %d (%s): malformed %s message (op %u): %s; ending session", L->s->client_pid,
-                       L->s->client_name, vgpu_op_name(h.op), h.op, L->malformed ? L->malformed : "?");
+            const char *opname = vgpu_op_name(h.op);
+            VGPU_ERROR("client pid %d (%s): malformed message (op %u%s%s): %s; ending session", L->s->client_pid,
+                       L->s->client_name, h.op, strcmp(opname, "?") ? ", " : ", unknown", strcmp(opname, "?") ? opname : "",
+                       L->malformed ? L->malformed : "?");
             log_disconnect_and_exit("malformed message");
         }
         if (L->out.oom && rc == CUDA_SUCCESS) { /* a failed reply is just its result */
