@@ -260,19 +260,7 @@ static int take_worker(pid_t *pid, int *ctl_fd)
 /* Give a waiting worker its client: the session's facts and the connection (SCM_RIGHTS). */
 static int assign_worker(int ctl_fd, const struct worker_assignment *a, int conn_fd)
 {
-    struct iovec iov = {(void *)a, sizeof *a};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } cm;
-    memset(&cm, 0, sizeof cm);
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &conn_fd, sizeof(int));
-    return sendmsg(ctl_fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof *a ? 0 : -1;
+    return vgpu_send_fd(ctl_fd, a, sizeof *a, conn_fd);
 }
 
 /* Read the HELLO of one new connection and route it. Runs in its own thread so a
@@ -335,20 +323,7 @@ static void *handshake_main(void *arg)
             reply_error(conn, CUDA_ERROR_INVALID_HANDLE, "unknown session");
             goto out;
         }
-        char byte = 'L';
-        struct iovec iov = {&byte, 1};
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } cm;
-        memset(&cm, 0, sizeof cm);
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &conn->fd, sizeof(int));
-        if (sendmsg(cl->ctl_fd, &mh, MSG_NOSIGNAL) < 0)
+        if (vgpu_send_fd(cl->ctl_fd, "L", 1, conn->fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);
         goto out; /* the worker owns the connection now; close our copy */

@@ -219,19 +219,10 @@ static void *control_main(void *arg)
     unsigned next_index = 1;
     for (;;) {
         char byte;
-        struct iovec iov = {&byte, 1};
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } cm;
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
-        ssize_t n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break; /* parent gone */
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) continue;
         int fd;
-        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        long n = vgpu_recv_fd(ctl, &byte, 1, &fd);
+        if (n <= 0) break; /* parent gone */
+        if (fd < 0) continue;
         start_lane(fd, next_index++, false);
     }
     VGPU_WARN("client pid %d: daemon control channel closed; ending session", the_session.client_pid);
@@ -243,25 +234,12 @@ static void *control_main(void *arg)
  * control socket instead (shutdown, or a surplus spare). */
 static int receive_assignment(int ctl, struct worker_assignment *as, int *conn_fd)
 {
-    for (;;) {
-        struct iovec iov = {as, sizeof *as};
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } cm;
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
-        ssize_t n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        if (n != (ssize_t)sizeof *as || !c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
-            return -1;
-        memcpy(conn_fd, CMSG_DATA(c), sizeof *conn_fd);
-        as->transport[sizeof as->transport - 1] = 0;
-        as->client_name[sizeof as->client_name - 1] = 0;
-        as->client_host[sizeof as->client_host - 1] = 0;
-        return 0;
-    }
+    long n = vgpu_recv_fd(ctl, as, sizeof *as, conn_fd);
+    if (n != (long)sizeof *as || *conn_fd < 0) return -1;
+    as->transport[sizeof as->transport - 1] = 0;
+    as->client_name[sizeof as->client_name - 1] = 0;
+    as->client_host[sizeof as->client_host - 1] = 0;
+    return 0;
 }
 
 /* A worker starts before its client exists (the daemon keeps one spare ready): it opens

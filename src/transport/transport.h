@@ -58,6 +58,13 @@ static inline void vgpu_conn_close(struct vgpu_conn *c)
     if (c) c->t->close(c);
 }
 
+/* Pass one file descriptor with a message over a unix socket (SCM_RIGHTS): how vgpud
+ * hands connections to its workers. vgpu_send_fd returns 0 when all len bytes went;
+ * vgpu_recv_fd returns the byte count (0 at end of stream, -1 on error) and sets *fd to
+ * the received descriptor (close-on-exec), or -1 when the message carried none. */
+int vgpu_send_fd(int sock, const void *data, size_t len, int fd);
+long vgpu_recv_fd(int sock, void *data, size_t len, int *fd);
+
 /* Read/write helpers shared by the socket transports. */
 int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt);
 int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n);
