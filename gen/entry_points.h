@@ -303,8 +303,8 @@
     X(cuLaunchCooperativeKernel_ptsz, remote) \
     X(cuLaunchGrid, unsupported) \
     X(cuLaunchGridAsync, unsupported) \
-    X(cuLaunchHostFunc, unsupported) \
-    X(cuLaunchHostFunc_ptsz, unsupported) \
+    X(cuLaunchHostFunc, remote) \
+    X(cuLaunchHostFunc_ptsz, remote) \
     X(cuLaunchKernel, remote) \
     X(cuLaunchKernelEx, remote) \
     X(cuLaunchKernelEx_ptsz, remote) \
@@ -553,8 +553,8 @@
     X(cuProfilerStop, unsupported) \
     X(cuSignalExternalSemaphoresAsync, unsupported) \
     X(cuSignalExternalSemaphoresAsync_ptsz, unsupported) \
-    X(cuStreamAddCallback, unsupported) \
-    X(cuStreamAddCallback_ptsz, unsupported) \
+    X(cuStreamAddCallback, remote) \
+    X(cuStreamAddCallback_ptsz, remote) \
     X(cuStreamAttachMemAsync, unsupported) \
     X(cuStreamAttachMemAsync_ptsz, unsupported) \
     X(cuStreamBatchMemOp, unsupported) \
@@ -682,8 +682,8 @@
     X(cuWaitExternalSemaphoresAsync_ptsz, unsupported) \
 
 #define VGPU_ENTRY_POINT_COUNT 671
-#define VGPU_ENTRY_POINTS_REMOTE 179
+#define VGPU_ENTRY_POINTS_REMOTE 183
 #define VGPU_ENTRY_POINTS_LOCAL 42
-#define VGPU_ENTRY_POINTS_UNSUPPORTED 450
+#define VGPU_ENTRY_POINTS_UNSUPPORTED 446
 
 #endif

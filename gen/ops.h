@@ -38,9 +38,12 @@
     X(FUNC_SET_CACHE_CONFIG, 0x73cf) \
     X(GOODBYE, 0x266e) \
     X(HELLO, 0x6436) \
+    X(HOSTFN_ATTACH, 0x987a) \
+    X(HOSTFN_WAIT, 0x57ec) \
     X(INIT, 0x09c0) \
     X(KERNEL_GET_FUNCTION, 0x94c2) \
     X(LAUNCH, 0x9073) \
+    X(LAUNCH_HOST_FUNC, 0xbfe2) \
     X(LIBRARY_GET_GLOBAL, 0xafa3) \
     X(LIBRARY_GET_KERNEL, 0xbe8b) \
     X(LIBRARY_GET_MODULE, 0x0208) \
@@ -93,6 +96,6 @@
     X(VMM_SET_ACCESS, 0xc5d5) \
     X(VMM_UNMAP, 0x0b63) \
 
-#define VGPU_OP_COUNT 82
+#define VGPU_OP_COUNT 85
 
 #endif

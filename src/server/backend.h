@@ -105,6 +105,8 @@
     X(cuStreamWaitEvent, PFN_cuStreamWaitEvent_v3020)                          \
     X(cuStreamGetFlags, PFN_cuStreamGetFlags_v5050)                            \
     X(cuStreamGetPriority, PFN_cuStreamGetPriority_v5050)                      \
+    X(cuLaunchHostFunc, PFN_cuLaunchHostFunc_v10000)                           \
+    X(cuStreamIsCapturing, PFN_cuStreamIsCapturing_v10000)                     \
     X(cuEventCreate, PFN_cuEventCreate_v2000)                                  \
     X(cuEventDestroy_v2, PFN_cuEventDestroy_v4000)                             \
     X(cuEventRecordWithFlags, PFN_cuEventRecordWithFlags_v11010)               \

@@ -67,6 +67,14 @@ struct session {
     pthread_mutex_t fence_lock;
     pthread_cond_t fence_cond;
     atomic_int fence_waiters;
+    /* Host functions (ops_hostfn.c): requests waiting for, or being run by, the guest's
+     * host-function lane. Guarded by hostfn_lock. */
+    pthread_mutex_t hostfn_lock;
+    pthread_cond_t hostfn_cond;
+    struct hostfn_request *hostfn_queue, *hostfn_running;
+    uint64_t hostfn_next_id;
+    int hostfn_lane; /* index of the attached lane, -1 while none */
+    bool hostfn_dead; /* that lane ended: requests are dropped */
 };
 
 struct lane {
@@ -131,6 +139,22 @@ void handles_free(struct handle_table *t);
 bool wire_stream(struct session *s, uint64_t v, CUstream *out);
 /* A function handle: CUfunction or CUkernel (the driver accepts both). */
 bool wire_function(struct session *s, uint64_t v, CUfunction *out);
+
+/* Host functions (ops_hostfn.c). A host function the daemon gives the driver: when the
+ * stream reaches it, the guest runs ticket's function. persistent: it is in a graph and
+ * may run many times (kept until the session ends). */
+struct hostfn_rec {
+    struct session *s;
+    uint64_t ticket;
+    bool persistent;
+};
+struct hostfn_rec *hostfn_rec_new(struct session *s, uint64_t ticket, bool persistent);
+void CUDA_CB hostfn_trampoline(void *rec);
+/* A lane ended: if it was the host-function lane, drop every request. */
+void hostfn_lane_closed(struct session *s, unsigned index);
+void hostfn_session_init(struct session *s);
+/* Whether work put on stream s now goes into a graph rather than running. */
+bool stream_is_capturing(CUstream s);
 
 /* Which backend this worker runs, for HELLO replies and logs. */
 extern const char *server_backend_name;

@@ -163,6 +163,7 @@ done:
         atomic_store(&L->progress->open, false);
         lane_advanced(L, atomic_load(&L->progress->processed));
     }
+    hostfn_lane_closed(L->s, L->index);
     pthread_mutex_lock(&L->s->lock);
     L->s->lanes_open--;
     pthread_mutex_unlock(&L->s->lock);
@@ -252,6 +253,7 @@ int worker_main(const struct worker_args *a)
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->fence_lock, NULL);
     pthread_cond_init(&s->fence_cond, NULL);
+    hostfn_session_init(s);
     char err[256] = "";
     int rc = strcmp(a->backend, "emu") == 0 ? backend_open_emu(a->emu_memory, err, sizeof err)
                                             : backend_open_cuda(a->driver, err, sizeof err);

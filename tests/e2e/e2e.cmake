@@ -57,7 +57,7 @@ endif()
 # ---------------------------------------------------------------------------------
 # CPU kernel plugins and their self-test: plain C, no CUDA needed
 
-foreach(_p rt drv)
+foreach(_p rt drv work)
   add_library(vgpu_e2e_${_p}_kernels MODULE "${_e2e_src}/plugins/${_p}_kernels.c")
   target_include_directories(vgpu_e2e_${_p}_kernels PRIVATE "${_e2e_vgpu_include}" "${_e2e_src}")
   target_compile_options(vgpu_e2e_${_p}_kernels PRIVATE ${_e2e_c_warnings})
@@ -69,7 +69,7 @@ foreach(_p rt drv)
     C_STANDARD 11 C_EXTENSIONS ON
     LIBRARY_OUTPUT_DIRECTORY "${_e2e_out}/plugins")
 endforeach()
-set(_e2e_plugins "$<TARGET_FILE:vgpu_e2e_rt_kernels>:$<TARGET_FILE:vgpu_e2e_drv_kernels>")
+set(_e2e_plugins "$<TARGET_FILE:vgpu_e2e_rt_kernels>:$<TARGET_FILE:vgpu_e2e_drv_kernels>:$<TARGET_FILE:vgpu_e2e_work_kernels>")
 
 add_executable(vgpu_e2e_plugin_selftest "${_e2e_src}/plugin_selftest.c")
 target_include_directories(vgpu_e2e_plugin_selftest PRIVATE "${_e2e_vgpu_include}" "${_e2e_src}")
@@ -166,6 +166,13 @@ add_custom_command(OUTPUT "${_e2e_out}/rt_basic_ptx"
 add_custom_command(OUTPUT "${_e2e_out}/rt_basic.cubin"
   COMMAND ${_e2e_nvcc} -std=c++17 ${_e2e_sass} -cubin -o "${_e2e_out}/rt_basic.cubin" "${_e2e_src}/rt_basic.cu"
   DEPENDS ${_e2e_rt_deps} COMMENT "nvcc rt_basic.cubin (kernel names)" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/rt_work"
+  COMMAND ${_e2e_nvcc} -std=c++17 -O2 ${_e2e_sass} -cudart static
+          -o "${_e2e_out}/rt_work" "${_e2e_src}/rt_work.cu"
+  DEPENDS "${_e2e_src}/rt_work.cu" COMMENT "nvcc rt_work" VERBATIM)
+add_custom_command(OUTPUT "${_e2e_out}/rt_work.cubin"
+  COMMAND ${_e2e_nvcc} -std=c++17 ${_e2e_sass} -cubin -o "${_e2e_out}/rt_work.cubin" "${_e2e_src}/rt_work.cu"
+  DEPENDS "${_e2e_src}/rt_work.cu" COMMENT "nvcc rt_work.cubin (kernel names)" VERBATIM)
 add_custom_command(OUTPUT "${_e2e_out}/drv_kernels.fatbin"
   COMMAND ${_e2e_nvcc} ${_e2e_sass} -fatbin -o "${_e2e_out}/drv_kernels.fatbin" "${_e2e_src}/drv_kernels.cu"
   DEPENDS ${_e2e_drv_deps} COMMENT "nvcc drv_kernels.fatbin" VERBATIM)
@@ -185,7 +192,8 @@ endforeach()
 
 add_custom_target(vgpu_e2e_programs ALL DEPENDS
   "${_e2e_out}/rt_basic_static" "${_e2e_out}/rt_basic_shared" "${_e2e_out}/rt_basic_ptx"
-  "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin" "${_e2e_out}/drv_kernels.ptx")
+  "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin" "${_e2e_out}/drv_kernels.ptx"
+  "${_e2e_out}/rt_work" "${_e2e_out}/rt_work.cubin")
 set(VGPU_E2E_RT_BASIC_PTX "${_e2e_out}/rt_basic_ptx")
 set(VGPU_E2E_DRV_PTX "${_e2e_out}/drv_kernels.ptx")
 
@@ -231,8 +239,9 @@ set_target_properties(vgpu_e2e_probe PROPERTIES
 # tests
 
 add_test(NAME e2e_plugin_symbols
-  COMMAND bash "${_e2e_src}/check_symbols.sh" "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin" --
-          $<TARGET_FILE:vgpu_e2e_rt_kernels> $<TARGET_FILE:vgpu_e2e_drv_kernels>)
+  COMMAND bash "${_e2e_src}/check_symbols.sh" "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin"
+          "${_e2e_out}/rt_work.cubin" --
+          $<TARGET_FILE:vgpu_e2e_rt_kernels> $<TARGET_FILE:vgpu_e2e_drv_kernels> $<TARGET_FILE:vgpu_e2e_work_kernels>)
 set_tests_properties(e2e_plugin_symbols PROPERTIES LABELS "e2e" TIMEOUT 60 SKIP_RETURN_CODE 77)
 
 if(TARGET vgpud)
@@ -275,6 +284,7 @@ foreach(_tr unix tcp)
   vgpu_e2e_add(e2e_rt_basic_static_${_tr} ${_tr} "${_e2e_out}/rt_basic_static")
   vgpu_e2e_add(e2e_rt_basic_shared_${_tr} ${_tr} "${_e2e_out}/rt_basic_shared")
   vgpu_e2e_add(e2e_drv_basic_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic>)
+  vgpu_e2e_add(e2e_rt_work_${_tr} ${_tr} "${_e2e_out}/rt_work")
   vgpu_e2e_add(e2e_drv_threads_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_threads>)
   vgpu_e2e_add(e2e_smi_${_tr} ${_tr} "${_e2e_src}/smi_check.sh")
   set_property(TEST e2e_smi_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")

@@ -56,6 +56,9 @@ static struct {
 } G = {.lock = PTHREAD_MUTEX_INITIALIZER, .states_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static __thread struct vg_lane *tls_lane;
+static __thread bool tls_skip_fences;
+
+void vg_rpc_thread_skip_fences(void) { tls_skip_fences = true; }
 
 static void lane_free(struct vg_lane *l)
 {
@@ -276,7 +279,7 @@ struct fence {
 static int fence_others(struct vg_lane *l, struct fence *fc)
 {
     fc->n = 0;
-    if (atomic_load(&G.lanes_ever) < 2) return 0;
+    if (atomic_load(&G.lanes_ever) < 2 || tls_skip_fences) return 0;
     struct wire_buf f;
     wire_buf_init(&f);
     uint32_t count = 0;

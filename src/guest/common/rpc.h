@@ -49,6 +49,11 @@ enum vg_rpc_status vg_rpc_post(uint16_t op, const struct wire_buf *args, const v
 /* Per-thread scratch argument buffer, reset on each use. */
 struct wire_buf *vg_rpc_args(void);
 
+/* Calls from this thread no longer wait for other threads' posted work (no FENCE).
+ * For the thread that runs host functions: the work it would wait for can be a host
+ * function waiting for it. */
+void vg_rpc_thread_skip_fences(void);
+
 /* Log a reply whose outputs do not decode (the daemon is broken or hostile). */
 void vg_rpc_log_bad_reply(uint16_t op);
 
