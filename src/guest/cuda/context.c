@@ -30,12 +30,6 @@
 #include "guest/cuda/context.h"
 #include "guest/cuda/rpc.h"
 
-#define REQUIRE_INIT()                         \
-    do {                                       \
-        CUresult init_rc_ = vg_require_init(); \
-        if (init_rc_) return init_rc_;         \
-    } while (0)
-
 /* PRIMARY_CTX_RETAIN modes (server/ops_context.c has the same values). */
 #define PRIMARY_RETAIN 0u
 #define PRIMARY_PEEK 1u

@@ -9,12 +9,6 @@
 #include "guest/cuda/device.h"
 #include "guest/cuda/rpc.h"
 
-#define REQUIRE_INIT()                         \
-    do {                                       \
-        CUresult init_rc_ = vg_require_init(); \
-        if (init_rc_) return init_rc_;         \
-    } while (0)
-
 static struct vg_device *dev_get(CUdevice d)
 {
     return d >= 0 && d < vg_ndevices ? &vg_devices[d] : NULL;

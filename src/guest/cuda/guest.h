@@ -18,6 +18,12 @@ int vg_driver_version(void);
 /* Make sure cuInit succeeded (connection up, device list cached). Returns
  * CUDA_ERROR_NOT_INITIALIZED before cuInit and after a failed cuInit, as the driver does. */
 CUresult vg_require_init(void);
+/* At the top of an entry point: return vg_require_init()'s error, if any. */
+#define REQUIRE_INIT()                         \
+    do {                                       \
+        CUresult init_rc_ = vg_require_init(); \
+        if (init_rc_) return init_rc_;         \
+    } while (0)
 
 /* Cached per-device facts (answers that cannot change are cached in the guest). */
 int vg_device_count(void);

@@ -26,12 +26,6 @@
 #include "guest/cuda/hostfn.h"
 #include "guest/cuda/rpc.h"
 
-#define REQUIRE_INIT()                         \
-    do {                                       \
-        CUresult init_rc_ = vg_require_init(); \
-        if (init_rc_) return init_rc_;         \
-    } while (0)
-
 struct ticket {
     CUhostFn fn;             /* cuLaunchHostFunc, host nodes */
     CUstreamCallback cb;     /* cuStreamAddCallback */

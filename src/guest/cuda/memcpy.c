@@ -15,12 +15,6 @@
 #include "guest/cuda/memory.h"
 #include "guest/cuda/rpc.h"
 
-#define REQUIRE_INIT()                         \
-    do {                                       \
-        CUresult init_rc_ = vg_require_init(); \
-        if (init_rc_) return init_rc_;         \
-    } while (0)
-
 /* Wire flags of copy and memset ops. */
 #define COPY_SYNC 1u
 enum { DIR_HTOD = 0, DIR_DTOH = 1, DIR_DTOD = 2 };

@@ -11,12 +11,6 @@
 #include "guest/cuda/memory.h"
 #include "guest/cuda/rpc.h"
 
-#define REQUIRE_INIT()                         \
-    do {                                       \
-        CUresult init_rc_ = vg_require_init(); \
-        if (init_rc_) return init_rc_;         \
-    } while (0)
-
 /* A sorted array of ranges, guarded by a rwlock: lookups are frequent, changes rare. */
 struct range {
     uint64_t base, size;

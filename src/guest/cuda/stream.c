@@ -15,12 +15,6 @@
 #include "guest/cuda/handle_map.h"
 #include "guest/cuda/rpc.h"
 
-#define REQUIRE_INIT()                         \
-    do {                                       \
-        CUresult init_rc_ = vg_require_init(); \
-        if (init_rc_) return init_rc_;         \
-    } while (0)
-
 static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vg_map streams; /* stream -> owning context */
 

@@ -25,12 +25,6 @@
 #include "guest/cuda/memory.h"
 #include "guest/cuda/rpc.h"
 
-#define REQUIRE_INIT()                         \
-    do {                                       \
-        CUresult init_rc_ = vg_require_init(); \
-        if (init_rc_) return init_rc_;         \
-    } while (0)
-
 #define PROP_WIRE_BYTES 24          /* encoded CUmemAllocationProp, see put_prop */
 #define MAX_ACCESS_DESCS 256        /* the daemon's limit for one cuMemSetAccess */
 #define KNOWN_HANDLE_TYPES                                                                             \
