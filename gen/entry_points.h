@@ -166,97 +166,97 @@
     X(cuGetProcAddress, local) \
     X(cuGetProcAddress_v2, local) \
     X(cuGraphAddBatchMemOpNode, unsupported) \
-    X(cuGraphAddChildGraphNode, unsupported) \
-    X(cuGraphAddDependencies, unsupported) \
-    X(cuGraphAddDependencies_v2, unsupported) \
-    X(cuGraphAddEmptyNode, unsupported) \
-    X(cuGraphAddEventRecordNode, unsupported) \
-    X(cuGraphAddEventWaitNode, unsupported) \
+    X(cuGraphAddChildGraphNode, remote) \
+    X(cuGraphAddDependencies, remote) \
+    X(cuGraphAddDependencies_v2, remote) \
+    X(cuGraphAddEmptyNode, remote) \
+    X(cuGraphAddEventRecordNode, remote) \
+    X(cuGraphAddEventWaitNode, remote) \
     X(cuGraphAddExternalSemaphoresSignalNode, unsupported) \
     X(cuGraphAddExternalSemaphoresWaitNode, unsupported) \
-    X(cuGraphAddHostNode, unsupported) \
-    X(cuGraphAddKernelNode, unsupported) \
-    X(cuGraphAddKernelNode_v2, unsupported) \
+    X(cuGraphAddHostNode, remote) \
+    X(cuGraphAddKernelNode, remote) \
+    X(cuGraphAddKernelNode_v2, remote) \
     X(cuGraphAddMemAllocNode, unsupported) \
     X(cuGraphAddMemFreeNode, unsupported) \
-    X(cuGraphAddMemcpyNode, unsupported) \
-    X(cuGraphAddMemsetNode, unsupported) \
+    X(cuGraphAddMemcpyNode, remote) \
+    X(cuGraphAddMemsetNode, remote) \
     X(cuGraphAddNode, unsupported) \
     X(cuGraphAddNode_v2, unsupported) \
     X(cuGraphBatchMemOpNodeGetParams, unsupported) \
     X(cuGraphBatchMemOpNodeSetParams, unsupported) \
-    X(cuGraphChildGraphNodeGetGraph, unsupported) \
-    X(cuGraphClone, unsupported) \
+    X(cuGraphChildGraphNodeGetGraph, remote) \
+    X(cuGraphClone, remote) \
     X(cuGraphConditionalHandleCreate, unsupported) \
-    X(cuGraphCreate, unsupported) \
+    X(cuGraphCreate, remote) \
     X(cuGraphDebugDotPrint, unsupported) \
-    X(cuGraphDestroy, unsupported) \
-    X(cuGraphDestroyNode, unsupported) \
-    X(cuGraphEventRecordNodeGetEvent, unsupported) \
-    X(cuGraphEventRecordNodeSetEvent, unsupported) \
-    X(cuGraphEventWaitNodeGetEvent, unsupported) \
-    X(cuGraphEventWaitNodeSetEvent, unsupported) \
+    X(cuGraphDestroy, remote) \
+    X(cuGraphDestroyNode, remote) \
+    X(cuGraphEventRecordNodeGetEvent, remote) \
+    X(cuGraphEventRecordNodeSetEvent, remote) \
+    X(cuGraphEventWaitNodeGetEvent, remote) \
+    X(cuGraphEventWaitNodeSetEvent, remote) \
     X(cuGraphExecBatchMemOpNodeSetParams, unsupported) \
-    X(cuGraphExecChildGraphNodeSetParams, unsupported) \
-    X(cuGraphExecDestroy, unsupported) \
-    X(cuGraphExecEventRecordNodeSetEvent, unsupported) \
-    X(cuGraphExecEventWaitNodeSetEvent, unsupported) \
+    X(cuGraphExecChildGraphNodeSetParams, remote) \
+    X(cuGraphExecDestroy, remote) \
+    X(cuGraphExecEventRecordNodeSetEvent, remote) \
+    X(cuGraphExecEventWaitNodeSetEvent, remote) \
     X(cuGraphExecExternalSemaphoresSignalNodeSetParams, unsupported) \
     X(cuGraphExecExternalSemaphoresWaitNodeSetParams, unsupported) \
-    X(cuGraphExecGetFlags, unsupported) \
-    X(cuGraphExecHostNodeSetParams, unsupported) \
-    X(cuGraphExecKernelNodeSetParams, unsupported) \
-    X(cuGraphExecKernelNodeSetParams_v2, unsupported) \
-    X(cuGraphExecMemcpyNodeSetParams, unsupported) \
-    X(cuGraphExecMemsetNodeSetParams, unsupported) \
+    X(cuGraphExecGetFlags, remote) \
+    X(cuGraphExecHostNodeSetParams, remote) \
+    X(cuGraphExecKernelNodeSetParams, remote) \
+    X(cuGraphExecKernelNodeSetParams_v2, remote) \
+    X(cuGraphExecMemcpyNodeSetParams, remote) \
+    X(cuGraphExecMemsetNodeSetParams, remote) \
     X(cuGraphExecNodeSetParams, unsupported) \
-    X(cuGraphExecUpdate, unsupported) \
-    X(cuGraphExecUpdate_v2, unsupported) \
+    X(cuGraphExecUpdate, remote) \
+    X(cuGraphExecUpdate_v2, remote) \
     X(cuGraphExternalSemaphoresSignalNodeGetParams, unsupported) \
     X(cuGraphExternalSemaphoresSignalNodeSetParams, unsupported) \
     X(cuGraphExternalSemaphoresWaitNodeGetParams, unsupported) \
     X(cuGraphExternalSemaphoresWaitNodeSetParams, unsupported) \
-    X(cuGraphGetEdges, unsupported) \
-    X(cuGraphGetEdges_v2, unsupported) \
-    X(cuGraphGetNodes, unsupported) \
-    X(cuGraphGetRootNodes, unsupported) \
-    X(cuGraphHostNodeGetParams, unsupported) \
-    X(cuGraphHostNodeSetParams, unsupported) \
-    X(cuGraphInstantiate, unsupported) \
-    X(cuGraphInstantiateWithFlags, unsupported) \
-    X(cuGraphInstantiateWithParams, unsupported) \
-    X(cuGraphInstantiateWithParams_ptsz, unsupported) \
-    X(cuGraphInstantiate_v2, unsupported) \
+    X(cuGraphGetEdges, remote) \
+    X(cuGraphGetEdges_v2, remote) \
+    X(cuGraphGetNodes, remote) \
+    X(cuGraphGetRootNodes, remote) \
+    X(cuGraphHostNodeGetParams, remote) \
+    X(cuGraphHostNodeSetParams, remote) \
+    X(cuGraphInstantiate, remote) \
+    X(cuGraphInstantiateWithFlags, remote) \
+    X(cuGraphInstantiateWithParams, remote) \
+    X(cuGraphInstantiateWithParams_ptsz, remote) \
+    X(cuGraphInstantiate_v2, remote) \
     X(cuGraphKernelNodeCopyAttributes, unsupported) \
     X(cuGraphKernelNodeGetAttribute, unsupported) \
-    X(cuGraphKernelNodeGetParams, unsupported) \
-    X(cuGraphKernelNodeGetParams_v2, unsupported) \
+    X(cuGraphKernelNodeGetParams, remote) \
+    X(cuGraphKernelNodeGetParams_v2, remote) \
     X(cuGraphKernelNodeSetAttribute, unsupported) \
-    X(cuGraphKernelNodeSetParams, unsupported) \
-    X(cuGraphKernelNodeSetParams_v2, unsupported) \
-    X(cuGraphLaunch, unsupported) \
-    X(cuGraphLaunch_ptsz, unsupported) \
+    X(cuGraphKernelNodeSetParams, remote) \
+    X(cuGraphKernelNodeSetParams_v2, remote) \
+    X(cuGraphLaunch, remote) \
+    X(cuGraphLaunch_ptsz, remote) \
     X(cuGraphMemAllocNodeGetParams, unsupported) \
     X(cuGraphMemFreeNodeGetParams, unsupported) \
-    X(cuGraphMemcpyNodeGetParams, unsupported) \
-    X(cuGraphMemcpyNodeSetParams, unsupported) \
-    X(cuGraphMemsetNodeGetParams, unsupported) \
-    X(cuGraphMemsetNodeSetParams, unsupported) \
-    X(cuGraphNodeFindInClone, unsupported) \
-    X(cuGraphNodeGetDependencies, unsupported) \
-    X(cuGraphNodeGetDependencies_v2, unsupported) \
-    X(cuGraphNodeGetDependentNodes, unsupported) \
-    X(cuGraphNodeGetDependentNodes_v2, unsupported) \
-    X(cuGraphNodeGetEnabled, unsupported) \
-    X(cuGraphNodeGetType, unsupported) \
-    X(cuGraphNodeSetEnabled, unsupported) \
+    X(cuGraphMemcpyNodeGetParams, remote) \
+    X(cuGraphMemcpyNodeSetParams, remote) \
+    X(cuGraphMemsetNodeGetParams, remote) \
+    X(cuGraphMemsetNodeSetParams, remote) \
+    X(cuGraphNodeFindInClone, remote) \
+    X(cuGraphNodeGetDependencies, remote) \
+    X(cuGraphNodeGetDependencies_v2, remote) \
+    X(cuGraphNodeGetDependentNodes, remote) \
+    X(cuGraphNodeGetDependentNodes_v2, remote) \
+    X(cuGraphNodeGetEnabled, remote) \
+    X(cuGraphNodeGetType, remote) \
+    X(cuGraphNodeSetEnabled, remote) \
     X(cuGraphNodeSetParams, unsupported) \
     X(cuGraphReleaseUserObject, unsupported) \
-    X(cuGraphRemoveDependencies, unsupported) \
-    X(cuGraphRemoveDependencies_v2, unsupported) \
+    X(cuGraphRemoveDependencies, remote) \
+    X(cuGraphRemoveDependencies_v2, remote) \
     X(cuGraphRetainUserObject, unsupported) \
-    X(cuGraphUpload, unsupported) \
-    X(cuGraphUpload_ptsz, unsupported) \
+    X(cuGraphUpload, remote) \
+    X(cuGraphUpload_ptsz, remote) \
     X(cuGraphicsEGLRegisterImage, unsupported) \
     X(cuGraphicsGLRegisterBuffer, unsupported) \
     X(cuGraphicsGLRegisterImage, unsupported) \
@@ -561,28 +561,28 @@
     X(cuStreamBatchMemOp_ptsz, unsupported) \
     X(cuStreamBatchMemOp_v2, unsupported) \
     X(cuStreamBatchMemOp_v2_ptsz, unsupported) \
-    X(cuStreamBeginCapture, unsupported) \
+    X(cuStreamBeginCapture, remote) \
     X(cuStreamBeginCaptureToGraph, unsupported) \
     X(cuStreamBeginCaptureToGraph_ptsz, unsupported) \
-    X(cuStreamBeginCapture_ptsz, unsupported) \
-    X(cuStreamBeginCapture_v2, unsupported) \
-    X(cuStreamBeginCapture_v2_ptsz, unsupported) \
+    X(cuStreamBeginCapture_ptsz, remote) \
+    X(cuStreamBeginCapture_v2, remote) \
+    X(cuStreamBeginCapture_v2_ptsz, remote) \
     X(cuStreamCopyAttributes, unsupported) \
     X(cuStreamCopyAttributes_ptsz, unsupported) \
     X(cuStreamCreate, remote) \
     X(cuStreamCreateWithPriority, remote) \
     X(cuStreamDestroy, remote) \
     X(cuStreamDestroy_v2, remote) \
-    X(cuStreamEndCapture, unsupported) \
-    X(cuStreamEndCapture_ptsz, unsupported) \
+    X(cuStreamEndCapture, remote) \
+    X(cuStreamEndCapture_ptsz, remote) \
     X(cuStreamGetAttribute, unsupported) \
     X(cuStreamGetAttribute_ptsz, unsupported) \
-    X(cuStreamGetCaptureInfo, unsupported) \
-    X(cuStreamGetCaptureInfo_ptsz, unsupported) \
-    X(cuStreamGetCaptureInfo_v2, unsupported) \
-    X(cuStreamGetCaptureInfo_v2_ptsz, unsupported) \
-    X(cuStreamGetCaptureInfo_v3, unsupported) \
-    X(cuStreamGetCaptureInfo_v3_ptsz, unsupported) \
+    X(cuStreamGetCaptureInfo, remote) \
+    X(cuStreamGetCaptureInfo_ptsz, remote) \
+    X(cuStreamGetCaptureInfo_v2, remote) \
+    X(cuStreamGetCaptureInfo_v2_ptsz, remote) \
+    X(cuStreamGetCaptureInfo_v3, remote) \
+    X(cuStreamGetCaptureInfo_v3_ptsz, remote) \
     X(cuStreamGetCtx, local) \
     X(cuStreamGetCtx_ptsz, local) \
     X(cuStreamGetCtx_v2, unsupported) \
@@ -596,8 +596,8 @@
     X(cuStreamGetId_ptsz, unsupported) \
     X(cuStreamGetPriority, remote) \
     X(cuStreamGetPriority_ptsz, remote) \
-    X(cuStreamIsCapturing, unsupported) \
-    X(cuStreamIsCapturing_ptsz, unsupported) \
+    X(cuStreamIsCapturing, remote) \
+    X(cuStreamIsCapturing_ptsz, remote) \
     X(cuStreamQuery, remote) \
     X(cuStreamQuery_ptsz, remote) \
     X(cuStreamSetAttribute, unsupported) \
@@ -671,7 +671,7 @@
     X(cuTexRefSetMipmapLevelBias, unsupported) \
     X(cuTexRefSetMipmapLevelClamp, unsupported) \
     X(cuTexRefSetMipmappedArray, unsupported) \
-    X(cuThreadExchangeStreamCaptureMode, unsupported) \
+    X(cuThreadExchangeStreamCaptureMode, remote) \
     X(cuUserObjectCreate, unsupported) \
     X(cuUserObjectRelease, unsupported) \
     X(cuUserObjectRetain, unsupported) \
@@ -682,8 +682,8 @@
     X(cuWaitExternalSemaphoresAsync_ptsz, unsupported) \
 
 #define VGPU_ENTRY_POINT_COUNT 671
-#define VGPU_ENTRY_POINTS_REMOTE 183
+#define VGPU_ENTRY_POINTS_REMOTE 263
 #define VGPU_ENTRY_POINTS_LOCAL 42
-#define VGPU_ENTRY_POINTS_UNSUPPORTED 446
+#define VGPU_ENTRY_POINTS_UNSUPPORTED 366
 
 #endif

@@ -107,6 +107,59 @@
     X(cuStreamGetPriority, PFN_cuStreamGetPriority_v5050)                      \
     X(cuLaunchHostFunc, PFN_cuLaunchHostFunc_v10000)                           \
     X(cuStreamIsCapturing, PFN_cuStreamIsCapturing_v10000)                     \
+    X(cuStreamBeginCapture_v2, PFN_cuStreamBeginCapture_v10010)                \
+    X(cuStreamEndCapture, PFN_cuStreamEndCapture_v10000)                       \
+    X(cuStreamGetCaptureInfo_v3, PFN_cuStreamGetCaptureInfo_v12030)            \
+    X(cuThreadExchangeStreamCaptureMode, PFN_cuThreadExchangeStreamCaptureMode_v10010)\
+    X(cuGraphCreate, PFN_cuGraphCreate_v10000)                                 \
+    X(cuGraphDestroy, PFN_cuGraphDestroy_v10000)                               \
+    X(cuGraphClone, PFN_cuGraphClone_v10000)                                   \
+    X(cuGraphNodeFindInClone, PFN_cuGraphNodeFindInClone_v10000)               \
+    X(cuGraphAddKernelNode_v2, PFN_cuGraphAddKernelNode_v12000)                \
+    X(cuGraphAddMemcpyNode, PFN_cuGraphAddMemcpyNode_v10000)                   \
+    X(cuGraphAddMemsetNode, PFN_cuGraphAddMemsetNode_v10000)                   \
+    X(cuGraphAddHostNode, PFN_cuGraphAddHostNode_v10000)                       \
+    X(cuGraphAddEventRecordNode, PFN_cuGraphAddEventRecordNode_v11010)         \
+    X(cuGraphAddEventWaitNode, PFN_cuGraphAddEventWaitNode_v11010)             \
+    X(cuGraphAddChildGraphNode, PFN_cuGraphAddChildGraphNode_v10000)           \
+    X(cuGraphAddEmptyNode, PFN_cuGraphAddEmptyNode_v10000)                     \
+    X(cuGraphDestroyNode, PFN_cuGraphDestroyNode_v10000)                       \
+    X(cuGraphNodeGetType, PFN_cuGraphNodeGetType_v10000)                       \
+    X(cuGraphKernelNodeGetParams_v2, PFN_cuGraphKernelNodeGetParams_v12000)    \
+    X(cuGraphKernelNodeSetParams_v2, PFN_cuGraphKernelNodeSetParams_v12000)    \
+    X(cuGraphMemcpyNodeGetParams, PFN_cuGraphMemcpyNodeGetParams_v10000)       \
+    X(cuGraphMemcpyNodeSetParams, PFN_cuGraphMemcpyNodeSetParams_v10000)       \
+    X(cuGraphMemsetNodeGetParams, PFN_cuGraphMemsetNodeGetParams_v10000)       \
+    X(cuGraphMemsetNodeSetParams, PFN_cuGraphMemsetNodeSetParams_v10000)       \
+    X(cuGraphHostNodeGetParams, PFN_cuGraphHostNodeGetParams_v10000)           \
+    X(cuGraphHostNodeSetParams, PFN_cuGraphHostNodeSetParams_v10000)           \
+    X(cuGraphEventRecordNodeGetEvent, PFN_cuGraphEventRecordNodeGetEvent_v11010)\
+    X(cuGraphEventRecordNodeSetEvent, PFN_cuGraphEventRecordNodeSetEvent_v11010)\
+    X(cuGraphEventWaitNodeGetEvent, PFN_cuGraphEventWaitNodeGetEvent_v11010)   \
+    X(cuGraphEventWaitNodeSetEvent, PFN_cuGraphEventWaitNodeSetEvent_v11010)   \
+    X(cuGraphChildGraphNodeGetGraph, PFN_cuGraphChildGraphNodeGetGraph_v10000) \
+    X(cuGraphGetNodes, PFN_cuGraphGetNodes_v10000)                             \
+    X(cuGraphGetRootNodes, PFN_cuGraphGetRootNodes_v10000)                     \
+    X(cuGraphGetEdges_v2, PFN_cuGraphGetEdges_v12030)                          \
+    X(cuGraphNodeGetDependencies_v2, PFN_cuGraphNodeGetDependencies_v12030)    \
+    X(cuGraphNodeGetDependentNodes_v2, PFN_cuGraphNodeGetDependentNodes_v12030)\
+    X(cuGraphAddDependencies_v2, PFN_cuGraphAddDependencies_v12030)            \
+    X(cuGraphRemoveDependencies_v2, PFN_cuGraphRemoveDependencies_v12030)      \
+    X(cuGraphInstantiateWithParams, PFN_cuGraphInstantiateWithParams_v12000)   \
+    X(cuGraphExecDestroy, PFN_cuGraphExecDestroy_v10000)                       \
+    X(cuGraphExecGetFlags, PFN_cuGraphExecGetFlags_v12000)                     \
+    X(cuGraphLaunch, PFN_cuGraphLaunch_v10000)                                 \
+    X(cuGraphUpload, PFN_cuGraphUpload_v11010)                                 \
+    X(cuGraphExecUpdate_v2, PFN_cuGraphExecUpdate_v12000)                      \
+    X(cuGraphExecKernelNodeSetParams_v2, PFN_cuGraphExecKernelNodeSetParams_v12000)\
+    X(cuGraphExecMemcpyNodeSetParams, PFN_cuGraphExecMemcpyNodeSetParams_v10020)\
+    X(cuGraphExecMemsetNodeSetParams, PFN_cuGraphExecMemsetNodeSetParams_v10020)\
+    X(cuGraphExecHostNodeSetParams, PFN_cuGraphExecHostNodeSetParams_v10020)   \
+    X(cuGraphExecEventRecordNodeSetEvent, PFN_cuGraphExecEventRecordNodeSetEvent_v11010)\
+    X(cuGraphExecEventWaitNodeSetEvent, PFN_cuGraphExecEventWaitNodeSetEvent_v11010)\
+    X(cuGraphExecChildGraphNodeSetParams, PFN_cuGraphExecChildGraphNodeSetParams_v11010)\
+    X(cuGraphNodeSetEnabled, PFN_cuGraphNodeSetEnabled_v11060)                 \
+    X(cuGraphNodeGetEnabled, PFN_cuGraphNodeGetEnabled_v11060)                 \
     X(cuEventCreate, PFN_cuEventCreate_v2000)                                  \
     X(cuEventDestroy_v2, PFN_cuEventDestroy_v4000)                             \
     X(cuEventRecordWithFlags, PFN_cuEventRecordWithFlags_v11010)               \

@@ -125,6 +125,28 @@ void handles_remove_owned(struct session *s, uint64_t owner)
     pthread_mutex_unlock(&s->lock);
 }
 
+uint64_t handles_owner(struct session *s, enum handle_kind kind, uint64_t value)
+{
+    pthread_mutex_lock(&s->lock);
+    struct handle_entry *e = find(&s->handles, (uint8_t)kind, value);
+    uint64_t owner = e ? e->owner : 0;
+    pthread_mutex_unlock(&s->lock);
+    return owner;
+}
+
+size_t handles_take_owned(struct session *s, uint64_t owner, enum handle_kind kind, uint64_t *out, size_t cap)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&s->lock);
+    struct handle_table *t = &s->handles;
+    for (size_t i = 0; i < t->cap && n < cap; i++) {
+        struct handle_entry *e = &t->slots[i];
+        if (e->kind == (uint8_t)kind && e->owner == owner) out[n++] = e->value;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 void handles_free(struct handle_table *t)
 {
     free(t->slots);

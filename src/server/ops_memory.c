@@ -154,6 +154,18 @@ CUresult op_POINTER_GET_ATTRIBUTE(struct lane *L, struct wire_rd *in, struct wir
     return rc;
 }
 
+/* A copy between the guest's memory and the device cannot be captured: the daemon's
+ * staging buffer would be recorded in the graph, not the guest's memory. Refuse it and
+ * invalidate the capture (a synchronize on a capturing stream does), so the guest's
+ * cuStreamEndCapture fails instead of returning a graph without the copy. */
+static bool refused_in_capture(CUstream stream, CUresult *rc)
+{
+    if (!stream_is_capturing(stream)) return false;
+    drv.cuStreamSynchronize(stream);
+    *rc = CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    return true;
+}
+
 CUresult op_MEMCPY_HTOD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
     (void)out;
@@ -165,7 +177,9 @@ CUresult op_MEMCPY_HTOD(struct lane *L, struct wire_rd *in, struct wire_buf *out
     const void *data = wire_get_raw(in, n);
     IN_END(L, in);
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
-    CUresult rc = n ? drv.cuMemcpyHtoDAsync_v2((CUdeviceptr)dst, data, n, stream) : CUDA_SUCCESS;
+    CUresult rc;
+    if (refused_in_capture(stream, &rc)) return rc;
+    rc = n ? drv.cuMemcpyHtoDAsync_v2((CUdeviceptr)dst, data, n, stream) : CUDA_SUCCESS;
     return finish(L, rc, stream, flags);
 }
 
@@ -178,6 +192,8 @@ CUresult op_MEMCPY_DTOH(struct lane *L, struct wire_rd *in, struct wire_buf *out
     IN_END(L, in);
     if (size > VGPU_MAX_BULK_CHUNK) REJECT(L, "copy larger than a chunk");
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
+    CUresult refused;
+    if (refused_in_capture(stream, &refused)) return refused;
     void *dst = wire_put_space(out, (size_t)size);
     if (!dst && size) return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = size ? drv.cuMemcpyDtoHAsync_v2(dst, (CUdeviceptr)src, (size_t)size, stream) : CUDA_SUCCESS;
@@ -213,6 +229,8 @@ CUresult op_MEMCPY_STRIDED(struct lane *L, struct wire_rd *in, struct wire_buf *
     const void *data = dir == DIR_HTOD ? wire_get_raw(in, dense) : NULL;
     IN_END(L, in);
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
+    CUresult refused;
+    if (dir != DIR_DTOD && refused_in_capture(stream, &refused)) return refused;
     CUDA_MEMCPY2D c;
     memset(&c, 0, sizeof c);
     c.WidthInBytes = (size_t)width;

@@ -30,6 +30,9 @@ enum handle_kind {
     H_VA_RANGE,   /* VMM address reservation: value = base, size = bytes */
     H_MEM_HANDLE, /* VMM physical allocation (cuMemCreate): size = bytes, counted like H_MEMORY */
     H_VA_MAPPING, /* VMM mapping: value = address, owner = 0, size = bytes */
+    H_GRAPH,      /* owner: 0, or the graph whose child-graph node holds it */
+    H_GRAPH_NODE, /* owner: its graph */
+    H_GRAPH_EXEC,
     H_KIND_COUNT
 };
 
@@ -132,6 +135,10 @@ uint64_t handles_size(struct session *s, enum handle_kind kind, uint64_t value);
 bool handles_remove(struct session *s, enum handle_kind kind, uint64_t value);
 /* Remove every handle whose owner is `owner` (a module's functions, ...). */
 void handles_remove_owned(struct session *s, uint64_t owner);
+/* The owner recorded for a handle (0 if none or unknown). */
+uint64_t handles_owner(struct session *s, enum handle_kind kind, uint64_t value);
+/* Up to cap values of `kind` owned by owner, into out; returns how many. */
+size_t handles_take_owned(struct session *s, uint64_t owner, enum handle_kind kind, uint64_t *out, size_t cap);
 void handles_free(struct handle_table *t);
 
 /* Translate a stream from the wire: 0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or one of

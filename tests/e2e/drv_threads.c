@@ -88,13 +88,14 @@ int main(void)
     free(host);
     /* An entry point vgpu does not implement (yet) says so and leaves the process
      * working; the real driver implements it (the GPU suite runs this natively too). */
-    CUgraph graph = NULL;
+    CUarray array = NULL;
+    CUDA_ARRAY_DESCRIPTOR desc = {.Width = 64, .Height = 1, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
     if (dlsym(RTLD_DEFAULT, "vgpu_guest_library_marker")) {
-        CHECK("unimplemented_entry_point_answers", cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED &&
-                                                       cuGraphCreate(&graph, 0) == CUDA_ERROR_NOT_SUPPORTED);
+        CHECK("unimplemented_entry_point_answers", cuArrayCreate(&array, &desc) == CUDA_ERROR_NOT_SUPPORTED &&
+                                                       cuArrayCreate(&array, &desc) == CUDA_ERROR_NOT_SUPPORTED);
     } else {
         CHECK("unimplemented_entry_point_answers",
-              cuGraphCreate(&graph, 0) == CUDA_SUCCESS && cuGraphDestroy(graph) == CUDA_SUCCESS);
+              cuArrayCreate(&array, &desc) == CUDA_SUCCESS && cuArrayDestroy(array) == CUDA_SUCCESS);
     }
     CHECK("still_working_after_unsupported", cuCtxSynchronize() == CUDA_SUCCESS);
     /* A child forked after cuInit cannot use CUDA (as with the real driver), and its

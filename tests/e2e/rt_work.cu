@@ -230,6 +230,330 @@ static void test_host_functions()
     cudaFree(d);
 }
 
+
+// ---------------------------------------------------------------------------------
+// graphs
+
+static std::atomic<int> g_host_node_runs{0};
+static void CUDART_CB count_run(void *arg) { ++*(std::atomic<int> *)arg; }
+
+// memset(d, 0) -> k_add(d, add) -> k_mul(d, 3) -> host(count) -> copy d2 <- d, captured on s
+static cudaError_t capture_chain(cudaStream_t s, int *d, int *d2, int add, cudaStreamCaptureMode mode, cudaGraph_t *g)
+{
+    cudaError_t e = cudaStreamBeginCapture(s, mode);
+    if (e != cudaSuccess)
+        return e;
+    cudaMemsetAsync(d, 0, N * sizeof(int), s);
+    k_add<<<G, B, 0, s>>>(d, add, N);
+    k_mul<<<G, B, 0, s>>>(d, 3, N);
+    cudaLaunchHostFunc(s, count_run, &g_host_node_runs);
+    cudaMemcpyAsync(d2, d, N * sizeof(int), cudaMemcpyDeviceToDevice, s);
+    return cudaStreamEndCapture(s, g);
+}
+
+static cudaGraphNode_t first_node_of_type(cudaGraph_t g, cudaGraphNodeType type)
+{
+    size_t n = 0;
+    if (cudaGraphGetNodes(g, nullptr, &n) != cudaSuccess)
+        return nullptr;
+    std::vector<cudaGraphNode_t> nodes(n);
+    if (cudaGraphGetNodes(g, nodes.data(), &n) != cudaSuccess)
+        return nullptr;
+    for (auto node : nodes) {
+        cudaGraphNodeType t;
+        if (cudaGraphNodeGetType(node, &t) == cudaSuccess && t == type)
+            return node;
+    }
+    return nullptr;
+}
+
+static void test_capture()
+{
+    int *d = nullptr, *d2 = nullptr;
+    cudaStream_t s;
+    TRY("capture.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("capture.setup", cudaMalloc(&d2, N * sizeof(int)));
+    TRY("capture.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+    // status queries around a capture
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusActive;
+    TRY("capture.status_idle", cudaStreamIsCapturing(s, &st));
+    check(st == cudaStreamCaptureStatusNone, "capture.status_idle");
+    TRY("capture.begin", cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    TRY("capture.status_active", cudaStreamIsCapturing(s, &st));
+    check(st == cudaStreamCaptureStatusActive, "capture.status_active", "status %d", (int)st);
+    k_add<<<G, B, 0, s>>>(d, 1, N);
+    unsigned long long id = 0;
+    cudaGraph_t in_progress = nullptr;
+    const cudaGraphNode_t *deps = nullptr;
+    size_t ndeps = 0;
+    TRY("capture.info", cudaStreamGetCaptureInfo(s, &st, &id, &in_progress, &deps, nullptr, &ndeps));
+    check(st == cudaStreamCaptureStatusActive && id != 0 && in_progress && ndeps == 1 && deps && deps[0],
+          "capture.info", "status %d id %llu graph %p deps %zu", (int)st, id, (void *)in_progress, ndeps);
+    cudaGraph_t g0;
+    TRY("capture.end", cudaStreamEndCapture(s, &g0));
+    TRY("capture.status_after", cudaStreamIsCapturing(s, &st));
+    check(st == cudaStreamCaptureStatusNone, "capture.status_after");
+    cudaGraphDestroy(g0);
+
+    // a chain with a memset, kernels, a host function and a device copy, replayed
+    cudaGraph_t g;
+    TRY("capture.chain", capture_chain(s, d, d2, 5, cudaStreamCaptureModeGlobal, &g));
+    size_t count = 0;
+    TRY("capture.nodes", cudaGraphGetNodes(g, nullptr, &count));
+    check(count == 5, "capture.node_count", "%zu nodes", count);
+    cudaGraphExec_t exec;
+    TRY("capture.instantiate", cudaGraphInstantiate(&exec, g, 0));
+    g_host_node_runs = 0;
+    for (int k = 0; k < 3; k++)
+        TRY("capture.launch", cudaGraphLaunch(exec, s));
+    TRY("capture.sync", cudaStreamSynchronize(s));
+    check(g_host_node_runs == 3, "capture.host_node_runs", "%d runs", g_host_node_runs.load());
+    device_all_equal(d, 15, "capture.replay_result");
+    device_all_equal(d2, 15, "capture.replay_copy");
+
+    // kernel node parameters read back point into this process and can be changed
+    cudaGraphNode_t kn = first_node_of_type(g, cudaGraphNodeTypeKernel);
+    cudaKernelNodeParams kp;
+    memset(&kp, 0, sizeof kp);
+    cudaError_t kge = kn ? cudaGraphKernelNodeGetParams(kn, &kp) : cudaErrorInvalidValue;
+    if (check(kn != nullptr, "graph.kernel_node_found") &&
+        check(kge == cudaSuccess, "graph.kernel_node_get", "%s", cudaGetErrorName(kge))) {
+        int *p0 = nullptr, v1 = 0, n2 = 0;
+        memcpy(&p0, kp.kernelParams[0], sizeof p0);
+        memcpy(&v1, kp.kernelParams[1], sizeof v1);
+        memcpy(&n2, kp.kernelParams[2], sizeof n2);
+        check(p0 == d && v1 == 5 && n2 == N, "graph.kernel_node_args", "ptr %p (want %p), v %d, n %d", (void *)p0,
+              (void *)d, v1, n2);
+        check(kp.func == (void *)k_add, "graph.kernel_node_func", "%p vs %p", kp.func, (void *)k_add);
+        check(kp.gridDim.x == G && kp.blockDim.x == B, "graph.kernel_node_dims");
+        // on the graph: a new instantiation sees 7
+        int seven = 7;
+        void *args[3] = {&d, &seven, &n2};
+        kp.kernelParams = args;
+        TRY("graph.kernel_node_set", cudaGraphKernelNodeSetParams(kn, &kp));
+        cudaGraphExec_t exec2;
+        TRY("graph.kernel_node_set", cudaGraphInstantiate(&exec2, g, 0));
+        TRY("graph.kernel_node_set", cudaGraphLaunch(exec2, s));
+        TRY("graph.kernel_node_set", cudaStreamSynchronize(s));
+        device_all_equal(d, 21, "graph.kernel_node_set_result");
+        cudaGraphExecDestroy(exec2);
+        // on the first executable graph: 9
+        int nine = 9;
+        args[1] = &nine;
+        TRY("graph.exec_kernel_node_set", cudaGraphExecKernelNodeSetParams(exec, kn, &kp));
+        TRY("graph.exec_kernel_node_set", cudaGraphLaunch(exec, s));
+        TRY("graph.exec_kernel_node_set", cudaStreamSynchronize(s));
+        device_all_equal(d, 27, "graph.exec_kernel_node_set_result");
+    }
+
+    // exec update from a re-capture with another argument
+    cudaGraph_t g2;
+    TRY("graph.exec_update", capture_chain(s, d, d2, 2, cudaStreamCaptureModeThreadLocal, &g2));
+    cudaGraphExecUpdateResultInfo info;
+    memset(&info, 0, sizeof info);
+    cudaError_t ue = cudaGraphExecUpdate(exec, g2, &info);
+    check(ue == cudaSuccess && info.result == cudaGraphExecUpdateSuccess, "graph.exec_update", "%s, result %d",
+          cudaGetErrorName(ue), (int)info.result);
+    TRY("graph.exec_update", cudaGraphLaunch(exec, s));
+    TRY("graph.exec_update", cudaStreamSynchronize(s));
+    device_all_equal(d, 6, "graph.exec_update_result");
+
+    // relaxed mode, cross-stream through events: s waits for s2's kernel
+    cudaStream_t s2;
+    cudaEvent_t e1, e2;
+    TRY("capture.cross", cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+    TRY("capture.cross", cudaEventCreateWithFlags(&e1, cudaEventDisableTiming));
+    TRY("capture.cross", cudaEventCreateWithFlags(&e2, cudaEventDisableTiming));
+    cudaGraph_t g3;
+    TRY("capture.cross", cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+    cudaMemsetAsync(d, 0, N * sizeof(int), s);
+    cudaEventRecord(e1, s);
+    cudaStreamWaitEvent(s2, e1, 0);
+    k_add<<<G, B, 0, s2>>>(d, 4, N);
+    cudaEventRecord(e2, s2);
+    cudaStreamWaitEvent(s, e2, 0);
+    k_mul<<<G, B, 0, s>>>(d, 5, N);
+    TRY("capture.cross", cudaStreamEndCapture(s, &g3));
+    size_t edges = 0;
+    TRY("capture.cross", cudaGraphGetEdges(g3, nullptr, nullptr, nullptr, &edges));
+    // memset -> add (on s2) -> mul; the driver may also keep memset -> mul
+    check(edges == 2 || edges == 3, "capture.cross_edges", "%zu edges", edges);
+    cudaGraphExec_t exec3;
+    TRY("capture.cross", cudaGraphInstantiateWithFlags(&exec3, g3, 0));
+    TRY("capture.cross", cudaGraphLaunch(exec3, s));
+    TRY("capture.cross", cudaStreamSynchronize(s));
+    device_all_equal(d, 20, "capture.cross_result");
+
+    // a copy from host memory cannot be captured: the capture ends invalidated, and
+    // the stream works afterwards
+    std::vector<int> host(N, 1);
+    cudaGraph_t g4 = nullptr;
+    TRY("capture.host_copy", cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+    cudaError_t ce = cudaMemcpyAsync(d, host.data(), N * sizeof(int), cudaMemcpyHostToDevice, s);
+    cudaError_t ee = cudaStreamEndCapture(s, &g4);
+    check(ce != cudaSuccess || ee != cudaSuccess, "capture.host_copy_refused", "copy %s, end %s",
+          cudaGetErrorName(ce), cudaGetErrorName(ee));
+    cudaGetLastError();
+    if (g4)
+        cudaGraphDestroy(g4);
+    k_add<<<G, B, 0, s>>>(d, 1, N);
+    check(cudaStreamSynchronize(s) == cudaSuccess, "capture.stream_usable_after");
+    device_all_equal(d, 21, "capture.stream_usable_after_result");
+
+    // capture mode exchange
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    TRY("capture.mode_exchange", cudaThreadExchangeStreamCaptureMode(&mode));
+    cudaStreamCaptureMode back = mode;
+    TRY("capture.mode_exchange", cudaThreadExchangeStreamCaptureMode(&back));
+    check(mode == cudaStreamCaptureModeGlobal && back == cudaStreamCaptureModeRelaxed, "capture.mode_exchange",
+          "%d %d", (int)mode, (int)back);
+
+    cudaGraphExecDestroy(exec3);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g3);
+    cudaGraphDestroy(g2);
+    cudaGraphDestroy(g);
+    cudaEventDestroy(e1);
+    cudaEventDestroy(e2);
+    cudaStreamDestroy(s2);
+    cudaStreamDestroy(s);
+    cudaFree(d2);
+    cudaFree(d);
+}
+
+static void test_explicit_graph()
+{
+    int *d = nullptr, *d2 = nullptr;
+    cudaStream_t s;
+    TRY("graph.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("graph.setup", cudaMalloc(&d2, N * sizeof(int)));
+    TRY("graph.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaGraph_t g, child;
+    TRY("graph.create", cudaGraphCreate(&g, 0));
+    TRY("graph.create", cudaGraphCreate(&child, 0));
+
+    cudaMemsetParams mp;
+    memset(&mp, 0, sizeof mp);
+    mp.dst = d;
+    mp.value = 1;
+    mp.elementSize = 4;
+    mp.width = N;
+    mp.height = 1;
+    cudaGraphNode_t n_set, n_mul, n_child, n_host, n_rec, n_copy, n_empty;
+    TRY("graph.add_memset", cudaGraphAddMemsetNode(&n_set, g, nullptr, 0, &mp));
+
+    int n = N, four = 4, three = 3;
+    void *mul_args[3] = {&d, &four, &n};
+    cudaKernelNodeParams kp;
+    memset(&kp, 0, sizeof kp);
+    kp.func = (void *)k_mul;
+    kp.gridDim = dim3(G);
+    kp.blockDim = dim3(B);
+    kp.kernelParams = mul_args;
+    TRY("graph.add_kernel", cudaGraphAddKernelNode(&n_mul, g, &n_set, 1, &kp));
+
+    void *add_args[3] = {&d, &three, &n};
+    kp.func = (void *)k_add;
+    kp.kernelParams = add_args;
+    cudaGraphNode_t child_kernel;
+    TRY("graph.child_kernel", cudaGraphAddKernelNode(&child_kernel, child, nullptr, 0, &kp));
+    TRY("graph.add_child", cudaGraphAddChildGraphNode(&n_child, g, &n_mul, 1, child));
+
+    cudaHostNodeParams hp = {count_run, &g_host_node_runs};
+    TRY("graph.add_host", cudaGraphAddHostNode(&n_host, g, &n_child, 1, &hp));
+    cudaEvent_t ev;
+    TRY("graph.add_event", cudaEventCreate(&ev));
+    TRY("graph.add_event", cudaGraphAddEventRecordNode(&n_rec, g, &n_host, 1, ev));
+
+    cudaMemcpy3DParms cp;
+    memset(&cp, 0, sizeof cp);
+    cp.srcPtr = make_cudaPitchedPtr(d, N * sizeof(int), N, 1);
+    cp.dstPtr = make_cudaPitchedPtr(d2, N * sizeof(int), N, 1);
+    cp.extent = make_cudaExtent(N * sizeof(int), 1, 1);
+    cp.kind = cudaMemcpyDeviceToDevice;
+    TRY("graph.add_memcpy", cudaGraphAddMemcpyNode(&n_copy, g, &n_host, 1, &cp));
+    TRY("graph.add_empty", cudaGraphAddEmptyNode(&n_empty, g, nullptr, 0));
+
+    size_t roots = 0, edges = 0, count = 0;
+    TRY("graph.topology", cudaGraphGetRootNodes(g, nullptr, &roots));
+    TRY("graph.topology", cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &edges));
+    TRY("graph.topology", cudaGraphGetNodes(g, nullptr, &count));
+    check(roots == 2 && edges == 5 && count == 7, "graph.topology", "roots %zu edges %zu nodes %zu", roots, edges,
+          count);
+    cudaGraphNode_t dep = nullptr;
+    size_t ndep = 1;
+    TRY("graph.dependencies", cudaGraphNodeGetDependencies(n_mul, &dep, nullptr, &ndep));
+    check(ndep == 1 && dep == n_set, "graph.dependencies");
+    cudaGraph_t got_child = nullptr;
+    TRY("graph.child_get", cudaGraphChildGraphNodeGetGraph(n_child, &got_child));
+    size_t child_nodes = 0;
+    TRY("graph.child_get", cudaGraphGetNodes(got_child, nullptr, &child_nodes));
+    check(child_nodes == 1, "graph.child_nodes", "%zu", child_nodes);
+    cudaHostNodeParams hp2;
+    memset(&hp2, 0, sizeof hp2);
+    TRY("graph.host_get", cudaGraphHostNodeGetParams(n_host, &hp2));
+    check(hp2.fn == count_run && hp2.userData == &g_host_node_runs, "graph.host_node_params");
+    cudaMemsetParams mp2;
+    TRY("graph.memset_get", cudaGraphMemsetNodeGetParams(n_set, &mp2));
+    check(mp2.dst == d && mp2.value == 1 && mp2.elementSize == 4 && mp2.width == N, "graph.memset_node_params");
+    cudaEvent_t ev2 = nullptr;
+    TRY("graph.event_get", cudaGraphEventRecordNodeGetEvent(n_rec, &ev2));
+    check(ev2 == ev, "graph.event_node_event");
+
+    cudaGraphExec_t exec;
+    cudaGraphInstantiateParams ip;
+    memset(&ip, 0, sizeof ip);
+    ip.flags = cudaGraphInstantiateFlagUpload;
+    ip.uploadStream = s;
+    TRY("graph.instantiate_params", cudaGraphInstantiateWithParams(&exec, g, &ip));
+    check(ip.result_out == cudaGraphInstantiateSuccess, "graph.instantiate_result");
+    unsigned long long flags = 0;
+    TRY("graph.exec_flags", cudaGraphExecGetFlags(exec, &flags));
+    check(flags == cudaGraphInstantiateFlagUpload, "graph.exec_flags", "%llu", flags);
+    TRY("graph.upload", cudaGraphUpload(exec, s));
+    g_host_node_runs = 0;
+    TRY("graph.launch", cudaGraphLaunch(exec, s));
+    TRY("graph.launch", cudaGraphLaunch(exec, s));
+    TRY("graph.launch", cudaStreamSynchronize(s));
+    device_all_equal(d, 7, "graph.explicit_result");
+    device_all_equal(d2, 7, "graph.explicit_copy");
+    check(g_host_node_runs == 2, "graph.explicit_host_runs", "%d", g_host_node_runs.load());
+    check(cudaEventQuery(ev) == cudaSuccess, "graph.event_recorded");
+
+    // a disabled node is skipped
+    TRY("graph.node_disable", cudaGraphNodeSetEnabled(exec, n_child, 0));
+    unsigned enabled = 1;
+    TRY("graph.node_disable", cudaGraphNodeGetEnabled(exec, n_child, &enabled));
+    check(enabled == 0, "graph.node_disabled");
+    TRY("graph.node_disable", cudaGraphLaunch(exec, s));
+    TRY("graph.node_disable", cudaStreamSynchronize(s));
+    device_all_equal(d, 4, "graph.node_disabled_result");
+
+    // clone and find
+    cudaGraph_t clone;
+    TRY("graph.clone", cudaGraphClone(&clone, g));
+    cudaGraphNode_t found = nullptr;
+    TRY("graph.clone", cudaGraphNodeFindInClone(&found, n_mul, clone));
+    cudaGraphNodeType t;
+    TRY("graph.clone", cudaGraphNodeGetType(found, &t));
+    check(found && found != n_mul && t == cudaGraphNodeTypeKernel, "graph.clone_find");
+
+    // invalid handles are refused, not crashed on
+    cudaGraphExec_t bad_exec = (cudaGraphExec_t)(uintptr_t)0x1234;
+    check(cudaGraphExecDestroy(bad_exec) != cudaSuccess, "graph.bad_exec_refused");
+    cudaGetLastError();
+
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(clone);
+    cudaGraphDestroy(g);
+    cudaGraphDestroy(child);
+    cudaEventDestroy(ev);
+    cudaStreamDestroy(s);
+    cudaFree(d2);
+    cudaFree(d);
+}
+
 // ---------------------------------------------------------------------------------
 
 int main()
@@ -239,6 +563,8 @@ int main()
     if (!check(e == cudaSuccess && count > 0, "device.count", "%s, %d", cudaGetErrorName(e), count))
         return 1;
     test_host_functions();
+    test_capture();
+    test_explicit_graph();
     printf("rt_work: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;
 }

@@ -51,6 +51,9 @@ CUresult vg_module_load_fatbin_wrapper(CUmodule *mod, const void *wrapper);
  * every value stored for ctx. Called when a context is destroyed or reset. */
 void vg_cls_context_destroyed(CUcontext ctx);
 
+/* Whether a stream capture this process began is still open (graph.c). */
+bool vg_capture_active(void);
+
 /* Log an unimplemented entry point once and return CUDA_ERROR_NOT_SUPPORTED. */
 CUresult vg_unsupported(const char *name);
 

@@ -35,8 +35,10 @@ static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream
         wire_put_u64(a, dst);
         wire_put_u64(a, WIRE_STREAM(stream));
         wire_put_u32(a, sync && last ? COPY_SYNC : 0);
-        CUresult rc = sync && last ? vg_call(VGPU_OP_MEMCPY_HTOD, a, p, chunk, NULL)
-                                   : vg_post(VGPU_OP_MEMCPY_HTOD, a, p, chunk);
+        /* While this process captures, wait for the answer: a copy from guest memory
+         * into a capture is refused, and the driver says so at the call. */
+        CUresult rc = (sync && last) || vg_capture_active() ? vg_call(VGPU_OP_MEMCPY_HTOD, a, p, chunk, NULL)
+                                                            : vg_post(VGPU_OP_MEMCPY_HTOD, a, p, chunk);
         if (rc != CUDA_SUCCESS) return rc;
         dst += chunk;
         p += chunk;
@@ -202,7 +204,8 @@ static CUresult strided(const struct side *src, const struct side *dst, size_t w
             char *packed = wire_put_space(a, width * rows);
             if (!packed) return CUDA_ERROR_OUT_OF_MEMORY;
             for (size_t i = 0; i < rows; i++) memcpy(packed + i * width, src->host + (y + i) * src->pitch, width);
-            rc = sync && last ? vg_call_simple(VGPU_OP_MEMCPY_STRIDED, a) : vg_post(VGPU_OP_MEMCPY_STRIDED, a, NULL, 0);
+            rc = (sync && last) || vg_capture_active() ? vg_call_simple(VGPU_OP_MEMCPY_STRIDED, a)
+                                                       : vg_post(VGPU_OP_MEMCPY_STRIDED, a, NULL, 0);
         } else if (dir == DIR_DTOH) {
             struct wire_rd r;
             rc = vg_call(VGPU_OP_MEMCPY_STRIDED, a, NULL, 0, &r);

@@ -132,6 +132,23 @@ CUresult emu_event_record_now(CUevent e);
 /* Destroy every stream and event of the context with this serial. */
 void emu_se_release_ctx(uint64_t serial);
 
+/* ---- emu_graph.c: stream capture ----
+ * Called by the entry points that enqueue work, after their argument checks: when the
+ * stream captures, the work becomes a graph node instead of running; each returns true
+ * then, with *rc the call's result. emu_capture_sync: a synchronizing call on a
+ * capturing stream (invalidates the capture). The forget functions drop what the
+ * capture code knows about a destroyed stream or event. */
+bool emu_capture_kernel(CUstream s, CUfunction f, const unsigned grid[3], const unsigned block[3], unsigned shared,
+                        void **kernelParams, CUresult *rc);
+bool emu_capture_copy(CUstream s, const CUDA_MEMCPY3D *copy, CUresult *rc);
+bool emu_capture_memset(CUstream s, const CUDA_MEMSET_NODE_PARAMS *set, CUresult *rc);
+bool emu_capture_host(CUstream s, const CUDA_HOST_NODE_PARAMS *host, CUresult *rc);
+bool emu_capture_event_record(CUevent e, CUstream s, unsigned flags, CUresult *rc);
+bool emu_capture_wait_event(CUstream s, CUevent e, unsigned flags, CUresult *rc);
+bool emu_capture_sync(CUstream s, CUresult *rc);
+void emu_capture_forget_stream(CUstream s);
+void emu_capture_forget_event(CUevent e);
+
 /* ---- emu_module.c ---- */
 
 /* CUfunction and CUkernel handles share this header so either is accepted wherever

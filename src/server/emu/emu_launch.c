@@ -248,6 +248,7 @@ static CUresult launch(CUfunction f, const unsigned grid[3], const unsigned bloc
         }
     }
     if ((rc = build_params(&t, kernelParams, extra, &params, &arg_copy)) != CUDA_SUCCESS) goto out;
+    if (emu_capture_kernel(stream, f, grid, block, shared, params, &rc)) goto out;
 
     vgpu_emu_kernel_fn fn = t.plugin;
     if (t.plugin_state == 0) {

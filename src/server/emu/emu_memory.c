@@ -332,11 +332,23 @@ static CUresult op_prologue(CUstream stream)
     return emu_stream_check(stream);
 }
 
+/* A 1D copy on a capturing stream becomes a memcpy node. */
+static bool capture_copy_1d(CUmemorytype st, const void *sh, CUdeviceptr sd, CUmemorytype dt, void *dh, CUdeviceptr dd,
+                            size_t n, CUstream stream, CUresult *rc)
+{
+    if (!stream) return false;
+    CUDA_MEMCPY3D c = {.srcMemoryType = st, .srcHost = sh, .srcDevice = sd, .srcPitch = n, .srcHeight = 1,
+                       .dstMemoryType = dt, .dstHost = dh, .dstDevice = dd, .dstPitch = n, .dstHeight = 1,
+                       .WidthInBytes = n, .Height = 1, .Depth = 1};
+    return emu_capture_copy(stream, &c, rc);
+}
+
 static CUresult copy_htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream)
 {
     CUresult rc = op_prologue(stream);
     if (rc != CUDA_SUCCESS || n == 0) return rc;
     if (!src) return CUDA_ERROR_INVALID_VALUE;
+    if (capture_copy_1d(CU_MEMORYTYPE_HOST, src, 0, CU_MEMORYTYPE_DEVICE, NULL, dst, n, stream, &rc)) return rc;
     pthread_rwlock_rdlock(&mem_lock);
     bool ok = range_writable_locked((uintptr_t)dst, n);
     if (ok) memcpy((void *)(uintptr_t)dst, src, n);
@@ -349,6 +361,7 @@ static CUresult copy_dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream)
     CUresult rc = op_prologue(stream);
     if (rc != CUDA_SUCCESS || n == 0) return rc;
     if (!dst) return CUDA_ERROR_INVALID_VALUE;
+    if (capture_copy_1d(CU_MEMORYTYPE_DEVICE, NULL, src, CU_MEMORYTYPE_HOST, dst, 0, n, stream, &rc)) return rc;
     pthread_rwlock_rdlock(&mem_lock);
     bool ok = range_ok_locked((uintptr_t)src, n);
     if (ok) memcpy(dst, (const void *)(uintptr_t)src, n);
@@ -360,6 +373,7 @@ static CUresult copy_dtod(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s
 {
     CUresult rc = op_prologue(stream);
     if (rc != CUDA_SUCCESS || n == 0) return rc;
+    if (capture_copy_1d(CU_MEMORYTYPE_DEVICE, NULL, src, CU_MEMORYTYPE_DEVICE, NULL, dst, n, stream, &rc)) return rc;
     pthread_rwlock_rdlock(&mem_lock);
     bool ok = range_writable_locked((uintptr_t)dst, n) && range_ok_locked((uintptr_t)src, n);
     if (ok) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
@@ -565,6 +579,7 @@ CUresult CUDAAPI emu_cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *pCopy, CUstream hSt
         .pitch = pCopy->dstPitch,
         .height = pCopy->dstHeight,
     };
+    if (hStream && (rc = op_prologue(hStream)) == CUDA_SUCCESS && emu_capture_copy(hStream, pCopy, &rc)) return rc;
     return copy_strided(&src, &dst, pCopy->WidthInBytes, pCopy->Height, pCopy->Depth, hStream);
 }
 
@@ -591,6 +606,11 @@ static CUresult memset_2d(CUdeviceptr dst, size_t pitch, unsigned value, unsigne
     if (rc != CUDA_SUCCESS) return rc;
     if ((uintptr_t)dst % elem != 0) return CUDA_ERROR_INVALID_VALUE;
     if (width == 0 || height == 0) return CUDA_SUCCESS;
+    if (stream) {
+        CUDA_MEMSET_NODE_PARAMS p = {.dst = dst, .pitch = pitch, .value = value, .elementSize = elem,
+                                     .width = width, .height = height};
+        if (emu_capture_memset(stream, &p, &rc)) return rc;
+    }
     size_t row_bytes;
     if (__builtin_mul_overflow(width, (size_t)elem, &row_bytes)) return CUDA_ERROR_INVALID_VALUE;
     if (height > 1 && (pitch < row_bytes || pitch % elem != 0 || pitch > EMU_MAX_PITCH))

@@ -127,13 +127,25 @@ CUresult CUDAAPI emu_cuStreamDestroy_v2(CUstream hStream)
     bool ok = emu_set_del(&streams, hStream);
     pthread_mutex_unlock(&se_lock);
     if (!ok) return CUDA_ERROR_INVALID_HANDLE;
+    emu_capture_forget_stream(hStream);
     free(hStream);
     return CUDA_SUCCESS;
 }
 
-CUresult CUDAAPI emu_cuStreamSynchronize(CUstream hStream) { return emu_stream_check(hStream); }
+/* Every stream is idle, except that a capturing one refuses to be waited for. */
+CUresult CUDAAPI emu_cuStreamSynchronize(CUstream hStream)
+{
+    CUresult rc = emu_stream_check(hStream);
+    if (rc == CUDA_SUCCESS) emu_capture_sync(hStream, &rc);
+    return rc;
+}
 
-CUresult CUDAAPI emu_cuStreamQuery(CUstream hStream) { return emu_stream_check(hStream); }
+CUresult CUDAAPI emu_cuStreamQuery(CUstream hStream)
+{
+    CUresult rc = emu_stream_check(hStream);
+    if (rc == CUDA_SUCCESS) emu_capture_sync(hStream, &rc);
+    return rc;
+}
 
 CUresult CUDAAPI emu_cuStreamGetFlags(CUstream hStream, unsigned int *flags)
 {
@@ -181,7 +193,9 @@ CUresult CUDAAPI emu_cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigne
     CUresult rc = emu_stream_check(hStream);
     if (rc != CUDA_SUCCESS) return rc;
     if (Flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL) return CUDA_ERROR_INVALID_VALUE;
-    return event_live(hEvent) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (!event_live(hEvent)) return CUDA_ERROR_INVALID_HANDLE;
+    if (emu_capture_wait_event(hStream, hEvent, Flags, &rc)) return rc;
+    return CUDA_SUCCESS;
 }
 
 /* ---- events ---- */
@@ -217,6 +231,7 @@ CUresult CUDAAPI emu_cuEventDestroy_v2(CUevent hEvent)
     bool ok = emu_set_del(&events, hEvent);
     pthread_mutex_unlock(&se_lock);
     if (!ok) return CUDA_ERROR_INVALID_HANDLE;
+    emu_capture_forget_event(hEvent);
     free(hEvent);
     return CUDA_SUCCESS;
 }
@@ -240,6 +255,8 @@ CUresult CUDAAPI emu_cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, un
     CUresult rc = emu_stream_check(hStream);
     if (rc != CUDA_SUCCESS) return rc;
     if (flags & ~(unsigned)CU_EVENT_RECORD_EXTERNAL) return CUDA_ERROR_INVALID_VALUE;
+    if (!event_live(hEvent)) return CUDA_ERROR_INVALID_HANDLE;
+    if (emu_capture_event_record(hEvent, hStream, flags, &rc)) return rc;
     return emu_event_record_now(hEvent);
 }
 
