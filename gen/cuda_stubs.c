@@ -1136,16 +1136,6 @@ CUresult cuMulticastUnbind(CUmemGenericAllocationHandle mcHandle, CUdevice dev, 
     return vg_unsupported("cuMulticastUnbind");
 }
 
-CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *dynamicSmemSize, CUfunction func, int numBlocks, int blockSize)
-{
-    return vg_unsupported("cuOccupancyAvailableDynamicSMemPerBlock");
-}
-
-CUresult cuOccupancyMaxActiveClusters(int *numClusters, CUfunction func, const CUlaunchConfig *config)
-{
-    return vg_unsupported("cuOccupancyMaxActiveClusters");
-}
-
 CUresult cuOccupancyMaxPotentialBlockSize(int *minGridSize, int *blockSize, CUfunction func, CUoccupancyB2DSize blockSizeToDynamicSMemSize, size_t dynamicSMemSize, int blockSizeLimit)
 {
     return vg_unsupported("cuOccupancyMaxPotentialBlockSize");

@@ -533,10 +533,10 @@
     X(cuMulticastCreate, unsupported) \
     X(cuMulticastGetGranularity, unsupported) \
     X(cuMulticastUnbind, unsupported) \
-    X(cuOccupancyAvailableDynamicSMemPerBlock, unsupported) \
+    X(cuOccupancyAvailableDynamicSMemPerBlock, remote) \
     X(cuOccupancyMaxActiveBlocksPerMultiprocessor, remote) \
     X(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags, remote) \
-    X(cuOccupancyMaxActiveClusters, unsupported) \
+    X(cuOccupancyMaxActiveClusters, remote) \
     X(cuOccupancyMaxPotentialBlockSize, unsupported) \
     X(cuOccupancyMaxPotentialBlockSizeWithFlags, unsupported) \
     X(cuOccupancyMaxPotentialClusterSize, unsupported) \
@@ -682,8 +682,8 @@
     X(cuWaitExternalSemaphoresAsync_ptsz, unsupported) \
 
 #define VGPU_ENTRY_POINT_COUNT 671
-#define VGPU_ENTRY_POINTS_REMOTE 263
+#define VGPU_ENTRY_POINTS_REMOTE 265
 #define VGPU_ENTRY_POINTS_LOCAL 42
-#define VGPU_ENTRY_POINTS_UNSUPPORTED 366
+#define VGPU_ENTRY_POINTS_UNSUPPORTED 364
 
 #endif

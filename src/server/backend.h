@@ -167,7 +167,10 @@
     X(cuEventSynchronize, PFN_cuEventSynchronize_v2000)                        \
     X(cuEventElapsedTime_v2, PFN_cuEventElapsedTime_v12080)                    \
     X(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags,                    \
-      PFN_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags_v7000)
+      PFN_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags_v7000)          \
+    X(cuOccupancyAvailableDynamicSMemPerBlock,                                 \
+      PFN_cuOccupancyAvailableDynamicSMemPerBlock_v10020)                      \
+    X(cuOccupancyMaxActiveClusters, PFN_cuOccupancyMaxActiveClusters_v11070)
 
 struct vgpu_driver {
 #define VGPU_DRIVER_FIELD(sym, pfn) pfn sym;

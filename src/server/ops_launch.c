@@ -28,6 +28,11 @@
  *     little-endian).
  *   OCCUPANCY_MAX_BLOCKS u64 func, i32 blockSize, u64 dynamicSMemSize, u32 flags
  *       -> i32 numBlocks
+ *   OCCUPANCY_AVAILABLE_DSMEM u64 func, i32 numBlocks, i32 blockSize
+ *       -> u64 dynamicSmemSize
+ *   OCCUPANCY_MAX_CLUSTERS u64 func, u32 grid[3], u32 block[3], u32 shared, u64 stream,
+ *       u32 nattrs (<= 32), {u32 id, 64 value bytes} x nattrs (as LAUNCH's)
+ *       -> i32 numClusters
  */
 #include <string.h>
 
@@ -77,6 +82,21 @@ static CUresult check_attr(struct session *s, const CUlaunchAttribute *a)
     }
 }
 
+/* u32 nattrs and the attributes, as LAUNCH and OCCUPANCY_MAX_CLUSTERS carry them; false when there
+ * are too many. attrs[] is zeroed first. */
+static bool get_attrs(struct wire_rd *in, CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS], uint32_t *nattrs)
+{
+    *nattrs = wire_get_u32(in);
+    memset(attrs, 0, MAX_LAUNCH_ATTRS * sizeof *attrs);
+    if (*nattrs > MAX_LAUNCH_ATTRS) return false;
+    for (uint32_t i = 0; i < *nattrs; i++) {
+        attrs[i].id = (CUlaunchAttributeID)wire_get_u32(in);
+        const void *raw = wire_get_raw(in, ATTR_VALUE_BYTES);
+        if (raw) memcpy(&attrs[i].value, raw, ATTR_VALUE_BYTES);
+    }
+    return true;
+}
+
 CUresult op_LAUNCH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
     (void)out;
@@ -87,15 +107,9 @@ CUresult op_LAUNCH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     unsigned int shared = wire_get_u32(in);
     uint64_t sv = wire_get_u64(in);
     uint32_t kind = wire_get_u32(in);
-    uint32_t nattrs = wire_get_u32(in);
-    if (nattrs > MAX_LAUNCH_ATTRS) REJECT(L, "too many launch attributes");
+    uint32_t nattrs;
     CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
-    memset(attrs, 0, sizeof attrs);
-    for (uint32_t i = 0; i < nattrs; i++) {
-        attrs[i].id = (CUlaunchAttributeID)wire_get_u32(in);
-        const void *raw = wire_get_raw(in, ATTR_VALUE_BYTES);
-        if (raw) memcpy(&attrs[i].value, raw, ATTR_VALUE_BYTES);
-    }
+    if (!get_attrs(in, attrs, &nattrs)) REJECT(L, "too many launch attributes");
     uint32_t args = wire_get_u32(in);
     size_t plen = 0;
     const void *params = wire_get_bytes(in, VGPU_MAX_PARAM_BYTES, &plen);
@@ -172,6 +186,60 @@ CUresult op_OCCUPANCY_MAX_BLOCKS(struct lane *L, struct wire_rd *in, struct wire
     if (!wire_function(L->s, fv, &f)) return CUDA_ERROR_INVALID_HANDLE;
     int n = 0;
     CUresult rc = drv.cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&n, f, block_size, (size_t)smem, flags);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_i32(out, n);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_OCCUPANCY_AVAILABLE_DSMEM(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t fv = wire_get_u64(in);
+    int32_t num_blocks = wire_get_i32(in);
+    int32_t block_size = wire_get_i32(in);
+    IN_END(L, in);
+    CUfunction f;
+    if (!wire_function(L->s, fv, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    size_t bytes = 0;
+    CUresult rc = drv.cuOccupancyAvailableDynamicSMemPerBlock(&bytes, f, num_blocks, block_size);
+    if (rc != CUDA_SUCCESS) return rc;
+    wire_put_u64(out, (uint64_t)bytes);
+    return CUDA_SUCCESS;
+}
+
+CUresult op_OCCUPANCY_MAX_CLUSTERS(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint64_t fv = wire_get_u64(in);
+    unsigned int grid[3], block[3];
+    for (int i = 0; i < 3; i++) grid[i] = wire_get_u32(in);
+    for (int i = 0; i < 3; i++) block[i] = wire_get_u32(in);
+    unsigned int shared = wire_get_u32(in);
+    uint64_t sv = wire_get_u64(in);
+    uint32_t nattrs;
+    CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
+    if (!get_attrs(in, attrs, &nattrs)) REJECT(L, "too many launch attributes");
+    IN_END(L, in);
+    CUfunction f;
+    if (!wire_function(L->s, fv, &f)) return CUDA_ERROR_INVALID_HANDLE;
+    CUstream stream;
+    if (!wire_stream(L->s, sv, &stream)) return CUDA_ERROR_INVALID_HANDLE;
+    for (uint32_t i = 0; i < nattrs; i++) {
+        CUresult rc = check_attr(L->s, &attrs[i]);
+        if (rc != CUDA_SUCCESS) return rc;
+    }
+    CUlaunchConfig cfg = {
+        .gridDimX = grid[0],
+        .gridDimY = grid[1],
+        .gridDimZ = grid[2],
+        .blockDimX = block[0],
+        .blockDimY = block[1],
+        .blockDimZ = block[2],
+        .sharedMemBytes = shared,
+        .hStream = stream,
+        .attrs = nattrs ? attrs : NULL,
+        .numAttrs = nattrs,
+    };
+    int n = 0;
+    CUresult rc = drv.cuOccupancyMaxActiveClusters(&n, f, &cfg);
     if (rc != CUDA_SUCCESS) return rc;
     wire_put_i32(out, n);
     return CUDA_SUCCESS;

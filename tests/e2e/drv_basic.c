@@ -476,6 +476,35 @@ static void test_module(void)
     check(v == 0, "func.attr_static_shared", "%d", v);
     expect_error("func.attr_bogus", cuFuncGetAttribute(&v, (CUfunction_attribute)9999, f_fill),
                  CUDA_ERROR_INVALID_VALUE);
+
+    /* the occupancy queries cuBLAS, cuBLASLt and cuDNN make while they create a handle */
+    size_t dsmem = 0;
+    TRY("func.occupancy_dynamic_smem", cuOccupancyAvailableDynamicSMemPerBlock(&dsmem, f_fill, 2, 256));
+    int blocks = 0;
+    TRY("func.occupancy_dynamic_smem",
+        cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, f_fill, 256, dsmem));
+    check(dsmem > 0 && blocks >= 2, "func.occupancy_dynamic_smem", "%zu bytes, %d blocks", dsmem, blocks);
+    expect_error("func.occupancy_dynamic_smem_null", cuOccupancyAvailableDynamicSMemPerBlock(NULL, f_fill, 1, 256),
+                 CUDA_SUCCESS);
+    CUlaunchAttribute ca;
+    memset(&ca, 0, sizeof ca);
+    ca.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    ca.value.clusterDim.x = 2;
+    ca.value.clusterDim.y = 1;
+    ca.value.clusterDim.z = 1;
+    CUlaunchConfig cc;
+    memset(&cc, 0, sizeof cc);
+    cc.gridDimX = 2;
+    cc.gridDimY = cc.gridDimZ = 1;
+    cc.blockDimX = 256;
+    cc.blockDimY = cc.blockDimZ = 1;
+    cc.attrs = &ca;
+    cc.numAttrs = 1;
+    int clusters = 0;
+    TRY("func.occupancy_clusters", cuOccupancyMaxActiveClusters(&clusters, f_fill, &cc));
+    check(clusters >= 1, "func.occupancy_clusters", "%d clusters", clusters);
+    expect_error("func.occupancy_clusters_null_config", cuOccupancyMaxActiveClusters(&clusters, f_fill, NULL),
+                 CUDA_SUCCESS);
 }
 
 /* offsets of d_args' parameters, computed from C alignment */

@@ -18,12 +18,14 @@
 #   VGPU_E2E_EMU_MEMORY optional --emu-memory SIZE for the emu daemon ("" = its default)
 #   VGPU_E2E_TIMEOUT    seconds one program may run (default 240; ctest TIMEOUT is this + 60)
 # Outputs (in ${CMAKE_BINARY_DIR}/tests/e2e): rt_basic_static, rt_basic_shared,
-# rt_basic_ptx (PTX only), drv_basic, drv_threads, drv_vmm, drv_visible, probe_ollama,
+# rt_basic_ptx (PTX only), blas_basic (if the toolkit has cuBLAS), dnn_basic (if cuDNN is
+# installed), drv_basic, drv_threads, drv_vmm, drv_visible, probe_ollama,
 # killed_probe, hold_memory, unreachable, e2e_probe, drv_kernels.{fatbin,cubin,ptx},
 # plugins/libvgpu_e2e_{rt,drv}_kernels.so, plugin_selftest; bin/hello_vgpu (make demo).
 # Tests (label "e2e"), each _{unix,tcp}: e2e_rt_basic_static, e2e_rt_basic_shared,
 # e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_visible, e2e_probe_ollama,
-# e2e_killed_probe, e2e_smi, e2e_unreachable_drv, e2e_unreachable_rt; plus
+# e2e_killed_probe, e2e_smi, e2e_unreachable_drv, e2e_unreachable_rt, e2e_blas_basic,
+# e2e_dnn_basic (these two skip, exit 77, when their library is absent); plus
 # e2e_plugin_selftest, e2e_plugin_symbols; with a backend other than emu also
 # e2e_{rt_basic_ptx,drv_basic_ptx}_{unix,tcp}. tests/e2e/README.md lists what each covers.
 # Variables set for other suites: VGPU_E2E_OUT_DIR, VGPU_E2E_RUN_SCRIPT, VGPU_E2E_RT_BASIC_PTX,
@@ -296,6 +298,55 @@ foreach(_tr unix tcp)
     vgpu_e2e_add(e2e_rt_basic_ptx_${_tr} ${_tr} "${_e2e_out}/rt_basic_ptx")
     vgpu_e2e_add(e2e_drv_basic_ptx_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic> "${_e2e_out}/drv_kernels.ptx")
   endif()
+endforeach()
+
+# cuBLAS/cuBLASLt (CUDA toolkit) and cuDNN (toolkit directory or the system's): handles and
+# host<->device copies through vgpu (blas_basic.cu, dnn_basic.cu). Without the library (or its
+# header) the tests still exist and skip with a message.
+
+find_library(VGPU_E2E_CUBLAS cublas HINTS "${_e2e_cuda_libdir}" NO_DEFAULT_PATH)
+find_library(VGPU_E2E_CUBLASLT cublasLt HINTS "${_e2e_cuda_libdir}" NO_DEFAULT_PATH)
+find_path(VGPU_E2E_CUDNN_INCLUDE cudnn.h HINTS "${VGPU_E2E_CUDA_INCLUDE}" /usr/include /usr/include/x86_64-linux-gnu)
+find_library(VGPU_E2E_CUDNN cudnn HINTS "${_e2e_cuda_libdir}" /usr/lib/x86_64-linux-gnu /usr/lib64)
+set(_e2e_extra_programs)
+if(VGPU_E2E_CUBLAS AND VGPU_E2E_CUBLASLT AND EXISTS "${VGPU_E2E_CUDA_INCLUDE}/cublas_v2.h")
+  add_custom_command(OUTPUT "${_e2e_out}/blas_basic"
+    COMMAND ${_e2e_nvcc} -std=c++17 -O2 ${_e2e_sass} -cudart static
+            -o "${_e2e_out}/blas_basic" "${_e2e_src}/blas_basic.cu"
+            -L${_e2e_cuda_libdir} -lcublas -lcublasLt -Xlinker -rpath=${_e2e_cuda_libdir}
+    DEPENDS "${_e2e_src}/blas_basic.cu" "${_e2e_src}/check.h" COMMENT "nvcc blas_basic (cuBLAS)" VERBATIM)
+  list(APPEND _e2e_extra_programs "${_e2e_out}/blas_basic")
+  set(_e2e_blas_cmd "${_e2e_out}/blas_basic")
+else()
+  message(STATUS "vgpu e2e: cuBLAS 13 not found in ${_e2e_cuda_libdir}: e2e_blas_basic is skipped")
+  set(_e2e_blas_cmd "")
+endif()
+if(VGPU_E2E_CUDNN AND VGPU_E2E_CUDNN_INCLUDE)
+  get_filename_component(_e2e_cudnn_libdir "${VGPU_E2E_CUDNN}" DIRECTORY)
+  add_custom_command(OUTPUT "${_e2e_out}/dnn_basic"
+    COMMAND ${_e2e_nvcc} -std=c++17 -O2 ${_e2e_sass} -cudart static
+            -I${VGPU_E2E_CUDNN_INCLUDE} -o "${_e2e_out}/dnn_basic" "${_e2e_src}/dnn_basic.cu"
+            -L${_e2e_cudnn_libdir} -lcudnn -Xlinker -rpath=${_e2e_cudnn_libdir}
+    DEPENDS "${_e2e_src}/dnn_basic.cu" "${_e2e_src}/check.h" COMMENT "nvcc dnn_basic (cuDNN)" VERBATIM)
+  list(APPEND _e2e_extra_programs "${_e2e_out}/dnn_basic")
+  set(_e2e_dnn_cmd "${_e2e_out}/dnn_basic")
+else()
+  message(STATUS "vgpu e2e: cuDNN (cudnn.h, libcudnn.so) not found: e2e_dnn_basic is skipped")
+  set(_e2e_dnn_cmd "")
+endif()
+if(_e2e_extra_programs)
+  add_custom_target(vgpu_e2e_library_programs ALL DEPENDS ${_e2e_extra_programs})
+endif()
+foreach(_tr unix tcp)
+  foreach(_lib blas dnn)
+    if(_e2e_${_lib}_cmd)
+      vgpu_e2e_add(e2e_${_lib}_basic_${_tr} ${_tr} "${_e2e_${_lib}_cmd}")
+    else()
+      add_test(NAME e2e_${_lib}_basic_${_tr}
+        COMMAND sh -c "echo 'vgpu e2e: ${_lib}_basic not built (its library was not found at configure time); skipped'; exit 77")
+      set_tests_properties(e2e_${_lib}_basic_${_tr} PROPERTIES LABELS "e2e" SKIP_RETURN_CODE 77)
+    endif()
+  endforeach()
 endforeach()
 
 # The demo program `make demo` runs (examples/hello_vgpu.cu): static cudart, as nvcc

@@ -1028,6 +1028,51 @@ static void test_module(void)
     CHECK_RC(drv.cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&nb, scale, 0, 0, 0), CUDA_ERROR_INVALID_VALUE);
     CHECK_RC(drv.cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&nb, scale, 32, 0, 4), CUDA_ERROR_INVALID_VALUE);
 
+    /* Dynamic shared memory left per block when n blocks share an SM: one block gets the opt-in
+     * limit, more split the SM less 1 KiB each (128-byte units), capped by the function's limit. */
+    size_t dsmem = 0;
+    OK(drv.cuOccupancyAvailableDynamicSMemPerBlock(&dsmem, scale, 1, 256));
+    CHECK(dsmem == 100000); /* the limit set above */
+    OK(drv.cuOccupancyAvailableDynamicSMemPerBlock(&dsmem, scale, 4, 256));
+    CHECK(dsmem == 57344);
+    OK(drv.cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&nb, scale, 256, dsmem, 0));
+    CHECK(nb == 4);
+    OK(drv.cuOccupancyAvailableDynamicSMemPerBlock(&dsmem, scale, 8, 256));
+    CHECK(dsmem == 28160);
+    CHECK_RC(drv.cuOccupancyAvailableDynamicSMemPerBlock(&dsmem, scale, 9, 256), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuOccupancyAvailableDynamicSMemPerBlock(&dsmem, scale, 0, 256), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuOccupancyAvailableDynamicSMemPerBlock(NULL, scale, 1, 256), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuOccupancyAvailableDynamicSMemPerBlock(&dsmem, (CUfunction)&nb, 1, 256), CUDA_ERROR_INVALID_HANDLE);
+
+    /* Clusters that fit at once: blocks per SM times the SMs of each of the 8 GPCs (four of 17, four
+     * of 16), divided by the cluster size, summed. */
+    {
+        CUlaunchAttribute ca = {.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION};
+        ca.value.clusterDim.x = 2;
+        ca.value.clusterDim.y = 1;
+        ca.value.clusterDim.z = 1;
+        CUlaunchConfig cc = {.gridDimX = 4, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 256, .blockDimY = 1,
+                             .blockDimZ = 1, .attrs = &ca, .numAttrs = 1};
+        int nc = -1;
+        OK(drv.cuOccupancyMaxActiveClusters(&nc, scale, &cc));
+        CHECK(nc == 4 * (8 * 17 / 2) + 4 * (8 * 16 / 2));
+        cc.sharedMemBytes = 100000; /* two blocks per SM */
+        OK(drv.cuOccupancyMaxActiveClusters(&nc, scale, &cc));
+        CHECK(nc == 4 * 17 + 4 * 16);
+        cc.sharedMemBytes = 100001; /* over the function's limit: nothing fits */
+        OK(drv.cuOccupancyMaxActiveClusters(&nc, scale, &cc));
+        CHECK(nc == 0);
+        cc.sharedMemBytes = 0;
+        ca.value.clusterDim.x = 9; /* portable clusters have at most 8 blocks */
+        CHECK_RC(drv.cuOccupancyMaxActiveClusters(&nc, scale, &cc), CUDA_ERROR_INVALID_CLUSTER_SIZE);
+        cc.numAttrs = 0; /* no cluster size at all */
+        CHECK_RC(drv.cuOccupancyMaxActiveClusters(&nc, scale, &cc), CUDA_ERROR_INVALID_VALUE);
+        CHECK_RC(drv.cuOccupancyMaxActiveClusters(&nc, scale, NULL), CUDA_ERROR_INVALID_VALUE);
+        cc.numAttrs = 1;
+        ca.value.clusterDim.x = 2;
+        CHECK_RC(drv.cuOccupancyMaxActiveClusters(&nc, (CUfunction)&nb, &cc), CUDA_ERROR_INVALID_HANDLE);
+    }
+
     /* Launch validation (before any plugin is needed). */
     CUdeviceptr data;
     OK(drv.cuMemAlloc_v2(&data, 1000 * sizeof(float)));

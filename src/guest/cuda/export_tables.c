@@ -335,8 +335,10 @@ static const vg_export_slot context_local_storage[CLS_SLOTS] = {
 
 /* ------------------------------------------------------------------------------------------------ */
 /* CONTEXT_CHECKS 263E8860-7CD2-6143-92F6-BBD5006DFA7E. The real 580.159.04 table has 15 slots;
- * lupine (PR 197) needed 17 for cuBLAS on CUDA 13, so 17 are served. cudart 13.0 and cuBLAS 13.0 call
- * only [2] and [3]. ZLUDA: these check bits that are never observably set, so 0 is the usual answer. */
+ * lupine (PR 197) needed 17 for cuBLAS on CUDA 13, so 17 are served. Measured: cudart 13.0 and
+ * cuBLAS 13.0 GEMMs on the real driver, and cuBLAS/cuBLASLt 13.0 handles and copies and cuDNN 9.19
+ * handles through vgpu, call only [2] and [3]. ZLUDA: these check bits that are never observably
+ * set, so 0 is the usual answer for the two that are known. */
 
 /* [2] (ctx, u32 *out, third pointer): writes 0 to *out, for any ctx including NULL. The real driver
  * leaves the third argument untouched (measured), and lupine found that writing it breaks cuBLAS. */
@@ -355,20 +357,19 @@ static CUresult context_check_global(void)
     return CUDA_SUCCESS;
 }
 
-/* [1]: lupine answers NOT_SUPPORTED and cuBLAS copes. [4..16]: meaning unknown, answer 0. */
-UNKNOWN_SLOT(checks, "CONTEXT_CHECKS", 1, CUDA_ERROR_NOT_SUPPORTED)
-#define CHECKS_ZERO_SLOTS(X) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
-#define CHECKS_ZERO_DEFINE(i) UNKNOWN_SLOT(checks, "CONTEXT_CHECKS", i, CUDA_SUCCESS)
-CHECKS_ZERO_SLOTS(CHECKS_ZERO_DEFINE)
+/* [1]: lupine answers NOT_SUPPORTED and cuBLAS copes. [4..16]: meaning unknown, never called by
+ * what was traced: NOT_SUPPORTED with a log line, like every unknown slot, never a made-up success. */
+#define CHECKS_UNKNOWN(X) X(1) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
+#define CHECKS_DEFINE(i) UNKNOWN_SLOT(checks, "CONTEXT_CHECKS", i, CUDA_ERROR_NOT_SUPPORTED)
+CHECKS_UNKNOWN(CHECKS_DEFINE)
 
 #define CONTEXT_CHECKS_SLOTS 17
-#define CHECKS_ZERO_INIT(i) [i] = SLOT_FN(checks_unknown_##i),
+#define CHECKS_INIT(i) [i] = SLOT_FN(checks_unknown_##i),
 static const vg_export_slot context_checks[CONTEXT_CHECKS_SLOTS] = {
     [0] = SLOT_SIZE(context_checks),
-    [1] = SLOT_FN(checks_unknown_1),
     [2] = SLOT_FN(context_check),
     [3] = SLOT_FN(context_check_global),
-    CHECKS_ZERO_SLOTS(CHECKS_ZERO_INIT)
+    CHECKS_UNKNOWN(CHECKS_INIT)
 };
 
 /* ------------------------------------------------------------------------------------------------ */

@@ -1,5 +1,6 @@
 /*
- * Guest kernel launches and occupancy queries (ops LAUNCH, OCCUPANCY_MAX_BLOCKS).
+ * Guest kernel launches and occupancy queries (ops LAUNCH, OCCUPANCY_MAX_BLOCKS,
+ * OCCUPANCY_AVAILABLE_DSMEM, OCCUPANCY_MAX_CLUSTERS).
  *
  * A launch is posted without waiting for an answer: what the driver says about it
  * surfaces at the thread's next synchronizing call. Only what needs no round trip is
@@ -146,6 +147,30 @@ static CUresult check_dims(const struct launch_dims *d)
     return CUDA_SUCCESS;
 }
 
+/* The attributes that travel (all but IGNORE), or an error for one the daemon does not accept. */
+static CUresult count_attrs(const CUlaunchAttribute *attrs, unsigned int nattrs, uint32_t *nsend)
+{
+    if (nattrs && !attrs) return CUDA_ERROR_INVALID_VALUE;
+    *nsend = 0;
+    for (unsigned int i = 0; i < nattrs; i++) {
+        if (attrs[i].id == CU_LAUNCH_ATTRIBUTE_IGNORE) continue;
+        if (!attr_supported(attrs[i].id)) return attr_unsupported((unsigned)attrs[i].id);
+        (*nsend)++;
+    }
+    return *nsend > VGPU_MAX_LAUNCH_ATTRS ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+}
+
+/* u32 nattrs, {u32 id, 64 value bytes} per attribute; count_attrs said how many. */
+static void put_attrs(struct wire_buf *b, const CUlaunchAttribute *attrs, unsigned int nattrs, uint32_t nsend)
+{
+    wire_put_u32(b, nsend);
+    for (unsigned int i = 0; i < nattrs; i++) {
+        if (attrs[i].id == CU_LAUNCH_ATTRIBUTE_IGNORE) continue;
+        wire_put_u32(b, (uint32_t)attrs[i].id);
+        wire_put_raw(b, &attrs[i].value, ATTR_VALUE_BYTES);
+    }
+}
+
 /* Every launch entry point ends here: check, pack, post. */
 static CUresult launch(uint32_t kind, CUfunction f, const struct launch_dims *d, CUstream stream,
                        const CUlaunchAttribute *attrs, unsigned int nattrs, void **kernelParams, void **extra)
@@ -155,14 +180,8 @@ static CUresult launch(uint32_t kind, CUfunction f, const struct launch_dims *d,
     if (!f) return CUDA_ERROR_INVALID_HANDLE;
     if (kernelParams && extra) return CUDA_ERROR_INVALID_VALUE;
     if ((rc = check_dims(d)) != CUDA_SUCCESS) return rc;
-    if (nattrs && !attrs) return CUDA_ERROR_INVALID_VALUE;
     uint32_t nsend = 0;
-    for (unsigned int i = 0; i < nattrs; i++) {
-        if (attrs[i].id == CU_LAUNCH_ATTRIBUTE_IGNORE) continue;
-        if (!attr_supported(attrs[i].id)) return attr_unsupported((unsigned)attrs[i].id);
-        nsend++;
-    }
-    if (nsend > VGPU_MAX_LAUNCH_ATTRS) return CUDA_ERROR_INVALID_VALUE;
+    if ((rc = count_attrs(attrs, nattrs, &nsend)) != CUDA_SUCCESS) return rc;
 
     uint8_t small[PACK_STACK_BYTES];
     uint8_t *packed = NULL;
@@ -189,12 +208,7 @@ static CUresult launch(uint32_t kind, CUfunction f, const struct launch_dims *d,
     wire_put_u32(b, d->shared);
     wire_put_u64(b, (uint64_t)(uintptr_t)stream);
     wire_put_u32(b, kind);
-    wire_put_u32(b, nsend);
-    for (unsigned int i = 0; i < nattrs; i++) {
-        if (attrs[i].id == CU_LAUNCH_ATTRIBUTE_IGNORE) continue;
-        wire_put_u32(b, (uint32_t)attrs[i].id);
-        wire_put_raw(b, &attrs[i].value, ATTR_VALUE_BYTES);
-    }
+    put_attrs(b, attrs, nattrs, nsend);
     wire_put_u32(b, mode);
     wire_put_u32(b, (uint32_t)plen); /* the argument block follows as bulk: a `bytes` field */
     rc = vg_post(VGPU_OP_LAUNCH, b, params, plen);
@@ -287,9 +301,61 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *numBlocks, CU
     return CUDA_SUCCESS;
 }
 
+/* What cuBLAS asks in cublasCreate, after raising a kernel's dynamic shared memory limit:
+ * never cached, for the same reason. */
+CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *dynamicSmemSize, CUfunction func, int numBlocks,
+                                                 int blockSize)
+{
+    CUresult rc = vg_require_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!dynamicSmemSize) return CUDA_ERROR_INVALID_VALUE;
+    if (!func) return CUDA_ERROR_INVALID_HANDLE;
+    struct wire_buf *b = vg_args();
+    wire_put_u64(b, (uint64_t)(uintptr_t)func);
+    wire_put_i32(b, numBlocks);
+    wire_put_i32(b, blockSize);
+    struct wire_rd r;
+    rc = vg_call(VGPU_OP_OCCUPANCY_AVAILABLE_DSMEM, b, NULL, 0, &r);
+    if (rc != CUDA_SUCCESS) return rc;
+    uint64_t bytes = wire_get_u64(&r);
+    if (!wire_rd_end(&r) || bytes > SIZE_MAX) return vg_bad_reply(VGPU_OP_OCCUPANCY_AVAILABLE_DSMEM);
+    *dynamicSmemSize = (size_t)bytes;
+    return CUDA_SUCCESS;
+}
+
 CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *numBlocks, CUfunction func, int blockSize,
                                                      size_t dynamicSMemSize)
 {
     return cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(numBlocks, func, blockSize, dynamicSMemSize,
                                                                 CU_OCCUPANCY_DEFAULT);
+}
+
+/* cuBLASLt asks this of its cluster kernels (cublasLtCreate, measured). The configuration travels
+ * as a launch's does; nothing runs. */
+CUresult cuOccupancyMaxActiveClusters(int *numClusters, CUfunction func, const CUlaunchConfig *config)
+{
+    CUresult rc = vg_require_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!numClusters || !config) return CUDA_ERROR_INVALID_VALUE;
+    if (!func) return CUDA_ERROR_INVALID_HANDLE;
+    uint32_t nsend = 0;
+    if ((rc = count_attrs(config->attrs, config->numAttrs, &nsend)) != CUDA_SUCCESS) return rc;
+    struct wire_buf *b = vg_args();
+    wire_put_u64(b, (uint64_t)(uintptr_t)func);
+    wire_put_u32(b, config->gridDimX);
+    wire_put_u32(b, config->gridDimY);
+    wire_put_u32(b, config->gridDimZ);
+    wire_put_u32(b, config->blockDimX);
+    wire_put_u32(b, config->blockDimY);
+    wire_put_u32(b, config->blockDimZ);
+    wire_put_u32(b, config->sharedMemBytes);
+    wire_put_u64(b, (uint64_t)(uintptr_t)config->hStream);
+    put_attrs(b, config->attrs, config->numAttrs, nsend);
+    struct wire_rd r;
+    rc = vg_call(VGPU_OP_OCCUPANCY_MAX_CLUSTERS, b, NULL, 0, &r);
+    if (rc != CUDA_SUCCESS) return rc;
+    int32_t n = wire_get_i32(&r);
+    if (!wire_rd_end(&r)) return vg_bad_reply(VGPU_OP_OCCUPANCY_MAX_CLUSTERS);
+    *numClusters = n;
+    return CUDA_SUCCESS;
 }

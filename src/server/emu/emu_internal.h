@@ -27,6 +27,7 @@
 #define EMU_SM_MINOR 0
 #define EMU_WANT_SM 90
 #define EMU_SM_COUNT 132
+#define EMU_GPC_COUNT 8 /* clusters never span GPCs; the SMs are spread evenly over them */
 #define EMU_WARP_SIZE 32
 #define EMU_MAX_THREADS_PER_BLOCK 1024
 #define EMU_MAX_BLOCK_X 1024

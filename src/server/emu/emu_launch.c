@@ -116,6 +116,38 @@ CUresult CUDAAPI emu_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *n
     return CUDA_SUCCESS;
 }
 
+/* The largest dynamic shared memory each of numBlocks blocks of blockSize threads can have when
+ * they all reside on one SM: the SM's shared memory (the per-block opt-in limit for one block)
+ * split between them, less each block's reservation (the driver's allocation unit is 128 bytes)
+ * and static shared memory, capped by the function's dynamic limit. numBlocks more than fit by
+ * threads and registers alone: CUDA_ERROR_INVALID_VALUE. */
+CUresult CUDAAPI emu_cuOccupancyAvailableDynamicSMemPerBlock(size_t *dynamicSmemSize, CUfunction func, int numBlocks,
+                                                             int blockSize)
+{
+    CUresult rc = emu_check_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!dynamicSmemSize || numBlocks <= 0 || blockSize <= 0) return CUDA_ERROR_INVALID_VALUE;
+    struct emu_launch_target t;
+    rc = emu_func_acquire(func, &t);
+    if (rc != CUDA_SUCCESS) return rc;
+    int fit = emu_occupancy_blocks((uint32_t)blockSize, 0, t.static_shared, t.num_regs);
+    if (fit < numBlocks) {
+        emu_func_release(t.func);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    size_t per_sm = numBlocks == 1 ? (size_t)EMU_SHARED_PER_BLOCK_OPTIN + EMU_RESERVED_SHARED_PER_BLOCK
+                                   : (size_t)EMU_SHARED_PER_SM;
+    size_t per_block = per_sm / (size_t)numBlocks;
+    per_block = per_block > EMU_RESERVED_SHARED_PER_BLOCK ? per_block - EMU_RESERVED_SHARED_PER_BLOCK : 0;
+    per_block = per_block / 128 * 128;
+    if (per_block > EMU_SHARED_PER_BLOCK_OPTIN) per_block = EMU_SHARED_PER_BLOCK_OPTIN;
+    per_block = per_block > t.static_shared ? per_block - t.static_shared : 0;
+    if (t.max_dynamic_shared >= 0 && per_block > (size_t)t.max_dynamic_shared) per_block = (size_t)t.max_dynamic_shared;
+    *dynamicSmemSize = per_block;
+    emu_func_release(t.func);
+    return CUDA_SUCCESS;
+}
+
 /* ---- launch ---- */
 
 /* What cuLaunchKernelEx attributes ask for. */
@@ -340,4 +372,62 @@ CUresult CUDAAPI emu_cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f
     const unsigned grid[3] = {config->gridDimX, config->gridDimY, config->gridDimZ};
     const unsigned block[3] = {config->blockDimX, config->blockDimY, config->blockDimZ};
     return launch(f, grid, block, config->sharedMemBytes, config->hStream, kernelParams, extra, &opts);
+}
+
+/* ---- cluster occupancy ---- */
+
+/* Clusters that fit at once: blocks per SM as for any launch, cluster blocks packed into one GPC.
+ * The cluster size comes from the configuration or the function's compile-time size (both given:
+ * they must agree); with neither, CUDA_ERROR_INVALID_VALUE, as documented. */
+CUresult CUDAAPI emu_cuOccupancyMaxActiveClusters(int *numClusters, CUfunction func, const CUlaunchConfig *config)
+{
+    CUresult rc = emu_check_init();
+    if (rc != CUDA_SUCCESS) return rc;
+    if (!numClusters || !config || (config->numAttrs && !config->attrs)) return CUDA_ERROR_INVALID_VALUE;
+    if ((rc = emu_stream_check(config->hStream)) != CUDA_SUCCESS) return rc;
+    const unsigned block[3] = {config->blockDimX, config->blockDimY, config->blockDimZ};
+    const unsigned grid[3] = {config->gridDimX ? config->gridDimX : 1, config->gridDimY ? config->gridDimY : 1,
+                              config->gridDimZ ? config->gridDimZ : 1};
+    if ((rc = check_dims(grid, block)) != CUDA_SUCCESS) return rc;
+    struct launch_opts opts = {0};
+    for (unsigned i = 0; i < config->numAttrs; i++)
+        if (config->attrs[i].id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION) {
+            opts.cluster[0] = config->attrs[i].value.clusterDim.x;
+            opts.cluster[1] = config->attrs[i].value.clusterDim.y;
+            opts.cluster[2] = config->attrs[i].value.clusterDim.z;
+        }
+
+    struct emu_launch_target t;
+    if ((rc = emu_func_acquire(func, &t)) != CUDA_SUCCESS) return rc;
+    bool given = opts.cluster[0] || opts.cluster[1] || opts.cluster[2];
+    bool required = t.required_cluster[0] || t.required_cluster[1] || t.required_cluster[2];
+    uint64_t size = 1;
+    if (!given && !required) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else if (given && required &&
+               (opts.cluster[0] != (unsigned)t.required_cluster[0] || opts.cluster[1] != (unsigned)t.required_cluster[1] ||
+                opts.cluster[2] != (unsigned)t.required_cluster[2])) {
+        rc = CUDA_ERROR_INVALID_CLUSTER_SIZE;
+    } else {
+        for (int i = 0; i < 3; i++) {
+            unsigned c = given ? opts.cluster[i] : (unsigned)t.required_cluster[i];
+            size *= c ? c : 1;
+        }
+        uint64_t limit = t.nonportable_cluster ? EMU_MAX_CLUSTER_NONPORTABLE : EMU_MAX_CLUSTER_PORTABLE;
+        if (size > limit) rc = CUDA_ERROR_INVALID_CLUSTER_SIZE;
+    }
+    if (rc == CUDA_SUCCESS) {
+        uint32_t threads = block[0] * block[1] * block[2];
+        uint64_t per_sm = 0;
+        if (threads <= t.max_threads && config->sharedMemBytes <= (unsigned)t.max_dynamic_shared)
+            per_sm = (uint64_t)emu_occupancy_blocks(threads, config->sharedMemBytes, t.static_shared, t.num_regs);
+        uint64_t clusters = 0;
+        for (unsigned g = 0; g < EMU_GPC_COUNT; g++) {
+            uint64_t sms = EMU_SM_COUNT / EMU_GPC_COUNT + (g < EMU_SM_COUNT % EMU_GPC_COUNT ? 1 : 0);
+            clusters += per_sm * sms / size;
+        }
+        *numClusters = (int)clusters;
+    }
+    emu_func_release(t.func);
+    return rc;
 }
