@@ -334,8 +334,8 @@
     X(cuLogsUnregisterCallback, unsupported) \
     X(cuMemAddressFree, remote) \
     X(cuMemAddressReserve, remote) \
-    X(cuMemAdvise, unsupported) \
-    X(cuMemAdvise_v2, unsupported) \
+    X(cuMemAdvise, remote) \
+    X(cuMemAdvise_v2, remote) \
     X(cuMemAlloc, remote) \
     X(cuMemAllocAsync, unsupported) \
     X(cuMemAllocAsync_ptsz, unsupported) \
@@ -343,7 +343,7 @@
     X(cuMemAllocFromPoolAsync_ptsz, unsupported) \
     X(cuMemAllocHost, local) \
     X(cuMemAllocHost_v2, local) \
-    X(cuMemAllocManaged, unsupported) \
+    X(cuMemAllocManaged, remote) \
     X(cuMemAllocPitch, remote) \
     X(cuMemAllocPitch_v2, remote) \
     X(cuMemAlloc_v2, remote) \
@@ -358,7 +358,7 @@
     X(cuMemFree, remote) \
     X(cuMemFreeAsync, unsupported) \
     X(cuMemFreeAsync_ptsz, unsupported) \
-    X(cuMemFreeHost, local) \
+    X(cuMemFreeHost, remote) \
     X(cuMemFree_v2, remote) \
     X(cuMemGetAccess, remote) \
     X(cuMemGetAddressRange, remote) \
@@ -370,13 +370,13 @@
     X(cuMemGetInfo, remote) \
     X(cuMemGetInfo_v2, remote) \
     X(cuMemGetMemPool, unsupported) \
-    X(cuMemHostAlloc, local) \
-    X(cuMemHostGetDevicePointer, unsupported) \
-    X(cuMemHostGetDevicePointer_v2, unsupported) \
+    X(cuMemHostAlloc, remote) \
+    X(cuMemHostGetDevicePointer, local) \
+    X(cuMemHostGetDevicePointer_v2, local) \
     X(cuMemHostGetFlags, local) \
-    X(cuMemHostRegister, local) \
-    X(cuMemHostRegister_v2, local) \
-    X(cuMemHostUnregister, local) \
+    X(cuMemHostRegister, remote) \
+    X(cuMemHostRegister_v2, remote) \
+    X(cuMemHostUnregister, remote) \
     X(cuMemImportFromShareableHandle, unsupported) \
     X(cuMemMap, remote) \
     X(cuMemMapArrayAsync, unsupported) \
@@ -392,10 +392,10 @@
     X(cuMemPoolSetAccess, unsupported) \
     X(cuMemPoolSetAttribute, unsupported) \
     X(cuMemPoolTrimTo, unsupported) \
-    X(cuMemPrefetchAsync, unsupported) \
-    X(cuMemPrefetchAsync_ptsz, unsupported) \
-    X(cuMemPrefetchAsync_v2, unsupported) \
-    X(cuMemPrefetchAsync_v2_ptsz, unsupported) \
+    X(cuMemPrefetchAsync, remote) \
+    X(cuMemPrefetchAsync_ptsz, remote) \
+    X(cuMemPrefetchAsync_v2, remote) \
+    X(cuMemPrefetchAsync_v2_ptsz, remote) \
     X(cuMemPrefetchBatchAsync, unsupported) \
     X(cuMemPrefetchBatchAsync_ptsz, unsupported) \
     X(cuMemRangeGetAttribute, unsupported) \
@@ -682,8 +682,8 @@
     X(cuWaitExternalSemaphoresAsync_ptsz, unsupported) \
 
 #define VGPU_ENTRY_POINT_COUNT 671
-#define VGPU_ENTRY_POINTS_REMOTE 265
-#define VGPU_ENTRY_POINTS_LOCAL 42
-#define VGPU_ENTRY_POINTS_UNSUPPORTED 364
+#define VGPU_ENTRY_POINTS_REMOTE 277
+#define VGPU_ENTRY_POINTS_LOCAL 39
+#define VGPU_ENTRY_POINTS_UNSUPPORTED 355
 
 #endif

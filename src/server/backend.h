@@ -64,6 +64,14 @@
     X(cuMemsetD2D16Async, PFN_cuMemsetD2D16Async_v3020)                        \
     X(cuMemsetD2D32Async, PFN_cuMemsetD2D32Async_v3020)                        \
     X(cuPointerGetAttribute, PFN_cuPointerGetAttribute_v4000)                  \
+    X(cuMemHostAlloc, PFN_cuMemHostAlloc_v2020)                                \
+    X(cuMemFreeHost, PFN_cuMemFreeHost_v2000)                                  \
+    X(cuMemHostRegister_v2, PFN_cuMemHostRegister_v6050)                       \
+    X(cuMemHostUnregister, PFN_cuMemHostUnregister_v4000)                      \
+    X(cuMemHostGetDevicePointer_v2, PFN_cuMemHostGetDevicePointer_v3020)       \
+    X(cuMemAllocManaged, PFN_cuMemAllocManaged_v6000)                          \
+    X(cuMemPrefetchAsync_v2, PFN_cuMemPrefetchAsync_v12020)                    \
+    X(cuMemAdvise_v2, PFN_cuMemAdvise_v12020)                                  \
     X(cuMemAddressReserve, PFN_cuMemAddressReserve_v10020)                     \
     X(cuMemAddressFree, PFN_cuMemAddressFree_v10020)                           \
     X(cuMemCreate, PFN_cuMemCreate_v10020)                                     \

@@ -40,6 +40,7 @@
  */
 #include <stdlib.h>
 
+#include "server/mirror.h"
 #include "server/ops_module.h"
 #include "server/server.h"
 
@@ -85,6 +86,7 @@ static void sweep_context(struct lane *L, CUcontext ctx)
     if (!ctx) return;
     srv_modules_forget_context(L->s, h64(ctx)); /* modules and their functions */
     handles_remove_owned(L->s, h64(ctx));      /* streams, events */
+    mirror_forget_context(h64(ctx));           /* its mapped host and managed memory */
 }
 
 static unsigned api_version_of(CUcontext ctx)

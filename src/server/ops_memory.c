@@ -3,7 +3,7 @@
  *
  * MEM_ALLOC:        u64 bytes                                  -> u64 dptr
  * MEM_ALLOC_PITCH:  u64 width, u64 height, u32 elem_size       -> u64 dptr, u64 pitch
- * MEM_FREE:         u64 dptr                                   -> (nothing)
+ * MEM_FREE:         u64 dptr                                   -> (nothing)  (also managed memory)
  * MEM_GET_INFO:     (nothing)                                  -> u64 free, u64 total
  * MEM_GET_ADDRESS_RANGE: u64 dptr                              -> u64 base, u64 size
  * POINTER_GET_ATTRIBUTE: u64 ptr, u32 attribute                -> bytes value
@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/mirror.h"
 #include "server/server.h"
 
 #define COPY_SYNC 1u
@@ -85,8 +86,9 @@ CUresult op_MEM_FREE(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     (void)out;
     uint64_t p = wire_get_u64(in);
     IN_END(L, in);
-    /* Only allocations this client made: never another object's address. */
-    if (!handles_has(L->s, H_MEMORY, p)) return CUDA_ERROR_INVALID_VALUE;
+    /* Only allocations this client made: never another object's address. Managed
+     * memory is freed with its mirror (ops_managed.c). */
+    if (!handles_has(L->s, H_MEMORY, p)) return mirror_free_managed(p);
     CUresult rc = drv.cuMemFree_v2((CUdeviceptr)p);
     if (rc == CUDA_SUCCESS) handles_remove(L->s, H_MEMORY, p);
     return rc;
@@ -145,8 +147,12 @@ CUresult op_POINTER_GET_ATTRIBUTE(struct lane *L, struct wire_rd *in, struct wir
     case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
     case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS:
     case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID: size = 8; break;
-    /* A host pointer of the daemon means nothing to the guest. */
+    /* A host pointer of the daemon means something to the guest only in mirrored
+     * memory, which the guest translates to its own address. */
     case CU_POINTER_ATTRIBUTE_HOST_POINTER:
+        if (!mirror_covers(p)) return CUDA_ERROR_INVALID_VALUE;
+        size = 8;
+        break;
     default: return CUDA_ERROR_INVALID_VALUE;
     }
     CUresult rc = drv.cuPointerGetAttribute(&v, (CUpointer_attribute)attr, (CUdeviceptr)p);

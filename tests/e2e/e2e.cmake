@@ -18,12 +18,12 @@
 #   VGPU_E2E_EMU_MEMORY optional --emu-memory SIZE for the emu daemon ("" = its default)
 #   VGPU_E2E_TIMEOUT    seconds one program may run (default 240; ctest TIMEOUT is this + 60)
 # Outputs (in ${CMAKE_BINARY_DIR}/tests/e2e): rt_basic_static, rt_basic_shared,
-# rt_basic_ptx (PTX only), blas_basic (if the toolkit has cuBLAS), dnn_basic (if cuDNN is
-# installed), drv_basic, drv_threads, drv_vmm, drv_visible, probe_ollama,
+# rt_basic_ptx (PTX only), rt_work, blas_basic (if the toolkit has cuBLAS), dnn_basic (if cuDNN
+# is installed), drv_basic, drv_threads, drv_vmm, drv_mapped, drv_visible, probe_ollama,
 # killed_probe, hold_memory, unreachable, e2e_probe, drv_kernels.{fatbin,cubin,ptx},
-# plugins/libvgpu_e2e_{rt,drv}_kernels.so, plugin_selftest; bin/hello_vgpu (make demo).
-# Tests (label "e2e"), each _{unix,tcp}: e2e_rt_basic_static, e2e_rt_basic_shared,
-# e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_visible, e2e_probe_ollama,
+# plugins/libvgpu_e2e_{rt,drv,work}_kernels.so, plugin_selftest; bin/hello_vgpu (make demo).
+# Tests (label "e2e"), each _{unix,tcp}: e2e_rt_basic_static, e2e_rt_basic_shared, e2e_rt_work,
+# e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_mapped, e2e_drv_visible, e2e_probe_ollama,
 # e2e_killed_probe, e2e_smi, e2e_unreachable_drv, e2e_unreachable_rt, e2e_blas_basic,
 # e2e_dnn_basic (these two skip, exit 77, when their library is absent); plus
 # e2e_plugin_selftest, e2e_plugin_symbols; with a backend other than emu also
@@ -211,7 +211,9 @@ add_executable(vgpu_e2e_unreachable "${_e2e_src}/unreachable.c")
 add_executable(vgpu_e2e_drv_threads "${_e2e_src}/drv_threads.c")
 add_executable(vgpu_e2e_drv_vmm "${_e2e_src}/drv_vmm.c")
 add_executable(vgpu_e2e_hold_memory "${_e2e_src}/hold_memory.c")
-foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads vgpu_e2e_drv_vmm vgpu_e2e_hold_memory)
+add_executable(vgpu_e2e_drv_mapped "${_e2e_src}/drv_mapped.c" "${_e2e_out}/gen/drv_kernels_fatbin.c")
+foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads vgpu_e2e_drv_vmm vgpu_e2e_hold_memory
+           vgpu_e2e_drv_mapped)
   target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
   target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
   target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
@@ -226,6 +228,7 @@ set_target_properties(vgpu_e2e_unreachable PROPERTIES OUTPUT_NAME unreachable)
 set_target_properties(vgpu_e2e_drv_threads PROPERTIES OUTPUT_NAME drv_threads)
 set_target_properties(vgpu_e2e_hold_memory PROPERTIES OUTPUT_NAME hold_memory)
 set_target_properties(vgpu_e2e_drv_vmm PROPERTIES OUTPUT_NAME drv_vmm)
+set_target_properties(vgpu_e2e_drv_mapped PROPERTIES OUTPUT_NAME drv_mapped)
 # unreachable's rt mode: static cudart, which dlopens libcuda.so.1 itself
 target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" rt)
 # the generated sources are not ours to lint
@@ -291,6 +294,7 @@ foreach(_tr unix tcp)
   vgpu_e2e_add(e2e_smi_${_tr} ${_tr} "${_e2e_src}/smi_check.sh")
   set_property(TEST e2e_smi_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")
   vgpu_e2e_add(e2e_drv_vmm_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_vmm>)
+  vgpu_e2e_add(e2e_drv_mapped_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_mapped>)
   vgpu_e2e_add(e2e_unreachable_drv_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
   vgpu_e2e_add(e2e_unreachable_rt_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> rt)
   if(NOT VGPU_E2E_BACKEND STREQUAL "emu")

@@ -3,9 +3,11 @@
  * a running `vgpud --backend emu` and checks that a bad or vanished client never hurts
  * the daemon or other clients: protocol version mismatch, garbage and silent
  * connections, a good session (init, device info, memory round trip), malformed
- * messages of several kinds, lane joins with a wrong and a right token, clients that
- * disappear mid-session (the daemon logs what it freed for them), an idle lane that
- * outlives the handshake timeout, and 16 concurrent sessions.
+ * messages of several kinds, lane joins with a wrong and a right token, mirror pushes
+ * that name memory which is not mirrored (skipped, never written) and a registration
+ * at an address the worker uses (placed elsewhere), clients that disappear mid-session
+ * (the daemon logs what it freed for them), an idle lane that outlives the handshake
+ * timeout, and 16 concurrent sessions.
  *
  *   test_daemon ADDR            run every check against the daemon at ADDR
  *                               (unix:PATH or tcp:HOST:PORT)
@@ -51,7 +53,16 @@
 
 /* Fake client pids for the HELLOs, so the daemon's log lines can be told apart. */
 #define PID_BASE 4100000
-enum { PID_GOOD = 1, PID_JOIN = 2, PID_ABRUPT = 3, PID_IDLE = 4, PID_MALFORMED = 10, PID_AFTER = 30, PID_MANY = 100 };
+enum {
+    PID_GOOD = 1,
+    PID_JOIN = 2,
+    PID_ABRUPT = 3,
+    PID_IDLE = 4,
+    PID_MIRROR = 5,
+    PID_MALFORMED = 10,
+    PID_AFTER = 30,
+    PID_MANY = 100
+};
 
 static const char *g_addr;
 static int g_pass, g_fail;
@@ -598,10 +609,20 @@ static bool op_known(unsigned id)
     return false;
 }
 
-enum malformed_kind { M_UNKNOWN_OP, M_SHORT_ALLOC, M_OVERSIZED, M_BIG_DTOH, M_REPLY_FLAG, M_NUL_STRING, M_COUNT };
+enum malformed_kind {
+    M_UNKNOWN_OP,
+    M_SHORT_ALLOC,
+    M_OVERSIZED,
+    M_BIG_DTOH,
+    M_REPLY_FLAG,
+    M_NUL_STRING,
+    M_SHORT_PUSH,
+    M_COUNT
+};
 static const char *const malformed_names[M_COUNT] = {
     "malformed_unknown_op",  "malformed_truncated_alloc", "malformed_oversized_frame",
     "malformed_dtoh_too_big", "malformed_reply_flag",      "malformed_string_nul",
+    "malformed_mirror_push",
 };
 
 static int send_malformed(struct client *k, enum malformed_kind m, char *why)
@@ -644,6 +665,13 @@ static int send_malformed(struct client *k, enum malformed_kind m, char *why)
         rc = vgpu_frame_send(k->c, VGPU_OP_MODULE_GET_FUNCTION, 0, ++k->seq, a.data, a.len, NULL, 0);
         break;
     }
+    case M_SHORT_PUSH: /* a run whose bytes run past the end of the message */
+        wire_put_u32(&a, 1);
+        wire_put_u64(&a, 0x1000);
+        wire_put_u32(&a, 4096);
+        wire_put_u32(&a, 0);
+        rc = vgpu_frame_send(k->c, VGPU_OP_MIRROR_PUSH, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
     case M_COUNT: break;
     }
     wire_buf_free(&a);
@@ -669,7 +697,134 @@ static void test_malformed(void)
     }
 }
 
-/* 5. Lane joins: a wrong token is refused, the right one accepted. */
+/* MIRROR_PUSH of one run as a call (so its effects are done when it returns). */
+static int op_push(struct client *k, uint64_t addr, const void *data, uint32_t n, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u32(&a, 1);
+    wire_put_u64(&a, addr);
+    wire_put_bytes(&a, data, n);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_MIRROR_PUSH, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    return rc;
+}
+
+/* MIRROR_PULL: the number of runs, and the first one's address and bytes. */
+static int op_pull(struct client *k, uint32_t *count, uint64_t *addr, uint8_t *data, size_t cap, size_t *n, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_MIRROR_PULL, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) return -1;
+    uint32_t more = wire_get_u32(&r);
+    *count = wire_get_u32(&r);
+    *n = 0;
+    for (uint32_t i = 0; i < *count && !r.bad; i++) {
+        uint64_t at = wire_get_u64(&r);
+        size_t len = 0;
+        const void *p = wire_get_bytes(&r, VGPU_MAX_BULK_CHUNK, &len);
+        if (i == 0 && p) {
+            *addr = at;
+            *n = len < cap ? len : cap;
+            memcpy(data, p, *n);
+        }
+    }
+    if (!wire_rd_end(&r) || more) return fail(why, "MIRROR_PULL: bad reply (more %u)", more);
+    return 0;
+}
+
+/* 5. Mirrored memory: pushes land only in mirrored memory, registrations never take
+ * over memory the worker uses, and pulls report device-side changes. */
+static void test_mirror(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    uint64_t d = 0, host = 0, dev = 0;
+    uint8_t pattern[4096], ones[4096], back[4096];
+    fill(pattern, sizeof pattern, 99);
+    memset(ones, 0xff, sizeof ones);
+    if (session_setup(&k, PID_BASE + PID_MIRROR, why) || op_alloc(&k, sizeof pattern, &d, why) ||
+        op_htod(&k, d, pattern, sizeof pattern, why))
+        goto out;
+    /* device memory is no mirror: a push naming it is skipped */
+    if (op_push(&k, d, ones, 64, why) || op_dtoh(&k, d, back, sizeof back, why)) goto out;
+    if (memcmp(back, pattern, sizeof back)) {
+        fail(why, "a push wrote device memory that is not mirrored");
+        goto out;
+    }
+    report("mirror_push_outside_skipped", NULL);
+
+    /* a registration asking for the address of that device memory gets another one */
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, d);
+    wire_put_u64(&a, 4096);
+    wire_put_u32(&a, 2); /* DEVICEMAP */
+    struct wire_rd r;
+    int rc = call_ok(&k, VGPU_OP_HOST_REGISTER, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) goto out;
+    host = wire_get_u64(&r);
+    dev = wire_get_u64(&r);
+    if (!wire_rd_end(&r) || !host || !dev) {
+        fail(why, "HOST_REGISTER: bad reply");
+        goto out;
+    }
+    if (host == d || op_dtoh(&k, d, back, sizeof back, why)) {
+        if (!why[0]) fail(why, "the registration took over device memory at %#llx", (unsigned long long)d);
+        goto out;
+    }
+    if (memcmp(back, pattern, sizeof back)) {
+        fail(why, "the registration changed device memory");
+        goto out;
+    }
+    report("mirror_register_no_clobber", NULL);
+
+    /* a push reaches the registered memory; one running past its end is skipped */
+    uint32_t count = 0;
+    uint64_t at = 0;
+    size_t n = 0;
+    if (op_push(&k, host, pattern, 4096, why) || op_push(&k, host + 4000, ones, 200, why) ||
+        op_dtoh(&k, dev, back, sizeof back, why))
+        goto out;
+    if (memcmp(back, pattern, sizeof back)) {
+        fail(why, "registered memory does not hold what was pushed");
+        goto out;
+    }
+    /* nothing changed on the device side since: an empty pull; then a device write shows */
+    if (op_pull(&k, &count, &at, back, sizeof back, &n, why)) goto out;
+    if (count != 0) {
+        fail(why, "pull after a push reports %u runs", count);
+        goto out;
+    }
+    if (op_htod(&k, dev + 300, ones, 10, why) || op_pull(&k, &count, &at, back, sizeof back, &n, why)) goto out;
+    if (count != 1 || at > host + 300 || at + n < host + 310 || memcmp(back + (host + 300 - at), ones, 10)) {
+        fail(why, "pull after a device write: %u runs, first at +%lld (%zu bytes)", count,
+             (long long)(at - host), n);
+        goto out;
+    }
+    report("mirror_push_pull", NULL);
+
+    /* after the unregistration a push there is skipped (the daemon's memory is gone) */
+    wire_buf_init(&a);
+    wire_put_u64(&a, host);
+    rc = call_ok(&k, VGPU_OP_HOST_UNREGISTER, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc || op_push(&k, host, ones, 64, why) || op_pull(&k, &count, &at, back, sizeof back, &n, why) ||
+        op_free(&k, d, why))
+        goto out;
+    if (count != 0) fail(why, "pull after the unregistration reports %u runs", count);
+    else goodbye(&k);
+out:
+    cl_close(&k);
+    report("mirror_after_unregister", why[0] ? why : NULL);
+}
+
+/* 6. Lane joins: a wrong token is refused, the right one accepted. */
 static void test_join(void)
 {
     char why[WHY_LEN] = "";
@@ -722,7 +877,7 @@ static void test_join(void)
     report("join_right_token_accepted", why[0] ? why : NULL);
 }
 
-/* 6a. A client that allocates and then drops its connection mid-request. */
+/* 7a. A client that allocates and then drops its connection mid-request. */
 static void test_abrupt_close(void)
 {
     char why[WHY_LEN] = "";
@@ -742,7 +897,7 @@ static void test_abrupt_close(void)
     report("abrupt_close_cleaned_up", why[0] ? why : NULL);
 }
 
-/* 6b. A client process SIGKILLed while connected with memory allocated. */
+/* 7b. A client process SIGKILLed while connected with memory allocated. */
 static void test_killed_client(void)
 {
     char why[WHY_LEN] = "";
@@ -799,7 +954,7 @@ static void test_killed_client(void)
     report("killed_client_cleaned_up", why[0] ? why : NULL);
 }
 
-/* 7. Concurrent sessions. */
+/* 8. Concurrent sessions. */
 struct many_arg {
     int i;
     pthread_barrier_t *start;
@@ -967,6 +1122,7 @@ int main(int argc, char **argv)
     test_good_session();
     test_malformed();
     test_join();
+    test_mirror();
     test_abrupt_close();
     test_killed_client();
     test_concurrent();

@@ -1,9 +1,9 @@
 /*
  * Unit test of the emu backend (src/server/emu): calls every family through the
  * driver table `drv` after backend_open_emu(), checking results and error codes
- * (bogus pointers and handles, 2D/3D copies with odd pitches, out of memory, streams,
- * events, every device attribute, contexts across threads, modules, libraries and
- * launches). Exits non-zero when a check fails.
+ * (bogus pointers and handles, mapped host and managed memory, 2D/3D copies with odd
+ * pitches, out of memory, streams, events, every device attribute, contexts across
+ * threads, modules, libraries and launches). Exits non-zero when a check fails.
  *
  * The same file, compiled with -DVGPU_EMU_TEST_PLUGIN into a shared object, is the
  * kernel plugin for the test module's kernels. Pass its path as argv[1] (or set
@@ -478,6 +478,92 @@ static void test_memory_basic(void)
     CHECK_RC(drv.cuMemFree_v2(a), CUDA_ERROR_INVALID_VALUE);
     CHECK_RC(drv.cuMemcpyDtoH_v2(buf, a, 4), CUDA_ERROR_INVALID_VALUE);
     OK(drv.cuMemFree_v2(b));
+}
+
+/* Mapped host memory and managed memory: entries of the allocation map that copies
+ * accept, with their own pointer attributes; registration of the caller's memory;
+ * prefetch and advice checks. */
+static void test_host_managed(void)
+{
+    void *h = NULL;
+    CHECK_RC(drv.cuMemHostAlloc(&h, 0, 0), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuMemHostAlloc(&h, 100, 0x80), CUDA_ERROR_INVALID_VALUE);
+    OK(drv.cuMemHostAlloc(&h, 10000, CU_MEMHOSTALLOC_DEVICEMAP));
+    CHECK((uintptr_t)h % 4096 == 0);
+    CUdeviceptr d = 0;
+    OK(drv.cuMemHostGetDevicePointer_v2(&d, (char *)h + 8, 0));
+    CHECK(d == (CUdeviceptr)(uintptr_t)h + 8);
+    CHECK_RC(drv.cuMemHostGetDevicePointer_v2(&d, h, 1), CUDA_ERROR_INVALID_VALUE);
+    unsigned char buf[64], back[64];
+    fill_pattern(buf, sizeof buf, 9);
+    OK(drv.cuMemcpyHtoD_v2((CUdeviceptr)(uintptr_t)h + 100, buf, sizeof buf));
+    CHECK(memcmp((char *)h + 100, buf, sizeof buf) == 0);
+    unsigned mt = 0, flag = 7;
+    void *hp = NULL;
+    size_t free0 = 0, free1 = 0, total = 0;
+    OK(drv.cuPointerGetAttribute(&mt, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, (CUdeviceptr)(uintptr_t)h));
+    CHECK(mt == CU_MEMORYTYPE_HOST);
+    OK(drv.cuPointerGetAttribute(&hp, CU_POINTER_ATTRIBUTE_HOST_POINTER, (CUdeviceptr)(uintptr_t)h + 5));
+    CHECK(hp == (char *)h + 5);
+    OK(drv.cuPointerGetAttribute(&flag, CU_POINTER_ATTRIBUTE_IS_MANAGED, (CUdeviceptr)(uintptr_t)h));
+    CHECK(flag == 0);
+    CHECK_RC(drv.cuMemFree_v2((CUdeviceptr)(uintptr_t)h), CUDA_ERROR_INVALID_VALUE); /* not cuMemFree's */
+    CHECK_RC(drv.cuMemFreeHost((char *)h + 4096), CUDA_ERROR_INVALID_VALUE);
+    OK(drv.cuMemFreeHost(h));
+    CHECK_RC(drv.cuMemFreeHost(h), CUDA_ERROR_INVALID_VALUE);
+
+    /* registration of memory the caller owns */
+    unsigned char *mine = malloc(5000);
+    CHECK(mine != NULL);
+    if (!mine) return;
+    OK(drv.cuMemHostRegister_v2(mine + 3, 4000, CU_MEMHOSTREGISTER_DEVICEMAP));
+    CHECK_RC(drv.cuMemHostRegister_v2(mine + 100, 10, 0), CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED);
+    CHECK_RC(drv.cuMemHostRegister_v2(mine, 10, CU_MEMHOSTREGISTER_READ_ONLY), CUDA_ERROR_NOT_SUPPORTED);
+    OK(drv.cuMemHostGetDevicePointer_v2(&d, mine + 3, 0));
+    CHECK(d == (CUdeviceptr)(uintptr_t)(mine + 3));
+    OK(drv.cuMemcpyDtoH_v2(back, d + 10, sizeof back));
+    CHECK(memcmp(back, mine + 13, sizeof back) == 0);
+    CHECK_RC(drv.cuMemHostUnregister(mine), CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED);
+    OK(drv.cuMemHostUnregister(mine + 3));
+    CHECK_RC(drv.cuMemHostGetDevicePointer_v2(&d, mine + 3, 0), CUDA_ERROR_INVALID_VALUE);
+    free(mine);
+
+    /* managed memory: device memory, counted against capacity, usable from the host */
+    CUdeviceptr m = 0;
+    CHECK_RC(drv.cuMemAllocManaged(&m, 100, 0), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuMemAllocManaged(&m, 0, CU_MEM_ATTACH_GLOBAL), CUDA_ERROR_INVALID_VALUE);
+    OK(drv.cuMemGetInfo_v2(&free0, &total));
+    OK(drv.cuMemAllocManaged(&m, 8192, CU_MEM_ATTACH_GLOBAL));
+    OK(drv.cuMemGetInfo_v2(&free1, &total));
+    CHECK(free0 - free1 == 8192 && m % 4096 == 0);
+    OK(drv.cuMemcpyHtoD_v2(m + 8, buf, sizeof buf));
+    CHECK(memcmp((char *)(uintptr_t)m + 8, buf, sizeof buf) == 0);
+    OK(drv.cuPointerGetAttribute(&mt, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, m + 1));
+    CHECK(mt == CU_MEMORYTYPE_DEVICE);
+    OK(drv.cuPointerGetAttribute(&flag, CU_POINTER_ATTRIBUTE_IS_MANAGED, m + 1));
+    CHECK(flag == 1);
+    OK(drv.cuPointerGetAttribute(&hp, CU_POINTER_ATTRIBUTE_HOST_POINTER, m + 1));
+    CHECK(hp == (void *)(uintptr_t)(m + 1));
+    CUmemLocation dev0 = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0};
+    CUmemLocation dev1 = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 1};
+    CUmemLocation host = {.type = CU_MEM_LOCATION_TYPE_HOST, .id = 0};
+    OK(drv.cuMemPrefetchAsync_v2(m, 8192, dev0, 0, NULL));
+    OK(drv.cuMemPrefetchAsync_v2(m + 4096, 4096, host, 0, CU_STREAM_PER_THREAD));
+    CHECK_RC(drv.cuMemPrefetchAsync_v2(m, 8193, dev0, 0, NULL), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuMemPrefetchAsync_v2(m, 16, dev1, 0, NULL), CUDA_ERROR_INVALID_DEVICE);
+    CHECK_RC(drv.cuMemPrefetchAsync_v2(m, 16, dev0, 1, NULL), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuMemPrefetchAsync_v2(m, 16, dev0, 0, (CUstream)&buf), CUDA_ERROR_INVALID_HANDLE);
+    OK(drv.cuMemAdvise_v2(m, 8192, CU_MEM_ADVISE_SET_READ_MOSTLY, dev1)); /* location ignored */
+    OK(drv.cuMemAdvise_v2(m, 100, CU_MEM_ADVISE_SET_PREFERRED_LOCATION, host));
+    CHECK_RC(drv.cuMemAdvise_v2(m, 100, CU_MEM_ADVISE_SET_ACCESSED_BY, dev1), CUDA_ERROR_INVALID_DEVICE);
+    CHECK_RC(drv.cuMemAdvise_v2(m, 100, (CUmem_advise)99, dev0), CUDA_ERROR_INVALID_VALUE);
+    CUdeviceptr plain = 0;
+    OK(drv.cuMemAlloc_v2(&plain, 256));
+    CHECK_RC(drv.cuMemAdvise_v2(plain, 16, CU_MEM_ADVISE_SET_READ_MOSTLY, dev0), CUDA_ERROR_INVALID_VALUE);
+    OK(drv.cuMemFree_v2(plain));
+    OK(drv.cuMemFree_v2(m));
+    OK(drv.cuMemGetInfo_v2(&free1, &total));
+    CHECK(free1 == free0);
 }
 
 static void test_memory_capacity(void)
@@ -1350,6 +1436,7 @@ int main(int argc, char **argv)
     test_device();
     test_contexts();
     test_memory_basic();
+    test_host_managed();
     test_memory_capacity();
     test_copy_2d();
     test_copy_3d();

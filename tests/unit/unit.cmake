@@ -1,5 +1,6 @@
-# Unit tests that need no GPU and no daemon: codec and frames, export tables (with a
-# stub of the guest internals), cuGetProcAddress against the built guest library.
+# Unit tests that need no GPU and no daemon: codec and frames, mirrored-memory diffs,
+# export tables (with a stub of the guest internals), cuGetProcAddress against the
+# built guest library.
 add_executable(test_wire tests/unit/test_wire.c)
 target_link_libraries(test_wire PRIVATE vgpu_common)
 add_test(NAME unit_wire COMMAND test_wire)
@@ -14,3 +15,7 @@ target_link_libraries(test_procaddr PRIVATE ${CMAKE_DL_LIBS})
 add_dependencies(test_procaddr cuda_guest)
 add_test(NAME unit_procaddr COMMAND test_procaddr $<TARGET_FILE:cuda_guest>
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+
+add_executable(test_mirror_diff tests/unit/test_mirror_diff.c)
+target_link_libraries(test_mirror_diff PRIVATE vgpu_common)
+add_test(NAME unit_mirror_diff COMMAND test_mirror_diff)

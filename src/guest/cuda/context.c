@@ -28,6 +28,7 @@
 
 #include "common/log.h"
 #include "guest/cuda/context.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
 
 /* PRIMARY_CTX_RETAIN modes (server/ops_context.c has the same values). */
@@ -325,6 +326,7 @@ static void primary_deactivated(CUdevice dev, CUcontext ctx)
     if (ctx) {
         vg_streams_forget_ctx(ctx);
         vg_events_forget_ctx(ctx);
+        vg_mirrors_forget_ctx(ctx);
     }
 }
 
@@ -526,6 +528,7 @@ static CUresult ctx_destroy(CUcontext ctx)
     pthread_mutex_unlock(&R.lock);
     vg_streams_forget_ctx(ctx);
     vg_events_forget_ctx(ctx);
+    vg_mirrors_forget_ctx(ctx);
     if (is_top) tls.n--;
     return CUDA_SUCCESS;
 }
@@ -766,7 +769,8 @@ static CUresult ctx_synchronize(CUcontext ctx)
 {
     struct wire_buf *a = vg_args();
     wire_put_u64(a, (uint64_t)(uintptr_t)ctx);
-    return vg_call_simple(VGPU_OP_CTX_SYNCHRONIZE, a);
+    CUresult rc = vg_call_simple(VGPU_OP_CTX_SYNCHRONIZE, a);
+    return rc == CUDA_SUCCESS ? vg_mirror_pull() : rc; /* the device's writes to mirrored memory */
 }
 
 CUresult CUDAAPI cuCtxSynchronize(void)

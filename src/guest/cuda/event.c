@@ -11,6 +11,7 @@
 
 #include "guest/cuda/context.h"
 #include "guest/cuda/handle_map.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
 
 static pthread_mutex_t events_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -126,14 +127,16 @@ CUresult CUDAAPI cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream, u
     return event_record(hEvent, vg_stream_ptsz(hStream), flags);
 }
 
-/* Query and synchronize: synchronizing calls on the daemon. */
+/* Query and synchronize: synchronizing calls on the daemon. Once the event completed,
+ * what earlier work wrote to mapped or managed memory is pulled into the guest. */
 static CUresult event_op(uint16_t op, CUevent e)
 {
     CUresult rc = vg_event_check(e);
     if (rc != CUDA_SUCCESS) return rc;
     struct wire_buf *a = vg_args();
     wire_put_u64(a, h64(e));
-    return vg_call_simple(op, a);
+    rc = vg_call_simple(op, a);
+    return rc == CUDA_SUCCESS ? vg_mirror_pull() : rc;
 }
 
 CUresult CUDAAPI cuEventQuery(CUevent hEvent)

@@ -21,6 +21,7 @@
 #include "guest/cuda/context.h"
 #include "guest/cuda/handle_map.h"
 #include "guest/cuda/hostfn.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/module.h"
 #include "guest/cuda/rpc.h"
 
@@ -1093,6 +1094,7 @@ static CUresult graph_launch(CUgraphExec e, CUstream s, uint32_t upload)
 {
     if (!e) return CUDA_ERROR_INVALID_VALUE;
     CUresult rc = vg_stream_check(s);
+    if (rc == CUDA_SUCCESS && !upload) rc = vg_mirror_push(); /* the graph may read mapped memory */
     if (rc != CUDA_SUCCESS) return rc;
     struct wire_buf *a = vg_args();
     wire_put_u64(a, h64(e));

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "guest/cuda/context.h"
 #include "guest/cuda/hostfn.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
 
 struct ticket {
@@ -138,10 +139,14 @@ static void *runner_main(void *arg)
         }
         struct ticket t;
         if (ticket_take(value, &t, last != 0)) {
+            /* The stream got this far: mapped memory is as the device left it; what the
+             * function writes there goes back before the stream goes on. */
+            vg_mirror_pull();
             if (t.cb)
                 t.cb(t.stream, (CUresult)status, t.user_data);
             else if (t.fn)
                 t.fn(t.user_data);
+            vg_mirror_push();
         } else {
             VGPU_ERROR("vgpud named an unknown host function (ticket %llx); skipped", (unsigned long long)value);
         }

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
 
 _Static_assert(sizeof(CUlaunchAttributeValue) == 64, "launch attribute values travel as 64 raw bytes");
@@ -201,6 +202,11 @@ static CUresult launch(uint32_t kind, CUfunction f, const struct launch_dims *d,
         mode = VGPU_LAUNCH_ARGS_PACKED;
     }
 
+    /* The kernel may read mapped or managed memory: the host's writes go first. */
+    if ((rc = vg_mirror_push()) != CUDA_SUCCESS) {
+        if (packed && packed != small) free(packed);
+        return rc;
+    }
     struct wire_buf *b = vg_args();
     wire_put_u64(b, (uint64_t)(uintptr_t)f);
     for (int i = 0; i < 3; i++) wire_put_u32(b, d->grid[i]);

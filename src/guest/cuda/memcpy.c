@@ -9,10 +9,14 @@
  * their data, including the Async forms (documented limitation: the guest has no
  * way yet to land data later without a round trip at the next sync point).
  * 2D/3D copies are packed into dense rows on the wire; 3D is a loop of 2D slices.
+ * Every copy and memset that involves device memory first pushes the host's writes to
+ * mirrored (mapped or managed) memory, and a synchronous one pulls the device's
+ * writes afterwards (mirror.h).
  */
 #include <string.h>
 
 #include "guest/cuda/memory.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
 
 /* Wire flags of copy and memset ops. */
@@ -23,10 +27,22 @@ enum { DIR_HTOD = 0, DIR_DTOH = 1, DIR_DTOD = 2 };
 static CUstream ptsz(CUstream s) { return s ? s : CU_STREAM_PER_THREAD; }
 #define WIRE_STREAM(s) ((uint64_t)(uintptr_t)(s))
 
+/* Mirrored memory around device work: before it, and after it when it synchronized. */
+#define PUSH_FIRST()                            \
+    do {                                        \
+        CUresult push_rc_ = vg_mirror_push();   \
+        if (push_rc_) return push_rc_;          \
+    } while (0)
+static CUresult pulled(CUresult rc, bool sync)
+{
+    return rc == CUDA_SUCCESS && sync ? vg_mirror_pull() : rc;
+}
+
 static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream, bool sync)
 {
     REQUIRE_INIT();
     if (n && !src) return CUDA_ERROR_INVALID_VALUE;
+    PUSH_FIRST();
     const char *p = src;
     do {
         size_t chunk = n > VGPU_MAX_BULK_CHUNK ? VGPU_MAX_BULK_CHUNK : n;
@@ -44,13 +60,14 @@ static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream
         p += chunk;
         n -= chunk;
     } while (n);
-    return CUDA_SUCCESS;
+    return pulled(CUDA_SUCCESS, sync);
 }
 
 static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream, bool sync)
 {
     REQUIRE_INIT();
     if (n && !dst) return CUDA_ERROR_INVALID_VALUE;
+    PUSH_FIRST();
     char *p = dst;
     do {
         size_t chunk = n > VGPU_MAX_BULK_CHUNK ? VGPU_MAX_BULK_CHUNK : n;
@@ -69,19 +86,20 @@ static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream, bool
         p += chunk;
         n -= chunk;
     } while (n);
-    return CUDA_SUCCESS;
+    return pulled(CUDA_SUCCESS, sync);
 }
 
 static CUresult dtod(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream stream, bool sync)
 {
     REQUIRE_INIT();
+    PUSH_FIRST();
     struct wire_buf *a = vg_args();
     wire_put_u64(a, dst);
     wire_put_u64(a, src);
     wire_put_u64(a, n);
     wire_put_u64(a, WIRE_STREAM(stream));
     wire_put_u32(a, sync ? COPY_SYNC : 0);
-    return sync ? vg_call_simple(VGPU_OP_MEMCPY_DTOD, a) : vg_post(VGPU_OP_MEMCPY_DTOD, a, NULL, 0);
+    return sync ? pulled(vg_call_simple(VGPU_OP_MEMCPY_DTOD, a), true) : vg_post(VGPU_OP_MEMCPY_DTOD, a, NULL, 0);
 }
 
 /* cuMemcpy with unified addressing: a pointer is device memory if this process allocated it. */
@@ -174,6 +192,7 @@ static CUresult strided(const struct side *src, const struct side *dst, size_t w
     if ((!src->device && src->pitch < width && height > 1) || (!dst->device && dst->pitch < width && height > 1))
         return CUDA_ERROR_INVALID_VALUE;
     uint32_t dir = src->device ? (dst->device ? DIR_DTOD : DIR_DTOH) : DIR_HTOD;
+    PUSH_FIRST();
     /* A row wider than a chunk: row by row through the 1D paths. */
     if (width > VGPU_MAX_BULK_CHUNK) {
         for (size_t y = 0; y < height; y++) {
@@ -219,7 +238,7 @@ static CUresult strided(const struct side *src, const struct side *dst, size_t w
         }
         if (rc != CUDA_SUCCESS) return rc;
     }
-    return CUDA_SUCCESS;
+    return pulled(CUDA_SUCCESS, sync);
 }
 
 static CUresult copy2d(const CUDA_MEMCPY2D *c, CUstream stream, bool sync)
@@ -322,6 +341,7 @@ static CUresult memset_op(CUdeviceptr dst, size_t pitch, uint32_t value, uint32_
                           CUstream stream, bool sync)
 {
     REQUIRE_INIT();
+    PUSH_FIRST();
     struct wire_buf *a = vg_args();
     wire_put_u64(a, dst);
     wire_put_u64(a, pitch);
@@ -331,7 +351,7 @@ static CUresult memset_op(CUdeviceptr dst, size_t pitch, uint32_t value, uint32_
     wire_put_u64(a, height);
     wire_put_u64(a, WIRE_STREAM(stream));
     wire_put_u32(a, sync ? COPY_SYNC : 0);
-    return sync ? vg_call_simple(VGPU_OP_MEMSET, a) : vg_post(VGPU_OP_MEMSET, a, NULL, 0);
+    return sync ? pulled(vg_call_simple(VGPU_OP_MEMSET, a), true) : vg_post(VGPU_OP_MEMSET, a, NULL, 0);
 }
 
 #define MEMSET_1D(name, T, elem, stream_expr, sync)                  \

@@ -1,14 +1,17 @@
 /*
  * Device memory (alloc/free/info/address range/pointer attributes) and pinned host
- * memory. Host memory never exists on the daemon: pinned buffers are ordinary
- * guest memory that vgpu remembers, so copies to and from them can be recognised.
- * Copies and memsets live in memcpy.c.
+ * memory. Pinned buffers are ordinary guest memory that vgpu remembers, so copies to
+ * and from them can be recognised. Mapped pinned memory (DEVICEMAP) is the exception:
+ * kernels use it, so the daemon holds it and the guest a mirror (mirror.c), and its
+ * pointer attributes are the daemon's, with addresses translated to the guest's.
+ * Copies and memsets live in memcpy.c, managed memory in managed.c.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "guest/cuda/memory.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
 
 /* A sorted array of ranges, guarded by a rwlock: lookups are frequent, changes rare. */
@@ -16,6 +19,7 @@ struct range {
     uint64_t base, size;
     unsigned flags;
     bool allocated_here; /* pinned: from cuMemAllocHost/cuMemHostAlloc (vs registered) */
+    bool mirrored;       /* pinned: mapped (DEVICEMAP), the daemon holds it too (mirror.c) */
     bool vmm;            /* device: a cuMemMap mapping (vmm.c); mappings back to back are one range */
 };
 struct range_set {
@@ -131,6 +135,19 @@ void vg_device_range_remove(CUdeviceptr base, size_t size)
     pthread_rwlock_unlock(&s->lock);
 }
 
+int vg_device_alloc_add(CUdeviceptr base, size_t size)
+{
+    return range_add(&device_ranges, (struct range){.base = base, .size = size ? size : 1});
+}
+
+void vg_memory_forget_mirror(const struct vg_mirror_info *mi)
+{
+    if (mi->kind == VG_MIRROR_MANAGED)
+        range_remove(&device_ranges, mi->guest, NULL);
+    else
+        range_remove(&pinned_ranges, mi->guest, NULL);
+}
+
 bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size)
 {
     struct range r;
@@ -210,7 +227,10 @@ CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr)
     struct wire_buf *a = vg_args();
     wire_put_u64(a, dptr);
     CUresult rc = vg_call_simple(VGPU_OP_MEM_FREE, a);
-    if (rc == CUDA_SUCCESS) range_remove(&device_ranges, dptr, NULL);
+    if (rc == CUDA_SUCCESS) {
+        range_remove(&device_ranges, dptr, NULL);
+        vg_mirror_managed_freed(dptr); /* if it was managed memory */
+    }
     return rc;
 }
 
@@ -314,14 +334,9 @@ static CUresult pinned_attribute(void *data, CUpointer_attribute a, const void *
     }
 }
 
-CUresult CUDAAPI cuPointerGetAttribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr)
+/* The daemon's answer for its address ptr. */
+static CUresult remote_attribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr, size_t size)
 {
-    REQUIRE_INIT();
-    if (!data) return CUDA_ERROR_INVALID_VALUE;
-    size_t size = pointer_attr_size(attribute);
-    if (!size) return CUDA_ERROR_INVALID_VALUE;
-    if (!vg_is_device_range(ptr, 1) && vg_pinned_lookup((const void *)(uintptr_t)ptr, NULL, NULL, NULL))
-        return pinned_attribute(data, attribute, (const void *)(uintptr_t)ptr);
     struct wire_buf *a = vg_args();
     wire_put_u64(a, ptr);
     wire_put_u32(a, (uint32_t)attribute);
@@ -341,6 +356,46 @@ CUresult CUDAAPI cuPointerGetAttribute(void *data, CUpointer_attribute attribute
         memcpy(data, &guest, sizeof guest);
     }
     return CUDA_SUCCESS;
+}
+
+/* The guest address of the daemon's address v in mirrored memory (v itself elsewhere). */
+static uint64_t to_guest(const struct vg_mirror_info *mi, uint64_t v)
+{
+    if (v - mi->host < mi->size) return mi->guest + (v - mi->host);
+    if (v - mi->dev < mi->size) return mi->guest + (v - mi->dev);
+    return v;
+}
+
+/* Mirrored memory: the daemon answers for its copy; the host pointer is the guest's,
+ * and so is the range start when the question named the guest's address. */
+static CUresult mirror_attribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr, size_t size,
+                                 const struct vg_mirror_info *mi, bool by_guest)
+{
+    CUdeviceptr q = by_guest ? mi->host + (ptr - mi->guest) : ptr;
+    CUresult rc = remote_attribute(data, attribute, q, size);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (attribute == CU_POINTER_ATTRIBUTE_HOST_POINTER ||
+        (attribute == CU_POINTER_ATTRIBUTE_RANGE_START_ADDR && by_guest)) {
+        uint64_t v;
+        memcpy(&v, data, sizeof v);
+        v = to_guest(mi, v);
+        memcpy(data, &v, sizeof v);
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuPointerGetAttribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr)
+{
+    REQUIRE_INIT();
+    if (!data) return CUDA_ERROR_INVALID_VALUE;
+    size_t size = pointer_attr_size(attribute);
+    if (!size) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_mirror_info mi;
+    bool by_guest = false;
+    if (vg_mirror_lookup(ptr, &mi, &by_guest)) return mirror_attribute(data, attribute, ptr, size, &mi, by_guest);
+    if (!vg_is_device_range(ptr, 1) && vg_pinned_lookup((const void *)(uintptr_t)ptr, NULL, NULL, NULL))
+        return pinned_attribute(data, attribute, (const void *)(uintptr_t)ptr);
+    return remote_attribute(data, attribute, ptr, size);
 }
 
 /* The driver answers unregistered host memory with memory type 0 rather than an error here. */
@@ -371,6 +426,17 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
     if (Flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED))
         return CUDA_ERROR_INVALID_VALUE;
     void *p = NULL;
+    if (Flags & CU_MEMHOSTALLOC_DEVICEMAP) { /* kernels use it: the daemon holds it, the guest a mirror */
+        CUresult rc = vg_mirror_host_alloc(&p, bytesize, Flags);
+        if (rc != CUDA_SUCCESS) return rc;
+        if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize,
+                                                     .flags = Flags, .allocated_here = true, .mirrored = true})) {
+            vg_mirror_host_free(p);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        *pp = p;
+        return CUDA_SUCCESS;
+    }
     if (posix_memalign(&p, 4096, bytesize)) return CUDA_ERROR_OUT_OF_MEMORY;
     if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags,
                                                  .allocated_here = true})) {
@@ -393,9 +459,15 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
     pthread_rwlock_rdlock(&pinned_ranges.lock);
     long i = range_floor(&pinned_ranges, (uint64_t)(uintptr_t)p);
     bool ours = i >= 0 && pinned_ranges.r[i].base == (uint64_t)(uintptr_t)p && pinned_ranges.r[i].allocated_here;
+    bool mirrored = ours && pinned_ranges.r[i].mirrored;
     pthread_rwlock_unlock(&pinned_ranges.lock);
-    if (!ours || !range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_INVALID_VALUE;
-    free(p);
+    if (!ours) return CUDA_ERROR_INVALID_VALUE;
+    if (mirrored) {
+        CUresult rc = vg_mirror_host_free(p);
+        if (rc != CUDA_SUCCESS) return rc;
+    }
+    if (!range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_INVALID_VALUE;
+    if (!mirrored) free(p);
     return CUDA_SUCCESS;
 }
 
@@ -403,11 +475,22 @@ CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Fla
 {
     REQUIRE_INIT();
     if (!p || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_mirror_info mi;
     if (vg_pinned_lookup(p, NULL, NULL, NULL) ||
-        vg_pinned_lookup((const char *)p + bytesize - 1, NULL, NULL, NULL))
+        vg_pinned_lookup((const char *)p + bytesize - 1, NULL, NULL, NULL) ||
+        vg_mirror_lookup((uint64_t)(uintptr_t)p, &mi, NULL) ||
+        vg_mirror_lookup((uint64_t)(uintptr_t)p + bytesize - 1, &mi, NULL)) /* managed memory */
         return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
-    if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags}))
+    bool mapped = Flags & CU_MEMHOSTREGISTER_DEVICEMAP;
+    if (mapped) { /* kernels use it: the daemon holds a copy, this memory is its mirror */
+        CUresult rc = vg_mirror_host_register(p, bytesize, Flags);
+        if (rc != CUDA_SUCCESS) return rc;
+    }
+    if (range_add(&pinned_ranges,
+                  (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags, .mirrored = mapped})) {
+        if (mapped) vg_mirror_host_unregister(p);
         return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     return CUDA_SUCCESS;
 }
 
@@ -424,8 +507,14 @@ CUresult CUDAAPI cuMemHostUnregister(void *p)
     pthread_rwlock_rdlock(&pinned_ranges.lock);
     long i = range_floor(&pinned_ranges, (uint64_t)(uintptr_t)p);
     bool reg = i >= 0 && pinned_ranges.r[i].base == (uint64_t)(uintptr_t)p && !pinned_ranges.r[i].allocated_here;
+    bool mirrored = reg && pinned_ranges.r[i].mirrored;
     pthread_rwlock_unlock(&pinned_ranges.lock);
-    if (!reg || !range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    if (!reg) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    if (mirrored) {
+        CUresult rc = vg_mirror_host_unregister(p);
+        if (rc != CUDA_SUCCESS) return rc;
+    }
+    if (!range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
     return CUDA_SUCCESS;
 }
 
@@ -436,4 +525,28 @@ CUresult CUDAAPI cuMemHostGetFlags(unsigned int *pFlags, void *p)
     if (!pFlags || !vg_pinned_lookup(p, &flags, NULL, NULL)) return CUDA_ERROR_INVALID_VALUE;
     *pFlags = flags;
     return CUDA_SUCCESS;
+}
+
+/* Local: the device address of mapped pinned memory (the same address when the guest
+ * could map its copy there). Pinned memory without DEVICEMAP is not reachable from
+ * kernels through vgpu. */
+CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsigned int Flags)
+{
+    REQUIRE_INIT();
+    if (!pdptr || !p || Flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_mirror_info mi;
+    bool by_guest = false;
+    if (!vg_mirror_lookup((uint64_t)(uintptr_t)p, &mi, &by_guest) || !by_guest || mi.kind == VG_MIRROR_MANAGED)
+        return CUDA_ERROR_INVALID_VALUE;
+    *pdptr = (CUdeviceptr)(mi.dev + ((uint64_t)(uintptr_t)p - mi.guest));
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemHostGetDevicePointer(CUdeviceptr_v1 *pdptr, void *p, unsigned int Flags)
+{
+    if (!pdptr) return cuMemHostGetDevicePointer_v2(NULL, p, Flags);
+    CUdeviceptr d = 0;
+    CUresult rc = cuMemHostGetDevicePointer_v2(&d, p, Flags);
+    if (rc == CUDA_SUCCESS) *pdptr = (CUdeviceptr_v1)d;
+    return rc;
 }

@@ -1,5 +1,6 @@
 /* Guest-side knowledge of memory: the device allocations this process made (to tell
- * device from host pointers in unified copies) and its pinned host ranges. */
+ * device from host pointers in unified copies; managed memory counts as device
+ * memory) and its pinned host ranges (mapped ones are mirrored: mirror.h). */
 #ifndef VGPU_GUEST_MEMORY_H
 #define VGPU_GUEST_MEMORY_H
 
@@ -14,5 +15,11 @@ int vg_device_range_add(CUdeviceptr base, size_t size);
 void vg_device_range_remove(CUdeviceptr base, size_t size);
 /* true if p lies in pinned (page-locked) host memory of this process; flags out. */
 bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size);
+/* Managed memory (managed.c): [base, base+size) is device memory for unified copies
+ * (0, or -1 when out of memory). */
+int vg_device_alloc_add(CUdeviceptr base, size_t size);
+/* Mirrored memory whose context is gone (mirror.c): forget its pinned or device range. */
+struct vg_mirror_info;
+void vg_memory_forget_mirror(const struct vg_mirror_info *mi);
 
 #endif

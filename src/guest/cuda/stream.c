@@ -13,6 +13,7 @@
 
 #include "guest/cuda/context.h"
 #include "guest/cuda/handle_map.h"
+#include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
 
 static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -104,14 +105,16 @@ CUresult CUDAAPI cuStreamDestroy_v2(CUstream hStream)
     return stream_destroy(hStream);
 }
 
-/* A request naming one stream and nothing else. */
+/* Synchronize or query: a request naming one stream. Once the stream's work is done,
+ * what it wrote to mapped or managed memory is pulled into the guest's copies. */
 static CUresult stream_op(uint16_t op, CUstream s)
 {
     CUresult rc = vg_stream_check(s);
     if (rc != CUDA_SUCCESS) return rc;
     struct wire_buf *a = vg_args();
     wire_put_u64(a, h64(s));
-    return vg_call_simple(op, a);
+    rc = vg_call_simple(op, a);
+    return rc == CUDA_SUCCESS ? vg_mirror_pull() : rc;
 }
 
 CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)

@@ -92,18 +92,36 @@ void emu_ctx_current_or_none(struct emu_ctx_ref *out);
 
 /* ---- emu_memory.c ---- */
 
-enum emu_alloc_kind { EMU_ALLOC_USER = 1, EMU_ALLOC_GLOBAL = 2, EMU_ALLOC_VMM = 3 /* a mapping (emu_vmm.c) */ };
+enum emu_alloc_kind {
+    EMU_ALLOC_USER = 1,
+    EMU_ALLOC_GLOBAL = 2,
+    EMU_ALLOC_VMM = 3,      /* a mapping (emu_vmm.c) */
+    EMU_ALLOC_HOST = 4,     /* cuMemHostAlloc: page-locked host memory, mapped (emu_host.c) */
+    EMU_ALLOC_HOST_REG = 5, /* cuMemHostRegister: the caller's memory, not freed here */
+    EMU_ALLOC_MANAGED = 6,  /* cuMemAllocManaged */
+};
 
 /* Set the simulated capacity; called by backend_open_emu. */
 void emu_mem_configure(unsigned long long capacity);
 unsigned long long emu_mem_capacity(void);
 /* Allocate device memory (zero-filled, EMU_ALLOC_ALIGN aligned) owned by ctx.
- * CUDA_ERROR_INVALID_VALUE for size 0, CUDA_ERROR_OUT_OF_MEMORY past capacity. */
+ * CUDA_ERROR_INVALID_VALUE for size 0, CUDA_ERROR_OUT_OF_MEMORY past capacity.
+ * EMU_ALLOC_HOST and EMU_ALLOC_MANAGED memory is whole pages of its own (page
+ * aligned); host memory (allocated and registered) is not charged against the
+ * device's capacity but has a limit of its own of the same size. */
 CUresult emu_mem_alloc(CUdeviceptr *out, size_t size, const struct emu_ctx_ref *ctx, enum emu_alloc_kind kind);
 /* Free an allocation of the given kind starting exactly at p. */
 CUresult emu_mem_free(CUdeviceptr p, enum emu_alloc_kind kind);
-/* Free every EMU_ALLOC_USER allocation of the context with this serial. */
+/* Free every user, managed and host allocation of the context with this serial, and
+ * drop its host registrations. */
 void emu_mem_release_ctx(uint64_t serial);
+/* Record [p, p + size) (memory of the caller's own) as registered host memory owned
+ * by ctx: CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED when it overlaps anything the
+ * map holds. Unregister takes the registration starting exactly at p. */
+CUresult emu_mem_register(uintptr_t p, size_t size, const struct emu_ctx_ref *ctx);
+CUresult emu_mem_unregister(uintptr_t p);
+/* The allocation containing p: its kind, base and size. false when there is none. */
+bool emu_mem_lookup(uintptr_t p, enum emu_alloc_kind *kind, uintptr_t *base, size_t *size);
 /* Shared lock over the allocation map: held while device memory is read or written
  * outside emu_memory.c (kernel launches), so that cuMemFree waits for running
  * kernels as the real cuMemFree synchronises. */

@@ -28,6 +28,7 @@ struct emu_alloc {
     uintptr_t base;
     size_t size;   /* requested bytes: the valid range is [base, base + size) */
     size_t charge; /* bytes counted against capacity */
+    size_t host_charge; /* page-locked host bytes counted against the host limit */
     size_t mapped; /* mmap length, or 0 for posix_memalign */
     CUcontext ctx;
     uint64_t ctx_serial;
@@ -40,6 +41,9 @@ static pthread_rwlock_t mem_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct emu_alloc *allocs; /* sorted by base */
 static size_t nallocs, allocs_cap;
 static unsigned long long used_bytes; /* guarded by mem_lock (writer) */
+/* Page-locked host memory (allocated and registered), limited to the device's size so
+ * that a client cannot make the daemon scan or commit unbounded memory. */
+static unsigned long long host_bytes;
 static uint64_t next_buffer_id = 1;
 static _Atomic unsigned long long capacity_bytes;
 
@@ -117,6 +121,7 @@ static int insert_locked(const struct emu_alloc *a)
 static void remove_at_locked(size_t i)
 {
     used_bytes -= allocs[i].charge;
+    host_bytes -= allocs[i].host_charge;
     memmove(&allocs[i], &allocs[i + 1], (nallocs - i - 1) * sizeof *allocs);
     nallocs--;
 }
@@ -134,21 +139,32 @@ static void backing_free(uintptr_t base, size_t mapped)
 CUresult emu_mem_alloc(CUdeviceptr *out, size_t size, const struct emu_ctx_ref *ctx, enum emu_alloc_kind kind)
 {
     if (size == 0) return CUDA_ERROR_INVALID_VALUE;
-    if (size > SIZE_MAX - (EMU_ALLOC_ALIGN - 1)) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (size > SIZE_MAX - 8191) return CUDA_ERROR_OUT_OF_MEMORY;
     size_t charge = (size + EMU_ALLOC_ALIGN - 1) & ~(size_t)(EMU_ALLOC_ALIGN - 1);
+    /* Mapped host and managed memory get whole pages: vgpu mirrors them page by page. */
+    bool pages = kind == EMU_ALLOC_HOST || kind == EMU_ALLOC_MANAGED;
+    if (pages) charge = (size + 4095) & ~(size_t)4095;
+    size_t host = 0;
+    if (kind == EMU_ALLOC_HOST) { /* host memory, not the device's */
+        host = charge;
+        charge = 0;
+    }
 
     /* Reserve capacity first so concurrent allocations cannot overcommit. */
     pthread_rwlock_wrlock(&mem_lock);
     unsigned long long cap = emu_mem_capacity();
-    bool fits = charge <= cap && used_bytes <= cap - charge;
-    if (fits) used_bytes += charge;
+    bool fits = charge <= cap && used_bytes <= cap - charge && host <= cap && host_bytes <= cap - host;
+    if (fits) {
+        used_bytes += charge;
+        host_bytes += host;
+    }
     pthread_rwlock_unlock(&mem_lock);
     if (!fits) return CUDA_ERROR_OUT_OF_MEMORY;
 
     void *mem = NULL;
     size_t mapped = 0;
-    if (charge >= EMU_MMAP_THRESHOLD) {
-        size_t len = (charge + 4095) & ~(size_t)4095;
+    if (pages || charge >= EMU_MMAP_THRESHOLD) {
+        size_t len = (size + 4095) & ~(size_t)4095;
         mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mem == MAP_FAILED)
             mem = NULL;
@@ -163,6 +179,7 @@ CUresult emu_mem_alloc(CUdeviceptr *out, size_t size, const struct emu_ctx_ref *
     pthread_rwlock_wrlock(&mem_lock);
     if (!mem) {
         used_bytes -= charge;
+        host_bytes -= host;
         pthread_rwlock_unlock(&mem_lock);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -170,6 +187,7 @@ CUresult emu_mem_alloc(CUdeviceptr *out, size_t size, const struct emu_ctx_ref *
         .base = (uintptr_t)mem,
         .size = size,
         .charge = charge,
+        .host_charge = host,
         .mapped = mapped,
         .ctx = ctx ? ctx->handle : NULL,
         .ctx_serial = ctx ? ctx->serial : 0,
@@ -178,6 +196,7 @@ CUresult emu_mem_alloc(CUdeviceptr *out, size_t size, const struct emu_ctx_ref *
     };
     if (insert_locked(&a) != 0) {
         used_bytes -= charge;
+        host_bytes -= host;
         pthread_rwlock_unlock(&mem_lock);
         backing_free(a.base, mapped);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -209,9 +228,11 @@ void emu_mem_release_ctx(uint64_t serial)
     size_t kept = 0, freed = 0;
     for (size_t i = 0; i < nallocs; i++) {
         struct emu_alloc a = allocs[i];
-        if (a.kind == EMU_ALLOC_USER && a.ctx_serial == serial) {
+        bool owned = a.kind == EMU_ALLOC_USER || a.kind == EMU_ALLOC_MANAGED || a.kind == EMU_ALLOC_HOST;
+        if ((owned || a.kind == EMU_ALLOC_HOST_REG) && a.ctx_serial == serial) {
             used_bytes -= a.charge;
-            backing_free(a.base, a.mapped);
+            host_bytes -= a.host_charge;
+            if (owned) backing_free(a.base, a.mapped);
             freed++;
         } else {
             allocs[kept++] = a;
@@ -220,6 +241,61 @@ void emu_mem_release_ctx(uint64_t serial)
     nallocs = kept;
     pthread_rwlock_unlock(&mem_lock);
     if (freed) VGPU_DEBUG("emu: freed %zu allocations of a destroyed context", freed);
+}
+
+/* ---- host registrations and lookups (emu_host.c) ---- */
+
+CUresult emu_mem_register(uintptr_t p, size_t size, const struct emu_ctx_ref *ctx)
+{
+    if (size == 0 || p > UINTPTR_MAX - size) return CUDA_ERROR_INVALID_VALUE;
+    pthread_rwlock_wrlock(&mem_lock);
+    size_t i = floor_index(p + size - 1);
+    if (i != nallocs && allocs[i].base + allocs[i].size > p) {
+        pthread_rwlock_unlock(&mem_lock);
+        return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    }
+    unsigned long long cap = emu_mem_capacity();
+    if (size > cap || host_bytes > cap - size) {
+        pthread_rwlock_unlock(&mem_lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    host_bytes += size;
+    struct emu_alloc a = {
+        .base = p,
+        .size = size,
+        .host_charge = size,
+        .ctx = ctx->handle,
+        .ctx_serial = ctx->serial,
+        .buffer_id = next_buffer_id++,
+        .kind = EMU_ALLOC_HOST_REG,
+    };
+    int rc = insert_locked(&a);
+    if (rc) host_bytes -= size;
+    pthread_rwlock_unlock(&mem_lock);
+    return rc ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_SUCCESS;
+}
+
+CUresult emu_mem_unregister(uintptr_t p)
+{
+    pthread_rwlock_wrlock(&mem_lock); /* waits for copies and kernels that use it */
+    size_t i = floor_index(p);
+    bool found = i != nallocs && allocs[i].base == p && allocs[i].kind == EMU_ALLOC_HOST_REG;
+    if (found) remove_at_locked(i);
+    pthread_rwlock_unlock(&mem_lock);
+    return found ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+}
+
+bool emu_mem_lookup(uintptr_t p, enum emu_alloc_kind *kind, uintptr_t *base, size_t *size)
+{
+    pthread_rwlock_rdlock(&mem_lock);
+    const struct emu_alloc *a = find_locked(p);
+    if (a) {
+        if (kind) *kind = a->kind;
+        if (base) *base = a->base;
+        if (size) *size = a->size;
+    }
+    pthread_rwlock_unlock(&mem_lock);
+    return a != NULL;
 }
 
 /* ---- hooks for VMM (emu_vmm.c): capacity and mapped ranges in the map ---- */
@@ -288,7 +364,8 @@ CUresult CUDAAPI emu_cuMemFree_v2(CUdeviceptr dptr)
     CUresult rc = emu_check_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (dptr == 0) return CUDA_SUCCESS; /* as the driver does, like free(NULL) */
-    return emu_mem_free(dptr, EMU_ALLOC_USER);
+    rc = emu_mem_free(dptr, EMU_ALLOC_USER);
+    return rc == CUDA_SUCCESS ? rc : emu_mem_free(dptr, EMU_ALLOC_MANAGED);
 }
 
 CUresult CUDAAPI emu_cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
@@ -677,12 +754,16 @@ CUresult CUDAAPI emu_cuPointerGetAttribute(void *data, CUpointer_attribute attri
     pthread_rwlock_unlock(&mem_lock);
     if (!found) return CUDA_ERROR_INVALID_VALUE;
 
+    /* Mapped host memory is host memory with a device address (the same one); managed
+     * memory is device memory the host may use at the same address. */
+    bool host = a.kind == EMU_ALLOC_HOST || a.kind == EMU_ALLOC_HOST_REG;
+    bool host_accessible = host || a.kind == EMU_ALLOC_MANAGED;
     switch (attribute) {
     case CU_POINTER_ATTRIBUTE_CONTEXT:
         *(CUcontext *)data = a.ctx;
         return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
-        *(unsigned int *)data = CU_MEMORYTYPE_DEVICE;
+        *(unsigned int *)data = host ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
         return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_DEVICE_POINTER: {
         struct emu_ctx_ref cur;
@@ -692,7 +773,9 @@ CUresult CUDAAPI emu_cuPointerGetAttribute(void *data, CUpointer_attribute attri
         return CUDA_SUCCESS;
     }
     case CU_POINTER_ATTRIBUTE_HOST_POINTER:
-        return CUDA_ERROR_INVALID_VALUE; /* device memory has no host mapping */
+        if (!host_accessible) return CUDA_ERROR_INVALID_VALUE; /* device memory has no host mapping */
+        *(void **)data = (void *)(uintptr_t)ptr;
+        return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_P2P_TOKENS:
         memset(data, 0, sizeof(CUDA_POINTER_ATTRIBUTE_P2P_TOKENS)); /* no nv-p2p tokens exist */
         return CUDA_SUCCESS;
@@ -704,6 +787,8 @@ CUresult CUDAAPI emu_cuPointerGetAttribute(void *data, CUpointer_attribute attri
         *(unsigned long long *)data = a.buffer_id;
         return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_IS_MANAGED:
+        *(unsigned int *)data = a.kind == EMU_ALLOC_MANAGED;
+        return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE:
     case CU_POINTER_ATTRIBUTE_IS_GPU_DIRECT_RDMA_CAPABLE:
     case CU_POINTER_ATTRIBUTE_IS_HW_DECOMPRESS_CAPABLE:
