@@ -97,6 +97,24 @@ static bool get_attrs(struct wire_rd *in, CUlaunchAttribute attrs[MAX_LAUNCH_ATT
     return true;
 }
 
+/* The driver's launch configuration for dimensions, stream and attributes from the wire. */
+static CUlaunchConfig launch_config(const unsigned grid[3], const unsigned block[3], unsigned shared, CUstream stream,
+                                    CUlaunchAttribute *attrs, uint32_t nattrs)
+{
+    return (CUlaunchConfig){
+        .gridDimX = grid[0],
+        .gridDimY = grid[1],
+        .gridDimZ = grid[2],
+        .blockDimX = block[0],
+        .blockDimY = block[1],
+        .blockDimZ = block[2],
+        .sharedMemBytes = shared,
+        .hStream = stream,
+        .attrs = nattrs ? attrs : NULL,
+        .numAttrs = nattrs,
+    };
+}
+
 CUresult op_LAUNCH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
     (void)out;
@@ -159,18 +177,7 @@ CUresult op_LAUNCH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
         attrs[0].value.cooperative = 1;
         nattrs = 1;
     }
-    CUlaunchConfig cfg = {
-        .gridDimX = grid[0],
-        .gridDimY = grid[1],
-        .gridDimZ = grid[2],
-        .blockDimX = block[0],
-        .blockDimY = block[1],
-        .blockDimZ = block[2],
-        .sharedMemBytes = shared,
-        .hStream = stream,
-        .attrs = nattrs ? attrs : NULL,
-        .numAttrs = nattrs,
-    };
+    CUlaunchConfig cfg = launch_config(grid, block, shared, stream, attrs, nattrs);
     return drv.cuLaunchKernelEx(&cfg, f, kernelParams, extra);
 }
 
@@ -226,18 +233,7 @@ CUresult op_OCCUPANCY_MAX_CLUSTERS(struct lane *L, struct wire_rd *in, struct wi
         CUresult rc = check_attr(L->s, &attrs[i]);
         if (rc != CUDA_SUCCESS) return rc;
     }
-    CUlaunchConfig cfg = {
-        .gridDimX = grid[0],
-        .gridDimY = grid[1],
-        .gridDimZ = grid[2],
-        .blockDimX = block[0],
-        .blockDimY = block[1],
-        .blockDimZ = block[2],
-        .sharedMemBytes = shared,
-        .hStream = stream,
-        .attrs = nattrs ? attrs : NULL,
-        .numAttrs = nattrs,
-    };
+    CUlaunchConfig cfg = launch_config(grid, block, shared, stream, attrs, nattrs);
     int n = 0;
     CUresult rc = drv.cuOccupancyMaxActiveClusters(&n, f, &cfg);
     if (rc != CUDA_SUCCESS) return rc;
