@@ -3,7 +3,8 @@
  *
  *   vgpu run [--server ADDR] -- CMD [ARGS...]
  *       Runs CMD with vgpu's libcuda.so.1 first on its library path and VGPU_SERVER
- *       set, so an unmodified CUDA program uses the remote GPU.
+ *       set, so an unmodified CUDA program uses the remote GPU (TRITON_LIBCUDA_PATH
+ *       too, unless set: Triton looks for libcuda.so.1 through ldconfig).
  *   vgpu smi [--server ADDR] [--json]
  *       The devices a vgpud serves and the clients using them, like nvidia-smi
  *       (src/cli/smi.c).
@@ -81,6 +82,9 @@ static int cmd_run(int argc, char **argv)
     setenv("LD_LIBRARY_PATH", path, 1);
     free(path);
     if (server) setenv("VGPU_SERVER", server, 1);
+    /* Triton links its launcher against the libcuda it finds with `ldconfig -p`, which on
+     * a machine with a driver is the real one; this variable names ours instead. */
+    setenv("TRITON_LIBCUDA_PATH", dir, 0);
     execvp(argv[i], &argv[i]);
     fprintf(stderr, "vgpu run: cannot run %s: %s\n", argv[i], strerror(errno));
     return 127;

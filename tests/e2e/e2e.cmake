@@ -320,6 +320,14 @@ if(VGPU_E2E_CUBLAS AND VGPU_E2E_CUBLASLT AND EXISTS "${VGPU_E2E_CUDA_INCLUDE}/cu
             -L${_e2e_cuda_libdir} -lcublas -lcublasLt -Xlinker -rpath=${_e2e_cuda_libdir}
     DEPENDS "${_e2e_src}/blas_basic.cu" "${_e2e_src}/check.h" COMMENT "nvcc blas_basic (cuBLAS)" VERBATIM)
   list(APPEND _e2e_extra_programs "${_e2e_out}/blas_basic")
+  # the GPU suite's GEMM comparison (runs cuBLAS kernels: built here, run by tests/gpu/run only)
+  add_custom_command(OUTPUT "${CMAKE_BINARY_DIR}/tests/gpu/blas_gemm"
+    COMMAND ${CMAKE_COMMAND} -E make_directory "${CMAKE_BINARY_DIR}/tests/gpu"
+    COMMAND ${_e2e_nvcc} -std=c++17 -O2 ${_e2e_sass} -cudart static
+            -o "${CMAKE_BINARY_DIR}/tests/gpu/blas_gemm" "${CMAKE_SOURCE_DIR}/tests/gpu/blas_gemm.cu"
+            -L${_e2e_cuda_libdir} -lcublas -lcublasLt -Xlinker -rpath=${_e2e_cuda_libdir}
+    DEPENDS "${CMAKE_SOURCE_DIR}/tests/gpu/blas_gemm.cu" "${_e2e_src}/check.h" COMMENT "nvcc blas_gemm (GPU suite)" VERBATIM)
+  list(APPEND _e2e_extra_programs "${CMAKE_BINARY_DIR}/tests/gpu/blas_gemm")
   set(_e2e_blas_cmd "${_e2e_out}/blas_basic")
 else()
   message(STATUS "vgpu e2e: cuBLAS 13 not found in ${_e2e_cuda_libdir}: e2e_blas_basic is skipped")
