@@ -9,5 +9,6 @@
 int cli_lib_dir(char *out, size_t n);
 
 int cmd_smi(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

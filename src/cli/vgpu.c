@@ -8,6 +8,9 @@
  *   vgpu smi [--server ADDR] [--json]
  *       The devices a vgpud serves and the clients using them, like nvidia-smi
  *       (src/cli/smi.c).
+ *   vgpu bench [--server ADDR]... [--quick] [--json]
+ *       Round trips, launch rate and copy bandwidth, natively and over each transport
+ *       (src/cli/bench.c).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -24,6 +27,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: vgpu run [--server ADDR] -- CMD [ARGS...]   run a CUDA program on the remote GPU\n"
                "       vgpu smi [--server ADDR] [--json]           devices and clients of a vgpud\n"
+               "       vgpu bench [--server ADDR]... [--quick] [--json]  latency, launch rate, bandwidth\n"
                "  ADDR: unix:PATH or tcp:HOST:PORT (default: $VGPU_SERVER, else %s)\n",
             VGPU_DEFAULT_SERVER);
 }
@@ -98,6 +102,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
     if (!strcmp(argv[1], "smi")) return cmd_smi(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
     fprintf(stderr, "vgpu: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

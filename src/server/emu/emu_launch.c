@@ -2,7 +2,7 @@
  * emu backend, launch family: cuLaunchKernel, cuLaunchKernelEx and the occupancy
  * calculator. A kernel runs as the plugin function vgpu_emu_<mangled name> found with
  * dlsym in the shared objects listed in VGPU_EMU_KERNELS (colon-separated, loaded once
- * on the first launch); see include/vgpu/emu_kernel.h. The launch is validated like
+ * on the first launch; a few built-in kernels need none); see include/vgpu/emu_kernel.h. The launch is validated like
  * the driver's (dimensions, shared memory, arguments, cooperative and cluster limits),
  * then the plugin is called on the calling thread, holding the memory map shared so
  * device memory cannot be freed under it.
@@ -54,9 +54,26 @@ static void load_plugins(void)
     free(list);
 }
 
-/* The plugin function for a kernel, or NULL. */
+/* Kernels the emu backend runs without a plugin: the empty kernel of vgpu's benchmark
+ * (bench/worker.c), so `vgpu bench` works against any emu daemon. */
+static void builtin_noop(const struct vgpu_emu_launch *L, void *const *params)
+{
+    (void)L;
+    (void)params;
+}
+
+static const struct {
+    const char *name;
+    vgpu_emu_kernel_fn fn;
+} builtin_kernels[] = {
+    {"vgpu_bench_empty", builtin_noop},
+};
+
+/* The plugin function for a kernel (a built-in one first), or NULL. */
 static vgpu_emu_kernel_fn plugin_lookup(const char *kernel_name)
 {
+    for (size_t i = 0; i < sizeof builtin_kernels / sizeof builtin_kernels[0]; i++)
+        if (!strcmp(kernel_name, builtin_kernels[i].name)) return builtin_kernels[i].fn;
     pthread_once(&plugins_once, load_plugins);
     if (nplugins == 0) return NULL;
     size_t n = strlen(VGPU_EMU_KERNEL_PREFIX) + strlen(kernel_name) + 1;
