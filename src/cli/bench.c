@@ -311,13 +311,13 @@ static void print_table(struct column *cols, int n, double pp50, double pp99, do
     for (int i = 0; i < n; i++)
         if (cols[i].ok) printf("%-7s %s%s%s\n", cols[i].name, cols[i].device, cols[i].server[0] ? " via " : "",
                                cols[i].server);
-    printf("\n%-26s", "median / p99");
+    printf("\n%-28s", "median / p99");
     for (int i = 0; i < n; i++) printf(" %19s", cols[i].name);
-    printf("\n%-26s", "round trip (us)");
+    printf("\n%-28s", "round trip (us)");
     for (int i = 0; i < n; i++)
         if (cols[i].ok) printf(" %9.2f /%8.2f", cols[i].rtt_p50, cols[i].rtt_p99);
         else printf(" %19s", "n/a");
-    printf("\n%-26s", "launches (M/s)");
+    printf("\n%-28s", "launches (M/s)");
     for (int i = 0; i < n; i++)
         if (cols[i].ok && cols[i].launch_p50 > 0)
             printf(" %9.3f /%8.3f", 1.0 / cols[i].launch_p50, 1.0 / cols[i].launch_p99);
