@@ -157,22 +157,52 @@ int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)
     return 0;
 }
 
-int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n)
+/* One recv; 0 on data, -1 on error or end of stream (errno 0). */
+static ssize_t recv_some(int fd, void *p, size_t n)
 {
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = recv(c->fd, p, n, 0);
+    for (;;) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r > 0) return r;
         if (r == 0) {
             errno = 0;
             return -1;
         }
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
+        if (errno != EINTR) return -1;
+    }
+}
+
+/* Reads go through a per-connection buffer, so a burst of small frames (posted
+ * launches, copies) costs one recv rather than two per frame; large bulk reads bypass it. */
+int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n)
+{
+    char *p = buf;
+    size_t have = c->rlen - c->rpos;
+    if (have) {
+        size_t take = have < n ? have : n;
+        memcpy(p, c->rbuf + c->rpos, take);
+        c->rpos += take;
+        p += take;
+        n -= take;
+    }
+    while (n >= VGPU_CONN_RBUF) { /* straight into the destination */
+        ssize_t r = recv_some(c->fd, p, n);
+        if (r < 0) return -1;
         p += r;
         n -= (size_t)r;
     }
+    if (n == 0) return 0;
+    if (!c->rbuf && !(c->rbuf = malloc(VGPU_CONN_RBUF))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    c->rpos = c->rlen = 0;
+    while (c->rlen < n) {
+        ssize_t r = recv_some(c->fd, c->rbuf + c->rlen, VGPU_CONN_RBUF - c->rlen);
+        if (r < 0) return -1;
+        c->rlen += (size_t)r;
+    }
+    memcpy(p, c->rbuf, n);
+    c->rpos = n;
     return 0;
 }
 
@@ -180,5 +210,6 @@ void vgpu_sock_close(struct vgpu_conn *c)
 {
     if (!c) return;
     close(c->fd);
+    free(c->rbuf);
     free(c);
 }

@@ -152,6 +152,7 @@ static int tcp_listen(const char *where, struct vgpu_listener **out, char *err, 
 
 const struct vgpu_transport vgpu_transport_tcp = {
     .scheme = "tcp",
+    .batches = true,
     .connect = tcp_connect,
     .listen = tcp_listen,
     .writev_all = vgpu_sock_writev_all,

@@ -7,6 +7,7 @@
 #ifndef VGPU_TRANSPORT_H
 #define VGPU_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/uio.h>
 
@@ -15,6 +16,8 @@ struct vgpu_listener;
 
 struct vgpu_transport {
     const char *scheme; /* "unix", "tcp" */
+    /* Writes cost a system call each: the guest batches posted frames (rpc.c). */
+    bool batches;
     /* Connect to the part of the address after "scheme:"; timeout in milliseconds. */
     int (*connect)(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen);
     int (*listen)(const char *where, struct vgpu_listener **out, char *err, size_t errlen);
@@ -25,12 +28,24 @@ struct vgpu_transport {
     void (*close)(struct vgpu_conn *c);
 };
 
+/* Receive buffer of a socket connection (bytes read ahead of the frame being read). */
+#define VGPU_CONN_RBUF (64u * 1024u)
+
 /* A connection: stream transports keep one socket. */
 struct vgpu_conn {
     const struct vgpu_transport *t;
     int fd;
     char peer[128]; /* printable peer address for logs */
+    /* Socket read-ahead: rbuf[rpos..rlen) was received but not yet consumed. A
+     * descriptor passed with SCM_RIGHTS must be received with vgpu_recv_fd while this
+     * is empty (a plain recv would drop it). */
+    unsigned char *rbuf;
+    size_t rpos, rlen;
 };
+
+/* Bytes received on c but not yet read (a protocol step that switches a connection to
+ * another channel checks this is 0). */
+static inline size_t vgpu_conn_pending(const struct vgpu_conn *c) { return c->rlen - c->rpos; }
 
 struct vgpu_listener {
     const struct vgpu_transport *t;

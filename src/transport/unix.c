@@ -90,6 +90,7 @@ static int unix_listen(const char *path, struct vgpu_listener **out, char *err, 
 
 const struct vgpu_transport vgpu_transport_unix = {
     .scheme = "unix",
+    .batches = true,
     .connect = unix_connect,
     .listen = unix_listen,
     .writev_all = vgpu_sock_writev_all,

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,7 +38,31 @@ struct vg_lane {
     struct wire_buf in, args;
     unsigned index;
     bool primary;
+    /* Posted frames not yet written (see "Batching" below). `send_lock` serialises
+     * every write to conn: the owning thread, the flusher and other threads' fences
+     * flush under it. */
+    pthread_mutex_t send_lock;
+    struct wire_buf out;
+    bool queued; /* on the flusher's list; guarded by batch.lock */
+    struct vg_lane *next_queued;
 };
+
+/* Batching: posts to a socket are collected in the lane's `out` buffer and written
+ * together, saving a system call per launch on each side. The buffer is written
+ * before any call on the lane (in the same writev), when it passes BATCH_BYTES, before
+ * another thread fences on the lane, and by a flusher thread at most BATCH_DELAY_US
+ * after its first frame, so posted work never waits for the application's next call.
+ * A large bulk post is written at once. VGPU_BATCH=0 turns batching off. */
+#define BATCH_BYTES (64u * 1024u)
+#define BATCH_BULK_DIRECT (16u * 1024u)
+#define BATCH_DELAY_US 50
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct vg_lane *queue; /* lanes with unwritten posts */
+    bool thread_started, enabled, decided;
+    bool hurry; /* a fence waits for queued lanes: write them without the delay */
+} batch = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static struct {
     pthread_mutex_t lock;
@@ -60,13 +86,22 @@ static __thread bool tls_skip_fences;
 
 void vg_rpc_thread_skip_fences(void) { tls_skip_fences = true; }
 
+static int lane_flush_locked(struct vg_lane *l, const struct iovec *more, int nmore);
+static void batch_dequeue(struct vg_lane *l);
+
 static void lane_free(struct vg_lane *l)
 {
     if (!l) return;
+    batch_dequeue(l);
+    pthread_mutex_lock(&l->send_lock);
+    if (l->out.len && l->conn) (void)lane_flush_locked(l, NULL, 0); /* the daemon still runs what was posted */
+    pthread_mutex_unlock(&l->send_lock);
     if (l->state) atomic_store(&l->state->live, false);
     vgpu_conn_close(l->conn);
     wire_buf_free(&l->in);
     wire_buf_free(&l->args);
+    wire_buf_free(&l->out);
+    pthread_mutex_destroy(&l->send_lock);
     free(l);
 }
 
@@ -140,6 +175,8 @@ static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
     }
     wire_buf_init(&l->in);
     wire_buf_init(&l->args);
+    wire_buf_init(&l->out);
+    pthread_mutex_init(&l->send_lock, NULL);
     if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen) || hello(l, kind, err, errlen)) {
         lane_free(l);
         return NULL;
@@ -256,14 +293,151 @@ static enum vg_rpc_status ready(const struct wire_buf *args, struct vg_lane **la
     return VG_RPC_OK;
 }
 
+/* Write the lane's batched frames followed by `more` in one writev; out is emptied. */
+static int lane_flush_locked(struct vg_lane *l, const struct iovec *more, int nmore)
+{
+    struct iovec iov[5];
+    int n = 0;
+    if (l->out.len) iov[n++] = (struct iovec){l->out.data, l->out.len};
+    for (int i = 0; i < nmore && n < 5; i++)
+        if (more[i].iov_len) iov[n++] = more[i];
+    int rc = n ? l->conn->t->writev_all(l->conn, iov, n) : 0;
+    wire_buf_reset(&l->out);
+    return rc;
+}
+
+static void batch_dequeue(struct vg_lane *l)
+{
+    pthread_mutex_lock(&batch.lock);
+    if (l->queued) {
+        for (struct vg_lane **pp = &batch.queue; *pp; pp = &(*pp)->next_queued)
+            if (*pp == l) {
+                *pp = l->next_queued;
+                break;
+            }
+        l->queued = false;
+    }
+    pthread_mutex_unlock(&batch.lock);
+}
+
+/* The flusher: writes every queued lane's frames BATCH_DELAY_US after it was queued. */
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&batch.lock);
+    for (;;) {
+        while (!batch.queue) pthread_cond_wait(&batch.wake, &batch.lock);
+        if (!batch.hurry) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += BATCH_DELAY_US * 1000;
+            if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+            while (!batch.hurry && batch.queue && pthread_cond_timedwait(&batch.wake, &batch.lock, &until) == 0) {
+            }
+        }
+        batch.hurry = false;
+        /* lane_free dequeues under batch.lock before freeing: lanes on the list are alive. */
+        while (batch.queue) {
+            struct vg_lane *l = batch.queue;
+            batch.queue = l->next_queued;
+            l->queued = false;
+            pthread_mutex_lock(&l->send_lock);
+            if (l->out.len && lane_flush_locked(l, NULL, 0)) (void)lost("send");
+            pthread_mutex_unlock(&l->send_lock);
+        }
+    }
+    return NULL;
+}
+
+static bool batching_enabled(void)
+{
+    pthread_mutex_lock(&batch.lock);
+    if (!batch.decided) {
+        const char *env = getenv("VGPU_BATCH");
+        batch.enabled = !(env && !strcmp(env, "0"));
+        batch.decided = true;
+    }
+    if (batch.enabled && !batch.thread_started) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        /* The flusher must not take signals meant for the application's threads. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        if (pthread_create(&t, &a, flusher_main, NULL) == 0) batch.thread_started = true;
+        else batch.enabled = false;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&a);
+    }
+    bool on = batch.enabled;
+    pthread_mutex_unlock(&batch.lock);
+    return on;
+}
+
+static void batch_hurry(void)
+{
+    pthread_mutex_lock(&batch.lock);
+    if (batch.queue) {
+        batch.hurry = true;
+        pthread_cond_signal(&batch.wake);
+    }
+    pthread_mutex_unlock(&batch.lock);
+}
+
+static void batch_enqueue(struct vg_lane *l)
+{
+    pthread_mutex_lock(&batch.lock);
+    if (!l->queued) {
+        l->queued = true;
+        l->next_queued = batch.queue;
+        batch.queue = l;
+        pthread_cond_signal(&batch.wake);
+    }
+    pthread_mutex_unlock(&batch.lock);
+}
+
 enum vg_rpc_status vg_rpc_post(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len)
 {
     struct vg_lane *l = NULL;
     enum vg_rpc_status st = ready(args, &l);
     if (st != VG_RPC_OK) return st;
-    if (vgpu_frame_send(l->conn, op, VGPU_FRAME_NOREPLY, ++l->seq, args->data, args->len, bulk, bulk_len))
+    if (args->len + bulk_len > VGPU_MAX_FRAME_PAYLOAD) {
+        errno = EMSGSIZE;
         return lost("send");
-    atomic_store(&l->state->posted, l->seq);
+    }
+    uint64_t seq = ++l->seq;
+    struct vgpu_frame_hdr h = {.length = (uint32_t)(args->len + bulk_len), .op = op, .flags = VGPU_FRAME_NOREPLY,
+                               .seq = seq};
+    uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+    vgpu_frame_hdr_encode(&h, hdr);
+    static atomic_int batch_mode = -1; /* decided once: -1 unknown, 0 off, 1 on */
+    int mode = atomic_load_explicit(&batch_mode, memory_order_relaxed);
+    if (mode < 0) atomic_store(&batch_mode, mode = batching_enabled());
+    int rc = 0;
+    bool queue = false;
+    pthread_mutex_lock(&l->send_lock);
+    if (!mode || bulk_len >= BATCH_BULK_DIRECT || !l->conn->t->batches) {
+        struct iovec more[3] = {{hdr, sizeof hdr}, {args->data, args->len}, {(void *)bulk, bulk_len}};
+        rc = lane_flush_locked(l, more, 3);
+    } else {
+        queue = l->out.len == 0;
+        wire_put_raw(&l->out, hdr, sizeof hdr);
+        wire_put_raw(&l->out, args->data, args->len);
+        if (bulk_len) wire_put_raw(&l->out, bulk, bulk_len);
+        if (l->out.oom) {
+            errno = ENOMEM;
+            rc = -1;
+        } else if (l->out.len >= BATCH_BYTES) {
+            rc = lane_flush_locked(l, NULL, 0);
+            queue = false;
+        }
+    }
+    pthread_mutex_unlock(&l->send_lock);
+    if (rc) return lost("send");
+    if (queue) batch_enqueue(l);
+    atomic_store(&l->state->posted, seq);
     return VG_RPC_OK;
 }
 
@@ -276,6 +450,9 @@ struct fence {
     unsigned n;
 };
 
+/* Appends the FENCE frame to l->out (the caller writes it with its call, holding
+ * l->send_lock; after unlocking it hurries the flusher, so the fenced lanes' batched
+ * posts reach the daemon now rather than after BATCH_DELAY_US). */
 static int fence_others(struct vg_lane *l, struct fence *fc)
 {
     fc->n = 0;
@@ -302,7 +479,13 @@ static int fence_others(struct vg_lane *l, struct fence *fc)
     int rc = 0;
     if (count && !f.oom) {
         for (int i = 0; i < 4; i++) f.data[i] = (uint8_t)(count >> (8 * i));
-        rc = vgpu_frame_send(l->conn, VGPU_OP_FENCE, VGPU_FRAME_NOREPLY, ++l->seq, f.data, f.len, NULL, 0);
+        struct vgpu_frame_hdr h = {.length = (uint32_t)f.len, .op = VGPU_OP_FENCE, .flags = VGPU_FRAME_NOREPLY,
+                                   .seq = ++l->seq};
+        uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+        vgpu_frame_hdr_encode(&h, hdr);
+        wire_put_raw(&l->out, hdr, sizeof hdr);
+        wire_put_raw(&l->out, f.data, f.len);
+        if (l->out.oom) rc = -1;
     }
     wire_buf_free(&f);
     return rc;
@@ -324,10 +507,22 @@ enum vg_rpc_status vg_rpc_call(uint16_t op, const struct wire_buf *args, const v
     struct vg_lane *l = NULL;
     enum vg_rpc_status st = ready(args, &l);
     if (st != VG_RPC_OK) return st;
+    if (args->len + bulk_len > VGPU_MAX_FRAME_PAYLOAD) {
+        errno = EMSGSIZE;
+        return lost("send");
+    }
     struct fence fc;
-    if (fence_others(l, &fc)) return lost("send");
+    pthread_mutex_lock(&l->send_lock);
+    int rc = fence_others(l, &fc);
     uint64_t seq = ++l->seq;
-    if (vgpu_frame_send(l->conn, op, 0, seq, args->data, args->len, bulk, bulk_len)) return lost("send");
+    struct vgpu_frame_hdr fh = {.length = (uint32_t)(args->len + bulk_len), .op = op, .seq = seq};
+    uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+    vgpu_frame_hdr_encode(&fh, hdr);
+    struct iovec more[3] = {{hdr, sizeof hdr}, {args->data, args->len}, {(void *)bulk, bulk_len}};
+    if (!rc) rc = lane_flush_locked(l, more, 3); /* batched posts, fence and call in one write */
+    pthread_mutex_unlock(&l->send_lock);
+    if (rc) return lost("send");
+    if (fc.n) batch_hurry(); /* not under send_lock: the flusher takes batch.lock, then send locks */
     struct vgpu_frame_hdr h;
     if (vgpu_frame_recv(l->conn, &h, &l->in)) return lost("receive");
     if (!(h.flags & VGPU_FRAME_REPLY) || h.seq != seq || h.length < 4) {
