@@ -538,3 +538,84 @@ enum vg_rpc_status vg_rpc_call(uint16_t op, const struct wire_buf *args, const v
     if (reply) *reply = r;
     return VG_RPC_OK;
 }
+
+/* ---- pipelined calls ---- */
+
+/* Append request i of a pipelined series to l->out; returns its seq. */
+static uint64_t pipe_append(struct vg_lane *l, uint16_t op, const struct vg_rpc_pipe *p, unsigned i)
+{
+    wire_buf_reset(&l->args);
+    p->build(p->ctx, i, &l->args);
+    uint64_t seq = ++l->seq;
+    struct vgpu_frame_hdr h = {.length = (uint32_t)l->args.len, .op = op, .seq = seq};
+    uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+    vgpu_frame_hdr_encode(&h, hdr);
+    wire_put_raw(&l->out, hdr, sizeof hdr);
+    wire_put_raw(&l->out, l->args.data, l->args.len);
+    return seq;
+}
+
+enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *p, int32_t *result)
+{
+    struct vg_lane *l = NULL;
+    struct wire_buf none = {0};
+    enum vg_rpc_status st = ready(&none, &l);
+    if (st != VG_RPC_OK) return st;
+    enum { MAX_WINDOW = 16 };
+    unsigned window = p->window ? (p->window < MAX_WINDOW ? p->window : MAX_WINDOW) : 1;
+    uint64_t seqs[MAX_WINDOW];
+    unsigned sent = 0, done = 0;
+    *result = 0;
+    struct fence fc;
+    pthread_mutex_lock(&l->send_lock);
+    int rc = fence_others(l, &fc);
+    while (!rc && sent < p->count && sent < window) {
+        seqs[sent % MAX_WINDOW] = pipe_append(l, op, p, sent);
+        sent++;
+    }
+    if (!rc) rc = l->out.oom ? -1 : lane_flush_locked(l, NULL, 0);
+    pthread_mutex_unlock(&l->send_lock);
+    if (rc) return lost("send");
+    if (fc.n) batch_hurry();
+    while (done < sent) {
+        /* The reply: header, result word, then (on success) exactly the data, read
+         * straight into its destination. */
+        uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+        struct vgpu_frame_hdr h;
+        if (l->conn->t->read_all(l->conn, hdr, sizeof hdr)) return lost("receive");
+        vgpu_frame_hdr_decode(hdr, &h);
+        size_t want = 0;
+        void *dst = p->dest(p->ctx, done, &want);
+        uint8_t word[4];
+        if (!(h.flags & VGPU_FRAME_REPLY) || h.seq != seqs[done % MAX_WINDOW] || h.length < 4 ||
+            l->conn->t->read_all(l->conn, word, 4)) {
+            errno = EPROTO;
+            return lost("out-of-order reply");
+        }
+        int32_t r = (int32_t)((uint32_t)word[0] | (uint32_t)word[1] << 8 | (uint32_t)word[2] << 16 |
+                              (uint32_t)word[3] << 24);
+        size_t body = h.length - 4;
+        if (r == 0 && body != want) {
+            errno = EPROTO;
+            return lost("reply of the wrong size");
+        }
+        if (r != 0 && body != 0) {
+            errno = EPROTO;
+            return lost("failed reply with data");
+        }
+        if (body && l->conn->t->read_all(l->conn, dst, body)) return lost("receive");
+        if (r != 0 && *result == 0) *result = r;
+        atomic_store(&l->state->settled, h.seq);
+        done++;
+        if (*result == 0 && sent < p->count) { /* keep the window full */
+            pthread_mutex_lock(&l->send_lock);
+            seqs[sent % MAX_WINDOW] = pipe_append(l, op, p, sent);
+            sent++;
+            rc = l->out.oom ? -1 : lane_flush_locked(l, NULL, 0);
+            pthread_mutex_unlock(&l->send_lock);
+            if (rc) return lost("send");
+        }
+    }
+    fence_settled(&fc);
+    return VG_RPC_OK;
+}

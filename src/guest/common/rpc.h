@@ -42,6 +42,20 @@ bool vg_rpc_is_open(void);
 enum vg_rpc_status vg_rpc_call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len,
                                struct wire_rd *reply, int32_t *result);
 
+/* A series of `count` calls of one op whose successful replies are exactly a block of
+ * data (device-to-host copy chunks), kept `window` deep so the daemon prepares the
+ * next reply while this side receives the last. build() writes request i's arguments;
+ * dest() gives where reply i's data goes and its expected length. On VG_RPC_OK,
+ * *result is the first failing reply's result word (0 if all succeeded); after a
+ * failure no further requests are sent. */
+struct vg_rpc_pipe {
+    unsigned count, window;
+    void (*build)(void *ctx, unsigned i, struct wire_buf *args);
+    void *(*dest)(void *ctx, unsigned i, size_t *len);
+    void *ctx;
+};
+enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *p, int32_t *result);
+
 /* An asynchronous call: no reply; the daemon keeps a failure for the next synchronizing
  * call on this thread's lane. VG_RPC_OK once the frame is written. */
 enum vg_rpc_status vg_rpc_post(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len);

@@ -63,30 +63,51 @@ static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream
     return pulled(CUDA_SUCCESS, sync);
 }
 
+/* Device-to-host copies travel in DTOH_CHUNK pieces, DTOH_WINDOW requests ahead, each
+ * reply's data received straight into the destination. */
+#define DTOH_CHUNK ((size_t)2 << 20)
+#define DTOH_WINDOW 4
+struct dtoh_job {
+    char *dst;
+    CUdeviceptr src;
+    size_t n;
+    uint64_t stream;
+    uint32_t flags;
+};
+
+static size_t dtoh_piece(const struct dtoh_job *j, unsigned i)
+{
+    size_t off = (size_t)i * DTOH_CHUNK;
+    return j->n - off < DTOH_CHUNK ? j->n - off : DTOH_CHUNK;
+}
+
+static void dtoh_build(void *ctx, unsigned i, struct wire_buf *a)
+{
+    const struct dtoh_job *j = ctx;
+    wire_put_u64(a, j->src + (CUdeviceptr)i * DTOH_CHUNK);
+    wire_put_u64(a, dtoh_piece(j, i));
+    wire_put_u64(a, j->stream);
+    wire_put_u32(a, j->flags);
+}
+
+static void *dtoh_dest(void *ctx, unsigned i, size_t *len)
+{
+    const struct dtoh_job *j = ctx;
+    *len = dtoh_piece(j, i);
+    return j->dst + (size_t)i * DTOH_CHUNK;
+}
+
 static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream, bool sync)
 {
     REQUIRE_INIT();
     if (n && !dst) return CUDA_ERROR_INVALID_VALUE;
     PUSH_FIRST();
-    char *p = dst;
-    do {
-        size_t chunk = n > VGPU_MAX_BULK_CHUNK ? VGPU_MAX_BULK_CHUNK : n;
-        struct wire_buf *a = vg_args();
-        wire_put_u64(a, src);
-        wire_put_u64(a, chunk);
-        wire_put_u64(a, WIRE_STREAM(stream));
-        wire_put_u32(a, sync ? COPY_SYNC : 0);
-        struct wire_rd r;
-        CUresult rc = vg_call(VGPU_OP_MEMCPY_DTOH, a, NULL, 0, &r);
-        if (rc != CUDA_SUCCESS) return rc;
-        const void *data = wire_get_raw(&r, chunk);
-        if (!wire_rd_end(&r)) return vg_bad_reply(VGPU_OP_MEMCPY_DTOH);
-        memcpy(p, data, chunk);
-        src += chunk;
-        p += chunk;
-        n -= chunk;
-    } while (n);
-    return pulled(CUDA_SUCCESS, sync);
+    size_t pieces = n ? (n + DTOH_CHUNK - 1) / DTOH_CHUNK : 1;
+    if (pieces > UINT32_MAX) return CUDA_ERROR_INVALID_VALUE;
+    struct dtoh_job j = {dst, src, n, WIRE_STREAM(stream), sync ? COPY_SYNC : 0};
+    struct vg_rpc_pipe p = {(unsigned)pieces, DTOH_WINDOW, dtoh_build, dtoh_dest, &j};
+    CUresult rc = vg_call_pipelined(VGPU_OP_MEMCPY_DTOH, &p);
+    return rc == CUDA_SUCCESS ? pulled(CUDA_SUCCESS, sync) : rc;
 }
 
 static CUresult dtod(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream stream, bool sync)

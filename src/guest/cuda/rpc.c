@@ -38,3 +38,10 @@ CUresult vg_call(uint16_t op, const struct wire_buf *args, const void *bulk, siz
 }
 
 CUresult vg_call_simple(uint16_t op, const struct wire_buf *args) { return vg_call(op, args, NULL, 0, NULL); }
+
+CUresult vg_call_pipelined(uint16_t op, const struct vg_rpc_pipe *p)
+{
+    int32_t result = 0;
+    enum vg_rpc_status st = vg_rpc_call_pipelined(op, p, &result);
+    return st == VG_RPC_OK ? (CUresult)result : status_result(st);
+}
