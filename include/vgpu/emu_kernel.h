@@ -25,7 +25,14 @@ struct vgpu_emu_launch {
     unsigned grid_dim[3];
     unsigned block_dim[3];
     unsigned shared_mem_bytes;
+    /* A kernel that would fault on a GPU stores one of VGPU_EMU_FAULT_* here (and
+     * returns): like a device fault, it leaves the context unusable, every later call
+     * in it failing with the matching error until the context is destroyed or reset. */
+    int *fault;
 };
+
+#define VGPU_EMU_FAULT_ILLEGAL_ADDRESS 1 /* CUDA_ERROR_ILLEGAL_ADDRESS */
+#define VGPU_EMU_FAULT_TRAP 2            /* CUDA_ERROR_LAUNCH_FAILED (a __trap()) */
 
 typedef void (*vgpu_emu_kernel_fn)(const struct vgpu_emu_launch *launch, void *const *params);
 

@@ -71,3 +71,10 @@ __global__ void d_global_scale(int *out, int *gaddr, const int *caddr, int n)
     if (i == 0)
         out[n] = gaddr == d_counter ? 1 : 0;
 }
+
+// writes v through p: launched with a bogus p, a device fault (CUDA_ERROR_ILLEGAL_ADDRESS,
+// sticky) for drv_pipeline.c
+extern "C" __global__ void d_fault(int *p, int v)
+{
+    if (threadIdx.x == 0 && blockIdx.x == 0) *p = v;
+}

@@ -212,8 +212,9 @@ add_executable(vgpu_e2e_drv_threads "${_e2e_src}/drv_threads.c")
 add_executable(vgpu_e2e_drv_vmm "${_e2e_src}/drv_vmm.c")
 add_executable(vgpu_e2e_hold_memory "${_e2e_src}/hold_memory.c")
 add_executable(vgpu_e2e_drv_mapped "${_e2e_src}/drv_mapped.c" "${_e2e_out}/gen/drv_kernels_fatbin.c")
+add_executable(vgpu_e2e_drv_pipeline "${_e2e_src}/drv_pipeline.c" "${_e2e_out}/gen/drv_kernels_fatbin.c")
 foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads vgpu_e2e_drv_vmm vgpu_e2e_hold_memory
-           vgpu_e2e_drv_mapped)
+           vgpu_e2e_drv_mapped vgpu_e2e_drv_pipeline)
   target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
   target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
   target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
@@ -229,6 +230,7 @@ set_target_properties(vgpu_e2e_drv_threads PROPERTIES OUTPUT_NAME drv_threads)
 set_target_properties(vgpu_e2e_hold_memory PROPERTIES OUTPUT_NAME hold_memory)
 set_target_properties(vgpu_e2e_drv_vmm PROPERTIES OUTPUT_NAME drv_vmm)
 set_target_properties(vgpu_e2e_drv_mapped PROPERTIES OUTPUT_NAME drv_mapped)
+set_target_properties(vgpu_e2e_drv_pipeline PROPERTIES OUTPUT_NAME drv_pipeline)
 # unreachable's rt mode: static cudart, which dlopens libcuda.so.1 itself
 target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" rt)
 # the generated sources are not ours to lint
@@ -295,6 +297,7 @@ foreach(_tr unix tcp)
   set_property(TEST e2e_smi_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")
   vgpu_e2e_add(e2e_drv_vmm_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_vmm>)
   vgpu_e2e_add(e2e_drv_mapped_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_mapped>)
+  vgpu_e2e_add(e2e_drv_pipeline_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_pipeline>)
   vgpu_e2e_add(e2e_unreachable_drv_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
   vgpu_e2e_add(e2e_unreachable_rt_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> rt)
   if(NOT VGPU_E2E_BACKEND STREQUAL "emu")
@@ -303,6 +306,10 @@ foreach(_tr unix tcp)
     vgpu_e2e_add(e2e_drv_basic_ptx_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic> "${_e2e_out}/drv_kernels.ptx")
   endif()
 endforeach()
+
+# the pipeline without batching (every posted frame written by itself)
+vgpu_e2e_add(e2e_drv_pipeline_nobatch_unix unix $<TARGET_FILE:vgpu_e2e_drv_pipeline>)
+set_property(TEST e2e_drv_pipeline_nobatch_unix APPEND PROPERTY ENVIRONMENT "VGPU_BATCH=0")
 
 # cuBLAS/cuBLASLt (CUDA toolkit) and cuDNN (toolkit directory or the system's): handles and
 # host<->device copies through vgpu (blas_basic.cu, dnn_basic.cu). Without the library (or its

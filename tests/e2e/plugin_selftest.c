@@ -52,7 +52,7 @@ static vgpu_emu_kernel_fn find(const char *kernel)
 static struct vgpu_emu_launch launch(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                                      unsigned shmem)
 {
-    struct vgpu_emu_launch l = {{gx, gy, gz}, {bx, by, bz}, shmem};
+    struct vgpu_emu_launch l = {{gx, gy, gz}, {bx, by, bz}, shmem, NULL};
     return l;
 }
 

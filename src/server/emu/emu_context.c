@@ -24,6 +24,7 @@ struct emu_ctx {
     unsigned flags;
     size_t limits[EMU_NUM_LIMITS];
     CUfunc_cache cache_config;
+    CUresult sticky; /* a kernel faulted: every call in this context fails with this */
 };
 
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,6 +53,7 @@ static void ctx_reset_state(struct emu_ctx *c)
     c->limits[CU_LIMIT_CIG_ENABLED] = 0;
     c->limits[CU_LIMIT_CIG_SHMEM_FALLBACK_ENABLED] = 0; /* unsupported without CIG */
     c->cache_config = CU_FUNC_CACHE_PREFER_NONE;
+    c->sticky = CUDA_SUCCESS;
 }
 
 /* Validity of a limit for get (set = false) or set: CUDA_SUCCESS or the driver's error. */
@@ -108,12 +110,23 @@ CUresult emu_ctx_current(struct emu_ctx_ref *out)
     if (rc != CUDA_SUCCESS) return rc;
     pthread_mutex_lock(&ctx_lock);
     struct emu_ctx *c = current_locked();
+    CUresult sticky = c ? c->sticky : CUDA_SUCCESS;
     if (c) {
         out->handle = (CUcontext)c;
         out->serial = c->serial;
     }
     pthread_mutex_unlock(&ctx_lock);
+    if (sticky != CUDA_SUCCESS) return sticky;
     return c ? CUDA_SUCCESS : no_current_error();
+}
+
+void emu_ctx_fault(CUresult sticky)
+{
+    pthread_mutex_lock(&ctx_lock);
+    struct emu_ctx *c = current_locked();
+    if (c && c->sticky == CUDA_SUCCESS) c->sticky = sticky;
+    pthread_mutex_unlock(&ctx_lock);
+    if (c) VGPU_INFO("emu: a kernel faulted; the context now answers error %d (sticky)", (int)sticky);
 }
 
 void emu_ctx_current_or_none(struct emu_ctx_ref *out)

@@ -89,6 +89,10 @@ struct emu_ctx_ref {
 CUresult emu_ctx_current(struct emu_ctx_ref *out);
 /* Like emu_ctx_current but also accepts "no context": out->handle = NULL, serial 0. */
 void emu_ctx_current_or_none(struct emu_ctx_ref *out);
+/* A kernel faulted in the calling thread's current context: from now on
+ * emu_ctx_current answers `sticky` for it (a GPU's sticky error) until it is destroyed
+ * or, for the primary context, reset or released to zero. */
+void emu_ctx_fault(CUresult sticky);
 
 /* ---- emu_memory.c ---- */
 

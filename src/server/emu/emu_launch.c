@@ -311,14 +311,18 @@ static CUresult launch(CUfunction f, const unsigned grid[3], const unsigned bloc
         goto out;
     }
 
+    int fault = 0;
     struct vgpu_emu_launch l = {
         .grid_dim = {grid[0], grid[1], grid[2]},
         .block_dim = {block[0], block[1], block[2]},
         .shared_mem_bytes = shared,
+        .fault = &fault,
     };
     emu_mem_read_lock();
     fn(&l, params);
     emu_mem_read_unlock();
+    /* The launch itself succeeded, as on a GPU; the fault surfaces at the next call. */
+    if (fault) emu_ctx_fault(fault == VGPU_EMU_FAULT_TRAP ? CUDA_ERROR_LAUNCH_FAILED : CUDA_ERROR_ILLEGAL_ADDRESS);
     for (size_t i = 0; i < opts->ncompletion; i++) emu_event_record_now(opts->completion_events[i]);
     rc = CUDA_SUCCESS;
 out:

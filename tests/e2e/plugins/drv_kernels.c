@@ -137,3 +137,18 @@ EMU_KERNEL(_Z14d_global_scalePiS_PKii)
             out[n] = 1;
     }
 }
+
+/* extern "C" __global__ void d_fault(int *p, int v): *p = v by thread 0. An address in
+ * the first 64 KiB stands for unmapped device memory: the emu reports a device fault
+ * instead of writing there. */
+EMU_KERNEL(d_fault)
+{
+    int *p, v;
+    ARG(p, 0);
+    ARG(v, 1);
+    if ((uintptr_t)p < 65536u) {
+        if (L->fault) *L->fault = VGPU_EMU_FAULT_ILLEGAL_ADDRESS;
+        return;
+    }
+    *p = v;
+}
