@@ -61,6 +61,8 @@
     X(HOST_ALLOC, 0xc16f) \
     X(HOST_FREE, 0x7741) \
     X(HOST_REGISTER, 0x3c44) \
+    X(HOST_SHARED_FREE, 0x4a8c) \
+    X(HOST_SHARED_REGISTER, 0x661d) \
     X(HOST_UNREGISTER, 0x729c) \
     X(INIT, 0x09c0) \
     X(KERNEL_GET_FUNCTION, 0x94c2) \
@@ -74,7 +76,9 @@
     X(MANAGED_ALLOC, 0xfa88) \
     X(MEMCPY_DTOD, 0x7f69) \
     X(MEMCPY_DTOH, 0x3342) \
+    X(MEMCPY_DTOH_SHARED, 0x3d71) \
     X(MEMCPY_HTOD, 0xc0d1) \
+    X(MEMCPY_HTOD_SHARED, 0xbaf9) \
     X(MEMCPY_STRIDED, 0xac28) \
     X(MEMSET, 0x518c) \
     X(MEM_ADVISE, 0x96b5) \
@@ -129,6 +133,6 @@
     X(VMM_SET_ACCESS, 0xc5d5) \
     X(VMM_UNMAP, 0x0b63) \
 
-#define VGPU_OP_COUNT 118
+#define VGPU_OP_COUNT 122
 
 #endif

@@ -128,12 +128,28 @@ long vgpu_recv_fd(int sock, void *data, size_t len, int *fd)
     return (long)n;
 }
 
-int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)
+/* Write the whole vector; fd >= 0 travels with the first bytes. */
+static int sock_writev(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int fd)
 {
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
     while (iovcnt > 0) {
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(iovcnt > 64 ? 64 : iovcnt)};
+        if (fd >= 0) {
+            memset(&cm, 0, sizeof cm);
+            mh.msg_control = cm.buf;
+            mh.msg_controllen = sizeof cm.buf;
+            struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+            ch->cmsg_level = SOL_SOCKET;
+            ch->cmsg_type = SCM_RIGHTS;
+            ch->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(ch), &fd, sizeof(int));
+        }
         /* MSG_NOSIGNAL: a vanished peer is an error return, not a SIGPIPE in the application. */
         ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n > 0) fd = -1; /* sent with these bytes */
         if (n < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -157,11 +173,50 @@ int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)
     return 0;
 }
 
-/* One recv; 0 on data, -1 on error or end of stream (errno 0). */
-static ssize_t recv_some(int fd, void *p, size_t n)
+int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt) { return sock_writev(c, iov, iovcnt, -1); }
+
+int vgpu_sock_writev_fd(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int fd)
 {
+    return sock_writev(c, iov, iovcnt, fd);
+}
+
+int vgpu_conn_take_fd(struct vgpu_conn *c)
+{
+    if (!c->nfds) return -1;
+    int fd = c->fds[0];
+    memmove(c->fds, c->fds + 1, (c->nfds - 1) * sizeof c->fds[0]);
+    c->nfds--;
+    return fd;
+}
+
+/* Keep descriptors that came with received bytes for vgpu_conn_take_fd. */
+static void stash_fds(struct vgpu_conn *c, struct msghdr *mh)
+{
+    for (struct cmsghdr *ch = CMSG_FIRSTHDR(mh); ch; ch = CMSG_NXTHDR(mh, ch)) {
+        if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS) continue;
+        size_t n = (ch->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(ch) + i * sizeof(int), sizeof fd);
+            if (c->nfds < VGPU_CONN_MAX_FDS) c->fds[c->nfds++] = fd;
+            else close(fd);
+        }
+    }
+}
+
+/* One receive (recvmsg, so passed descriptors are kept, never dropped); the byte count,
+ * or -1 on error or end of stream (errno 0). */
+static ssize_t recv_some(struct vgpu_conn *c, void *p, size_t n)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(VGPU_CONN_MAX_FDS * sizeof(int))];
+    } cm;
     for (;;) {
-        ssize_t r = recv(fd, p, n, 0);
+        struct iovec iov = {p, n};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+        ssize_t r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+        if (r > 0 && mh.msg_controllen) stash_fds(c, &mh);
         if (r > 0) return r;
         if (r == 0) {
             errno = 0;
@@ -185,7 +240,7 @@ int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n)
         n -= take;
     }
     while (n >= VGPU_CONN_RBUF) { /* straight into the destination */
-        ssize_t r = recv_some(c->fd, p, n);
+        ssize_t r = recv_some(c, p, n);
         if (r < 0) return -1;
         p += r;
         n -= (size_t)r;
@@ -197,7 +252,7 @@ int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n)
     }
     c->rpos = c->rlen = 0;
     while (c->rlen < n) {
-        ssize_t r = recv_some(c->fd, c->rbuf + c->rlen, VGPU_CONN_RBUF - c->rlen);
+        ssize_t r = recv_some(c, c->rbuf + c->rlen, VGPU_CONN_RBUF - c->rlen);
         if (r < 0) return -1;
         c->rlen += (size_t)r;
     }
@@ -210,6 +265,7 @@ void vgpu_sock_close(struct vgpu_conn *c)
 {
     if (!c) return;
     close(c->fd);
+    for (unsigned i = 0; i < c->nfds; i++) close(c->fds[i]);
     free(c->rbuf);
     free(c);
 }

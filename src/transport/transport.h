@@ -25,6 +25,10 @@ struct vgpu_transport {
     int (*writev_all)(struct vgpu_conn *c, struct iovec *iov, int iovcnt);
     /* Receive exactly n bytes, or fail (-1; errno 0 at orderly end of stream). */
     int (*read_all)(struct vgpu_conn *c, void *buf, size_t n);
+    /* Like writev_all, with a file descriptor passed along (SCM_RIGHTS), which the peer
+     * picks up with vgpu_conn_take_fd after reading the bytes. NULL: the transport
+     * cannot pass descriptors (TCP). */
+    int (*writev_fd)(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int fd);
     void (*close)(struct vgpu_conn *c);
 };
 
@@ -41,7 +45,15 @@ struct vgpu_conn {
      * is empty (a plain recv would drop it). */
     unsigned char *rbuf;
     size_t rpos, rlen;
+    /* Descriptors that arrived with received bytes (unix sockets), oldest first, until
+     * taken; more than VGPU_CONN_MAX_FDS are closed on arrival. */
+    int fds[4];
+    unsigned nfds;
 };
+#define VGPU_CONN_MAX_FDS 4
+
+/* The oldest descriptor received on c and not yet taken, or -1. The caller owns it. */
+int vgpu_conn_take_fd(struct vgpu_conn *c);
 
 /* Bytes received on c but not yet read (a protocol step that switches a connection to
  * another channel checks this is 0). */
@@ -82,6 +94,7 @@ long vgpu_recv_fd(int sock, void *data, size_t len, int *fd);
 
 /* Read/write helpers shared by the socket transports. */
 int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt);
+int vgpu_sock_writev_fd(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int fd);
 int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n);
 void vgpu_sock_close(struct vgpu_conn *c);
 

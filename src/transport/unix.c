@@ -95,5 +95,6 @@ const struct vgpu_transport vgpu_transport_unix = {
     .listen = unix_listen,
     .writev_all = vgpu_sock_writev_all,
     .read_all = vgpu_sock_read_all,
+    .writev_fd = vgpu_sock_writev_fd,
     .close = vgpu_sock_close,
 };

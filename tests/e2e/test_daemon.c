@@ -7,7 +7,8 @@
  * that name memory which is not mirrored (skipped, never written) and a registration
  * at an address the worker uses (placed elsewhere), clients that disappear mid-session
  * (the daemon logs what it freed for them), an idle lane that outlives the handshake
- * timeout, and 16 concurrent sessions.
+ * timeout, 16 concurrent sessions, and shared pinned memory (unix sockets: unsealed or
+ * missized memfds, unknown regions and ranges past a region are refused).
  *
  *   test_daemon ADDR            run every check against the daemon at ADDR
  *                               (unix:PATH or tcp:HOST:PORT)
@@ -34,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,6 +51,7 @@
 #define LOG_WAIT_MS 8000      /* how long a worker may take to log its disconnect */
 #define IDLE_MS 5600          /* longer than the daemon's hello timeout (5 s) */
 #define EXPECTED_DEVICE "vgpu emulated GPU"
+#define CU_INVALID_VALUE 1 /* CUDA_ERROR_INVALID_VALUE (no cuda.h here) */
 #define CONCURRENT 16
 #define WHY_LEN 512
 
@@ -585,6 +589,143 @@ static void test_garbage_and_silent(void)
 }
 
 /* 3. A good session, step by step. */
+/* ---- shared pinned memory (unix sockets only) ---- */
+
+/* A call with a descriptor passed along (fd < 0: none). */
+static int call_fd(struct client *k, uint16_t op, const struct wire_buf *args, int fd, int32_t *result,
+                   struct wire_rd *out, char *why)
+{
+    uint64_t seq = ++k->seq;
+    struct vgpu_frame_hdr h = {.length = (uint32_t)args->len, .op = op, .seq = seq};
+    uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+    vgpu_frame_hdr_encode(&h, hdr);
+    struct iovec iov[2] = {{hdr, sizeof hdr}, {args->data, args->len}};
+    int rc = fd >= 0 ? k->c->t->writev_fd(k->c, iov, 2, fd) : k->c->t->writev_all(k->c, iov, 2);
+    if (rc) return fail(why, "%s: send: %s", vgpu_op_name(op), strerror(errno));
+    struct vgpu_frame_hdr r;
+    if (vgpu_frame_recv(k->c, &r, &k->in) || r.seq != seq) return fail(why, "%s: no reply", vgpu_op_name(op));
+    wire_rd_init(out, k->in.data, k->in.len);
+    *result = wire_get_i32(out);
+    return 0;
+}
+
+/* A memfd of `size` bytes, sealed against resizing when `seal`. */
+static int make_memfd(size_t size, bool seal)
+{
+    int fd = memfd_create("test-shared", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -1;
+    if (ftruncate(fd, (off_t)size) || (seal && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int shared_register(struct client *k, uint64_t size, int fd, int32_t *result, uint64_t *id, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, size);
+    wire_put_u32(&a, 0);
+    struct wire_rd r;
+    int rc = call_fd(k, VGPU_OP_HOST_SHARED_REGISTER, &a, fd, result, &r, why);
+    wire_buf_free(&a);
+    if (!rc && *result == 0) {
+        *id = wire_get_u64(&r);
+        (void)wire_get_u64(&r);
+        if (!wire_rd_end(&r)) return fail(why, "HOST_SHARED_REGISTER: bad reply");
+    }
+    return rc;
+}
+
+static int shared_copy(struct client *k, uint16_t op, uint64_t dev, uint64_t id, uint64_t off, uint64_t n,
+                       int32_t *result, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, dev);
+    wire_put_u64(&a, id);
+    wire_put_u64(&a, off);
+    wire_put_u64(&a, n);
+    wire_put_u64(&a, 0);
+    wire_put_u32(&a, 1); /* SYNC */
+    struct wire_rd r;
+    int rc = call(k, op, &a, NULL, 0, result, &r, why);
+    wire_buf_free(&a);
+    return rc;
+}
+
+/* The daemon maps only sealed memfds of the announced size, copies only inside a region
+ * of this client's, and keeps the session working after each refusal. */
+static void test_shared_host(void)
+{
+    char why[WHY_LEN] = "";
+    if (strncmp(g_addr, "unix:", 5)) {
+        printf("PASS shared_host_memory (skipped: descriptors need a unix socket)\n");
+        return;
+    }
+    const size_t size = 1 << 16;
+    struct client k;
+    int fd_unsealed = make_memfd(size, false), fd_good = make_memfd(size, true), fd_small = make_memfd(4096, true);
+    uint8_t *map = MAP_FAILED;
+    if (fd_unsealed < 0 || fd_good < 0 || fd_small < 0) {
+        fail(why, "memfd: %s", strerror(errno));
+        goto out;
+    }
+    map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_good, 0);
+    if (map == MAP_FAILED || session_setup(&k, PID_BASE + 40, why)) goto out;
+    int32_t res = 0;
+    uint64_t id = 0, dev = 0;
+    if (shared_register(&k, size, -1, &res, &id, why)) goto out;
+    if (res != CU_INVALID_VALUE) fail(why, "registration without a descriptor answered %d", res);
+    if (!why[0] && !shared_register(&k, size, fd_unsealed, &res, &id, why) && res != CU_INVALID_VALUE)
+        fail(why, "an unsealed memfd was accepted (%d)", res);
+    if (!why[0] && !shared_register(&k, size, fd_small, &res, &id, why) && res != CU_INVALID_VALUE)
+        fail(why, "a memfd smaller than announced was accepted (%d)", res);
+    if (!why[0] && !shared_register(&k, size, fd_good, &res, &id, why) && res != 0)
+        fail(why, "a sealed memfd was refused (%d)", res);
+    if (why[0] || op_alloc(&k, size, &dev, why)) goto out;
+    for (size_t i = 0; i < size; i++) map[i] = (uint8_t)(i * 7 + 3);
+    if (!shared_copy(&k, VGPU_OP_MEMCPY_HTOD_SHARED, dev, id, 0, size, &res, why) && res)
+        fail(why, "shared host-to-device copy failed (%d)", res);
+    uint8_t *back = malloc(size);
+    if (!why[0] && back && !op_dtoh(&k, dev, back, size, why) && memcmp(back, map, size))
+        fail(why, "device memory differs from the shared pages");
+    memset(map, 0, size);
+    if (!why[0] && !shared_copy(&k, VGPU_OP_MEMCPY_DTOH_SHARED, dev, id, 4096, 8192, &res, why) && res)
+        fail(why, "shared device-to-host copy failed (%d)", res);
+    if (!why[0] && (map[4096] != 3 || map[4096 + 8191] != (uint8_t)(8191 * 7 + 3) || map[0] != 0))
+        fail(why, "the daemon's copy did not land in the shared pages");
+    free(back);
+    /* refusals that leave the session working */
+    if (!why[0] && !shared_copy(&k, VGPU_OP_MEMCPY_HTOD_SHARED, dev, id + 1000, 0, 16, &res, why) &&
+        res != CU_INVALID_VALUE)
+        fail(why, "an unknown region was accepted (%d)", res);
+    if (!why[0] && !shared_copy(&k, VGPU_OP_MEMCPY_DTOH_SHARED, dev, id, size - 8, 16, &res, why) &&
+        res != CU_INVALID_VALUE)
+        fail(why, "a range past the region was accepted (%d)", res);
+    if (!why[0] && !shared_copy(&k, VGPU_OP_MEMCPY_DTOH_SHARED, dev, id, UINT64_MAX - 4, 16, &res, why) &&
+        res != CU_INVALID_VALUE)
+        fail(why, "an overflowing range was accepted (%d)", res);
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, id);
+    struct wire_rd r;
+    if (!why[0] && !call(&k, VGPU_OP_HOST_SHARED_FREE, &a, NULL, 0, &res, &r, why) && res)
+        fail(why, "free failed (%d)", res);
+    if (!why[0] && !call(&k, VGPU_OP_HOST_SHARED_FREE, &a, NULL, 0, &res, &r, why) && res != CU_INVALID_VALUE)
+        fail(why, "a second free was accepted (%d)", res);
+    wire_buf_free(&a);
+    if (!why[0] && !round_trip(&k, 4096, 9, 1, why)) goodbye(&k);
+out:
+    if (map != MAP_FAILED) munmap(map, size);
+    if (fd_unsealed >= 0) close(fd_unsealed);
+    if (fd_good >= 0) close(fd_good);
+    if (fd_small >= 0) close(fd_small);
+    cl_close(&k);
+    report("shared_host_memory", why[0] ? why : NULL);
+}
+
 static void test_good_session(void)
 {
     char why[WHY_LEN] = "";
@@ -1120,6 +1261,7 @@ int main(int argc, char **argv)
     test_version_mismatch();
     test_garbage_and_silent();
     test_good_session();
+    test_shared_host();
     test_malformed();
     test_join();
     test_mirror();

@@ -501,12 +501,34 @@ static void fence_settled(const struct fence *fc)
     }
 }
 
+static enum vg_rpc_status call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len,
+                               struct wire_rd *reply, int32_t *result, int pass_fd);
+
 enum vg_rpc_status vg_rpc_call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len,
                                struct wire_rd *reply, int32_t *result)
+{
+    return call(op, args, bulk, bulk_len, reply, result, -1);
+}
+
+enum vg_rpc_status vg_rpc_call_fd(uint16_t op, const struct wire_buf *args, int fd, struct wire_rd *reply,
+                                  int32_t *result)
+{
+    return call(op, args, NULL, 0, reply, result, fd);
+}
+
+bool vg_rpc_can_pass_fds(void)
+{
+    struct vg_lane *l = lane_get();
+    return l && l->conn->t->writev_fd;
+}
+
+static enum vg_rpc_status call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len,
+                               struct wire_rd *reply, int32_t *result, int pass_fd)
 {
     struct vg_lane *l = NULL;
     enum vg_rpc_status st = ready(args, &l);
     if (st != VG_RPC_OK) return st;
+    if (pass_fd >= 0 && !l->conn->t->writev_fd) return VG_RPC_UNSUPPORTED;
     if (args->len + bulk_len > VGPU_MAX_FRAME_PAYLOAD) {
         errno = EMSGSIZE;
         return lost("send");
@@ -519,7 +541,12 @@ enum vg_rpc_status vg_rpc_call(uint16_t op, const struct wire_buf *args, const v
     uint8_t hdr[VGPU_FRAME_HDR_SIZE];
     vgpu_frame_hdr_encode(&fh, hdr);
     struct iovec more[3] = {{hdr, sizeof hdr}, {args->data, args->len}, {(void *)bulk, bulk_len}};
-    if (!rc) rc = lane_flush_locked(l, more, 3); /* batched posts, fence and call in one write */
+    if (!rc && pass_fd >= 0) { /* the descriptor rides on the call frame: queued posts go first */
+        rc = lane_flush_locked(l, NULL, 0);
+        if (!rc) rc = l->conn->t->writev_fd(l->conn, more, 3, pass_fd);
+    } else if (!rc) {
+        rc = lane_flush_locked(l, more, 3); /* batched posts, fence and call in one write */
+    }
     pthread_mutex_unlock(&l->send_lock);
     if (rc) return lost("send");
     if (fc.n) batch_hurry(); /* not under send_lock: the flusher takes batch.lock, then send locks */

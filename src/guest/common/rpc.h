@@ -28,6 +28,7 @@ enum vg_rpc_status {
     VG_RPC_LOST,     /* the connection failed, now or before (logged once) */
     VG_RPC_NO_LANE,  /* this thread could not open its lane (logged) */
     VG_RPC_NOMEM,    /* the arguments could not be built */
+    VG_RPC_UNSUPPORTED, /* this lane's transport cannot do it (pass a descriptor over TCP) */
 };
 
 /* Open the session (first lane) to VGPU_SERVER or the default address. `api` names
@@ -41,6 +42,13 @@ bool vg_rpc_is_open(void);
  * NULL) reads the outputs; it stays valid until this thread's next call. */
 enum vg_rpc_status vg_rpc_call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len,
                                struct wire_rd *reply, int32_t *result);
+
+/* vg_rpc_call with a file descriptor passed along with the request (unix sockets:
+ * the daemon takes it with vgpu_conn_take_fd); VG_RPC_UNSUPPORTED elsewhere. */
+enum vg_rpc_status vg_rpc_call_fd(uint16_t op, const struct wire_buf *args, int fd, struct wire_rd *reply,
+                                  int32_t *result);
+/* Whether this thread's lane can pass descriptors (same host, unix socket). */
+bool vg_rpc_can_pass_fds(void);
 
 /* A series of `count` calls of one op whose successful replies are exactly a block of
  * data (device-to-host copy chunks), kept `window` deep so the daemon prepares the

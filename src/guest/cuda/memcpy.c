@@ -1,8 +1,10 @@
 /*
  * Copies and memsets in every direction, sync and async, 1D/2D/3D.
  *
- * Host memory only exists in the guest, so host-to-device data travels in the
- * request and device-to-host data in the reply, split into chunks of
+ * Pinned memory shared with a same-host daemon (host_shared.c) needs no data on the wire:
+ * the daemon copies straight from or into its pages, and the Async forms are posted in
+ * both directions. Other host memory only exists in the guest, so host-to-device data
+ * travels in the request and device-to-host data in the reply, split into chunks of
  * VGPU_MAX_BULK_CHUNK. Asynchronous host-to-device and device-to-device copies
  * (1D and strided) and asynchronous memsets are posted without waiting for the
  * daemon, as are all but the last chunk of a synchronous multi-chunk copy. Device-to-host copies wait for
@@ -38,11 +40,30 @@ static CUresult pulled(CUresult rc, bool sync)
     return rc == CUDA_SUCCESS && sync ? vg_mirror_pull() : rc;
 }
 
+/* A copy between the device and pinned memory shared with the daemon: no data on the
+ * wire; asynchronous ones (both directions) are posted. */
+static CUresult shared_copy(uint16_t op, CUdeviceptr dev, uint64_t region, uint64_t offset, size_t n,
+                            CUstream stream, bool sync)
+{
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, dev);
+    wire_put_u64(a, region);
+    wire_put_u64(a, offset);
+    wire_put_u64(a, n);
+    wire_put_u64(a, WIRE_STREAM(stream));
+    wire_put_u32(a, sync ? COPY_SYNC : 0);
+    CUresult rc = sync || vg_capture_active() ? vg_call(op, a, NULL, 0, NULL) : vg_post(op, a, NULL, 0);
+    return pulled(rc, sync);
+}
+
 static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream, bool sync)
 {
     REQUIRE_INIT();
     if (n && !src) return CUDA_ERROR_INVALID_VALUE;
     PUSH_FIRST();
+    uint64_t region, offset;
+    if (n && vg_pinned_shared(src, n, &region, &offset))
+        return shared_copy(VGPU_OP_MEMCPY_HTOD_SHARED, dst, region, offset, n, stream, sync);
     const char *p = src;
     do {
         size_t chunk = n > VGPU_MAX_BULK_CHUNK ? VGPU_MAX_BULK_CHUNK : n;
@@ -102,6 +123,9 @@ static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream, bool
     REQUIRE_INIT();
     if (n && !dst) return CUDA_ERROR_INVALID_VALUE;
     PUSH_FIRST();
+    uint64_t region, offset;
+    if (n && vg_pinned_shared(dst, n, &region, &offset))
+        return shared_copy(VGPU_OP_MEMCPY_DTOH_SHARED, src, region, offset, n, stream, sync);
     size_t pieces = n ? (n + DTOH_CHUNK - 1) / DTOH_CHUNK : 1;
     if (pieces > UINT32_MAX) return CUDA_ERROR_INVALID_VALUE;
     struct dtoh_job j = {dst, src, n, WIRE_STREAM(stream), sync ? COPY_SYNC : 0};

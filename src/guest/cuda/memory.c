@@ -4,12 +4,14 @@
  * and from them can be recognised. Mapped pinned memory (DEVICEMAP) is the exception:
  * kernels use it, so the daemon holds it and the guest a mirror (mirror.c), and its
  * pointer attributes are the daemon's, with addresses translated to the guest's.
+ * Other pinned memory is shared with a same-host daemon when it can be (host_shared.c).
  * Copies and memsets live in memcpy.c, managed memory in managed.c.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "guest/cuda/host_shared.h"
 #include "guest/cuda/memory.h"
 #include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
@@ -21,6 +23,7 @@ struct range {
     bool allocated_here; /* pinned: from cuMemAllocHost/cuMemHostAlloc (vs registered) */
     bool mirrored;       /* pinned: mapped (DEVICEMAP), the daemon holds it too (mirror.c) */
     bool vmm;            /* device: a cuMemMap mapping (vmm.c); mappings back to back are one range */
+    uint64_t shared;     /* pinned: the daemon's region id when shared with it (host_shared.c), else 0 */
 };
 struct range_set {
     pthread_rwlock_t lock;
@@ -437,14 +440,35 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
         *pp = p;
         return CUDA_SUCCESS;
     }
-    if (posix_memalign(&p, 4096, bytesize)) return CUDA_ERROR_OUT_OF_MEMORY;
+    /* Shared with a same-host daemon when possible: copies are then DMA from these pages. */
+    uint64_t region = 0;
+    if (vg_host_shared_alloc(&p, bytesize, Flags, &region) != CUDA_SUCCESS) {
+        region = 0;
+        if (posix_memalign(&p, 4096, bytesize)) return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags,
-                                                 .allocated_here = true})) {
-        free(p);
+                                                 .allocated_here = true, .shared = region})) {
+        if (region) vg_host_shared_free(region, p, bytesize);
+        else free(p);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     *pp = p;
     return CUDA_SUCCESS;
+}
+
+bool vg_pinned_shared(const void *p, size_t n, uint64_t *region, uint64_t *offset)
+{
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    pthread_rwlock_rdlock(&pinned_ranges.lock);
+    long i = range_floor(&pinned_ranges, a);
+    bool ok = i >= 0 && pinned_ranges.r[i].shared && a - pinned_ranges.r[i].base <= pinned_ranges.r[i].size &&
+              n <= pinned_ranges.r[i].size - (a - pinned_ranges.r[i].base);
+    if (ok) {
+        *region = pinned_ranges.r[i].shared;
+        *offset = a - pinned_ranges.r[i].base;
+    }
+    pthread_rwlock_unlock(&pinned_ranges.lock);
+    return ok;
 }
 
 CUresult CUDAAPI cuMemAllocHost_v2(void **pp, size_t bytesize) { return cuMemHostAlloc(pp, bytesize, 0); }
@@ -460,6 +484,7 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
     long i = range_floor(&pinned_ranges, (uint64_t)(uintptr_t)p);
     bool ours = i >= 0 && pinned_ranges.r[i].base == (uint64_t)(uintptr_t)p && pinned_ranges.r[i].allocated_here;
     bool mirrored = ours && pinned_ranges.r[i].mirrored;
+    uint64_t region = ours ? pinned_ranges.r[i].shared : 0;
     pthread_rwlock_unlock(&pinned_ranges.lock);
     if (!ours) return CUDA_ERROR_INVALID_VALUE;
     if (mirrored) {
@@ -467,6 +492,7 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
         if (rc != CUDA_SUCCESS) return rc;
     }
     if (!range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_INVALID_VALUE;
+    if (region) return vg_host_shared_free(region, p, r.size);
     if (!mirrored) free(p);
     return CUDA_SUCCESS;
 }

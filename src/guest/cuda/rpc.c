@@ -9,6 +9,7 @@ static CUresult status_result(enum vg_rpc_status st)
     case VG_RPC_NOT_OPEN:
     case VG_RPC_FORKED: return CUDA_ERROR_NOT_INITIALIZED;
     case VG_RPC_NOMEM: return CUDA_ERROR_OUT_OF_MEMORY;
+    case VG_RPC_UNSUPPORTED: return CUDA_ERROR_NOT_SUPPORTED;
     case VG_RPC_LOST:
     case VG_RPC_NO_LANE:
     default: return CUDA_ERROR_DEVICE_UNAVAILABLE;
@@ -43,5 +44,12 @@ CUresult vg_call_pipelined(uint16_t op, const struct vg_rpc_pipe *p)
 {
     int32_t result = 0;
     enum vg_rpc_status st = vg_rpc_call_pipelined(op, p, &result);
+    return st == VG_RPC_OK ? (CUresult)result : status_result(st);
+}
+
+CUresult vg_call_fd(uint16_t op, const struct wire_buf *args, int fd, struct wire_rd *reply)
+{
+    int32_t result = 0;
+    enum vg_rpc_status st = vg_rpc_call_fd(op, args, fd, reply, &result);
     return st == VG_RPC_OK ? (CUresult)result : status_result(st);
 }

@@ -30,6 +30,9 @@ CUresult vg_post(uint16_t op, const struct wire_buf *args, const void *bulk, siz
 /* Convenience: a call whose reply has no outputs (or whose outputs are ignored). */
 CUresult vg_call_simple(uint16_t op, const struct wire_buf *args);
 
+/* A call passing a file descriptor with the request (guest/common/rpc.h). */
+CUresult vg_call_fd(uint16_t op, const struct wire_buf *args, int fd, struct wire_rd *reply);
+
 /* A pipelined series of calls whose replies are data blocks (guest/common/rpc.h). */
 CUresult vg_call_pipelined(uint16_t op, const struct vg_rpc_pipe *p);
 

@@ -1,0 +1,92 @@
+/*
+ * Pinned host memory shared with a same-host daemon (see src/server/ops_host_shared.c).
+ * cuMemAllocHost/cuMemHostAlloc (without DEVICEMAP) create a memfd, seal its size, map it
+ * and pass it to vgpud over the lane's unix socket; the daemon maps the same pages and
+ * page-locks them with the driver. Copies between this memory and the device then carry
+ * no data on the wire (memcpy.c), and an asynchronous device-to-host copy returns at once
+ * and lands in stream order, as with the real driver.
+ *
+ * Only where descriptors can be passed (a unix-socket daemon, so the same host) and
+ * unless VGPU_SHM=0; when it cannot be done, the caller falls back to ordinary memory
+ * (copies then travel on the wire).
+ */
+#define _GNU_SOURCE 1
+#include "guest/cuda/host_shared.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "guest/cuda/rpc.h"
+
+static long page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? p : 4096;
+}
+
+static bool enabled(void)
+{
+    static atomic_int state; /* 0 unknown, 1 on, 2 off */
+    int s = atomic_load(&state);
+    if (!s) {
+        const char *env = getenv("VGPU_SHM");
+        s = env && !strcmp(env, "0") ? 2 : 1;
+        atomic_store(&state, s);
+    }
+    return s == 1 && vg_rpc_can_pass_fds();
+}
+
+size_t vg_host_shared_size(size_t size)
+{
+    size_t page = (size_t)page_size();
+    return size > SIZE_MAX - page ? 0 : (size + page - 1) / page * page;
+}
+
+CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *region)
+{
+    if (!enabled()) return CUDA_ERROR_NOT_SUPPORTED;
+    size_t len = vg_host_shared_size(size);
+    if (!len) return CUDA_ERROR_OUT_OF_MEMORY;
+    int fd = memfd_create("vgpu-pinned", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return CUDA_ERROR_NOT_SUPPORTED;
+    void *p = MAP_FAILED;
+    CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
+    if (ftruncate(fd, (off_t)len) == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) {
+        struct wire_buf *a = vg_args();
+        wire_put_u64(a, len);
+        wire_put_u32(a, flags);
+        struct wire_rd r;
+        rc = vg_call_fd(VGPU_OP_HOST_SHARED_REGISTER, a, fd, &r);
+        if (rc == CUDA_SUCCESS) {
+            uint64_t id = wire_get_u64(&r);
+            (void)wire_get_u64(&r); /* the daemon's address: unused here */
+            if (!wire_rd_end(&r) || !id) rc = vg_bad_reply(VGPU_OP_HOST_SHARED_REGISTER);
+            else *region = id;
+        }
+    }
+    close(fd); /* the mappings keep the memory */
+    if (rc != CUDA_SUCCESS) {
+        if (p != MAP_FAILED) munmap(p, len);
+        return rc;
+    }
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+
+CUresult vg_host_shared_free(uint64_t region, void *p, size_t size)
+{
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, region);
+    CUresult rc = vg_call_simple(VGPU_OP_HOST_SHARED_FREE, a);
+    /* The pages are ours either way: a lost daemon no longer uses them. */
+    munmap(p, vg_host_shared_size(size));
+    return rc == CUDA_ERROR_DEVICE_UNAVAILABLE ? CUDA_SUCCESS : rc;
+}

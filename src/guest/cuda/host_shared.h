@@ -1,0 +1,16 @@
+/* Pinned host memory shared with a same-host daemon (host_shared.c). */
+#ifndef VGPU_GUEST_HOST_SHARED_H
+#define VGPU_GUEST_HOST_SHARED_H
+
+#include "guest/cuda/guest.h"
+
+/* Allocate size bytes (rounded up to pages) of shared pinned memory: *pp and the
+ * daemon's region id. CUDA_ERROR_NOT_SUPPORTED when this lane cannot share memory
+ * (TCP, VGPU_SHM=0, an old daemon): the caller uses ordinary memory instead. */
+CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *region);
+/* Give the region back to the daemon and unmap it. */
+CUresult vg_host_shared_free(uint64_t region, void *p, size_t size);
+/* The mapped length of a region of size bytes (0 on overflow). */
+size_t vg_host_shared_size(size_t size);
+
+#endif
