@@ -48,7 +48,7 @@ size_t vg_host_shared_size(size_t size)
     return size > SIZE_MAX - page ? 0 : (size + page - 1) / page * page;
 }
 
-CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *region)
+CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *region, uint64_t *daemon)
 {
     if (!enabled()) return CUDA_ERROR_NOT_SUPPORTED;
     size_t len = vg_host_shared_size(size);
@@ -66,10 +66,13 @@ CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *
         struct wire_rd r;
         rc = vg_call_fd(VGPU_OP_HOST_SHARED_REGISTER, a, fd, &r);
         if (rc == CUDA_SUCCESS) {
-            uint64_t id = wire_get_u64(&r);
-            (void)wire_get_u64(&r); /* the daemon's address: unused here */
-            if (!wire_rd_end(&r) || !id) rc = vg_bad_reply(VGPU_OP_HOST_SHARED_REGISTER);
-            else *region = id;
+            uint64_t id = wire_get_u64(&r), at = wire_get_u64(&r);
+            if (!wire_rd_end(&r) || !id || !at) {
+                rc = vg_bad_reply(VGPU_OP_HOST_SHARED_REGISTER);
+            } else {
+                *region = id;
+                *daemon = at;
+            }
         }
     }
     close(fd); /* the mappings keep the memory */

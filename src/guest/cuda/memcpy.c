@@ -62,7 +62,7 @@ static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream
     if (n && !src) return CUDA_ERROR_INVALID_VALUE;
     PUSH_FIRST();
     uint64_t region, offset;
-    if (n && vg_pinned_shared(src, n, &region, &offset))
+    if (n && vg_pinned_shared(src, n, &region, &offset, NULL))
         return shared_copy(VGPU_OP_MEMCPY_HTOD_SHARED, dst, region, offset, n, stream, sync);
     const char *p = src;
     do {
@@ -124,7 +124,7 @@ static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream, bool
     if (n && !dst) return CUDA_ERROR_INVALID_VALUE;
     PUSH_FIRST();
     uint64_t region, offset;
-    if (n && vg_pinned_shared(dst, n, &region, &offset))
+    if (n && vg_pinned_shared(dst, n, &region, &offset, NULL))
         return shared_copy(VGPU_OP_MEMCPY_DTOH_SHARED, src, region, offset, n, stream, sync);
     size_t pieces = n ? (n + DTOH_CHUNK - 1) / DTOH_CHUNK : 1;
     if (pieces > UINT32_MAX) return CUDA_ERROR_INVALID_VALUE;

@@ -24,6 +24,7 @@ struct range {
     bool mirrored;       /* pinned: mapped (DEVICEMAP), the daemon holds it too (mirror.c) */
     bool vmm;            /* device: a cuMemMap mapping (vmm.c); mappings back to back are one range */
     uint64_t shared;     /* pinned: the daemon's region id when shared with it (host_shared.c), else 0 */
+    uint64_t shared_at;  /* pinned and shared: the daemon's address of base */
 };
 struct range_set {
     pthread_rwlock_t lock;
@@ -441,13 +442,14 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
         return CUDA_SUCCESS;
     }
     /* Shared with a same-host daemon when possible: copies are then DMA from these pages. */
-    uint64_t region = 0;
-    if (vg_host_shared_alloc(&p, bytesize, Flags, &region) != CUDA_SUCCESS) {
+    uint64_t region = 0, shared_at = 0;
+    if (vg_host_shared_alloc(&p, bytesize, Flags, &region, &shared_at) != CUDA_SUCCESS) {
         region = 0;
         if (posix_memalign(&p, 4096, bytesize)) return CUDA_ERROR_OUT_OF_MEMORY;
     }
     if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags,
-                                                 .allocated_here = true, .shared = region})) {
+                                                 .allocated_here = true, .shared = region,
+                                                 .shared_at = shared_at})) {
         if (region) vg_host_shared_free(region, p, bytesize);
         else free(p);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -456,7 +458,7 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
     return CUDA_SUCCESS;
 }
 
-bool vg_pinned_shared(const void *p, size_t n, uint64_t *region, uint64_t *offset)
+bool vg_pinned_shared(const void *p, size_t n, uint64_t *region, uint64_t *offset, uint64_t *daemon)
 {
     uint64_t a = (uint64_t)(uintptr_t)p;
     pthread_rwlock_rdlock(&pinned_ranges.lock);
@@ -466,6 +468,7 @@ bool vg_pinned_shared(const void *p, size_t n, uint64_t *region, uint64_t *offse
     if (ok) {
         *region = pinned_ranges.r[i].shared;
         *offset = a - pinned_ranges.r[i].base;
+        if (daemon) *daemon = pinned_ranges.r[i].shared_at + *offset;
     }
     pthread_rwlock_unlock(&pinned_ranges.lock);
     return ok;

@@ -15,8 +15,9 @@ int vg_device_range_add(CUdeviceptr base, size_t size);
 void vg_device_range_remove(CUdeviceptr base, size_t size);
 /* true if p lies in pinned (page-locked) host memory of this process; flags out. */
 bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size);
-/* true if [p, p+n) lies in pinned memory shared with the daemon: its region and offset. */
-bool vg_pinned_shared(const void *p, size_t n, uint64_t *region, uint64_t *offset);
+/* true if [p, p+n) lies in pinned memory shared with the daemon: its region, the offset
+ * in it and (daemon, if not NULL) the daemon's address of p. */
+bool vg_pinned_shared(const void *p, size_t n, uint64_t *region, uint64_t *offset, uint64_t *daemon);
 /* Managed memory (managed.c): [base, base+size) is device memory for unified copies
  * (0, or -1 when out of memory). */
 int vg_device_alloc_add(CUdeviceptr base, size_t size);
