@@ -150,6 +150,19 @@ bool mirror_covers(uint64_t p)
     return found;
 }
 
+bool mirror_range(uint64_t p, uint64_t len, bool by_device)
+{
+    uint64_t want = len ? len : 1;
+    pthread_mutex_lock(&mirrors_lock);
+    bool found = find_locked(p, want) != NULL;
+    for (size_t i = 0; !found && by_device && i < nmirrors; i++) {
+        uint64_t off = p - mirrors[i].dev;
+        found = off < mirrors[i].size && want <= mirrors[i].size - off;
+    }
+    pthread_mutex_unlock(&mirrors_lock);
+    return found;
+}
+
 void mirror_forget_context(uint64_t ctx)
 {
     if (!ctx) return;

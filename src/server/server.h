@@ -33,6 +33,8 @@ enum handle_kind {
     H_GRAPH,      /* owner: 0, or the graph whose child-graph node holds it */
     H_GRAPH_NODE, /* owner: its graph */
     H_GRAPH_EXEC,
+    H_CAPTURE_GRAPH, /* a graph captured into with cuStreamBeginCaptureToGraph: value and owner = the
+                      * graph (forgotten with it); a failed capture leaves such a graph to the client */
     H_KIND_COUNT
 };
 

@@ -18,7 +18,15 @@ bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size)
 /* Managed memory (managed.c): [base, base+size) is device memory for unified copies
  * (0, or -1 when out of memory). */
 int vg_device_alloc_add(CUdeviceptr base, size_t size);
-/* Mirrored memory whose context is gone (mirror.c): forget its pinned or device range. */
+/* Host memory a graph may name (graph.c, memcpy.c): the daemon's address of guest
+ * memory [p, p + len), which must lie in mirrored memory or inside one pinned allocation.
+ * Pinned memory that is not mirrored yet (allocated or registered without DEVICEMAP, as
+ * cudaMallocHost is) becomes mirrored here, the whole allocation, until it is freed or
+ * unregistered: a graph replays its copies when this process's memory is out of the
+ * daemon's reach. CUDA_ERROR_NOT_SUPPORTED for any other (pageable) memory. */
+CUresult vg_host_for_graph(uint64_t p, uint64_t len, uint64_t *daemon);
+/* Mirrored memory whose context is gone (mirror.c): forget its pinned or device range
+ * (pinned memory mirrored by vg_host_for_graph stays pinned, no longer mirrored). */
 struct vg_mirror_info;
 void vg_memory_forget_mirror(const struct vg_mirror_info *mi);
 

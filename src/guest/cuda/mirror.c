@@ -546,6 +546,17 @@ bool vg_mirror_lookup(uint64_t p, struct vg_mirror_info *out, bool *by_guest)
     return found;
 }
 
+bool vg_mirror_guest_of_host(uint64_t p, uint64_t *guest)
+{
+    if (atomic_load_explicit(&M.count, memory_order_acquire) == 0) return false;
+    pthread_mutex_lock(&M.lock);
+    size_t i = find_host(p, 1);
+    bool found = i != M.n;
+    if (found) *guest = M.m[i].i.guest + (p - M.m[i].i.host);
+    pthread_mutex_unlock(&M.lock);
+    return found;
+}
+
 void vg_mirrors_forget_ctx(CUcontext ctx)
 {
     if (!ctx || atomic_load(&M.count) == 0) return;

@@ -56,6 +56,10 @@ void vg_mirror_managed_freed(CUdeviceptr p);
 /* The mirror holding p, by guest address (*by_guest true) or by device address. */
 bool vg_mirror_lookup(uint64_t p, struct vg_mirror_info *out, bool *by_guest);
 
+/* The guest address of the daemon's host address p in mirrored memory (what a graph's
+ * copy read back names); false when no mirror holds it. */
+bool vg_mirror_guest_of_host(uint64_t p, uint64_t *guest);
+
 /* A context was destroyed (or a primary context reset or released for the last time):
  * the memory it allocated and registered is gone. */
 void vg_mirrors_forget_ctx(CUcontext ctx);
