@@ -4,7 +4,8 @@
  * last agreed on. What one side changed is where its copy differs from its shadow;
  * it sends those ranges, and the other side merges them byte by byte against its own
  * shadow, so bytes it changed itself and the sender did not are kept. Both sides use
- * these two functions, so their notion of a change is the same.
+ * these two functions, so their notion of a change is the same; and the same extent
+ * computation for copies a graph makes with mirrored memory.
  */
 #ifndef VGPU_MIRROR_DIFF_H
 #define VGPU_MIRROR_DIFF_H

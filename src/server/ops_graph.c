@@ -6,20 +6,26 @@
  * graph as owner, H_GRAPH_EXEC) the first time the daemon hands it out. Destroying a
  * graph forgets its nodes and, recursively, the child graphs of its child-graph nodes.
  *
- * Node parameters travel as a node description (NODE below), never as host pointers:
+ * Node parameters travel as a node description (NODE below), never as guest pointers:
  * kernel arguments are one packed block laid out at the offsets the driver reports for
- * the function (as for LAUNCH), copies and memsets name device memory only (host memory
- * in a graph is guest memory the daemon cannot reach: the guest refuses it with
- * CUDA_ERROR_NOT_SUPPORTED), a host node carries the guest's host-function ticket (the
- * daemon's node calls hostfn_trampoline, ops_hostfn.c). Reading a kernel node back
- * returns the packed block and the layout, so the guest can point kernelParams into its
- * own copy.
+ * the function (as for LAUNCH); copies (COPY) name device memory, or host memory only
+ * inside one of the session's mirrors (by the daemon's address: the graph runs when the
+ * guest cannot supply data, so the guest mirrors pinned memory a graph names and refuses
+ * pageable memory); memsets name device memory; a host node carries the guest's
+ * host-function ticket (the daemon's node calls hostfn_trampoline, ops_hostfn.c).
+ * Reading a kernel node back returns the packed block and the layout, so the guest can
+ * point kernelParams into its own copy.
  *
  * Wire layouts (request -> reply body after the i32 result, outputs only on success):
+ *   COPY              2 x {u32 memory type, u64 address, u64 x, u64 y, u64 z, u64 pitch,
+ *                     u64 height} (src, dst), u64 width, u64 height, u64 depth; memory type
+ *                     DEVICE; HOST (address: the daemon's host address, the touched bytes
+ *                     inside one mirror); UNIFIED (inside a mirror by host or device address,
+ *                     or device memory by the driver's account). Anything else:
+ *                     CUDA_ERROR_NOT_SUPPORTED, so the driver never reaches worker memory.
  *   NODE (u32 type = CUgraphNodeType, then)
  *     KERNEL 0        u64 func, u32 grid[3], u32 block[3], u32 shared, bytes args
- *     MEMCPY 1        2 x {u32 memory type (DEVICE or UNIFIED), u64 device, u64 x, u64 y, u64 z,
- *                     u64 pitch, u64 height} (src, dst), u64 width, u64 height, u64 depth
+ *     MEMCPY 1        COPY
  *     MEMSET 2        u64 dst, u64 pitch, u32 value, u32 element size, u64 width, u64 height
  *     HOST 3          u64 ticket
  *     GRAPH 4         u64 child graph
@@ -31,6 +37,16 @@
  *   u32 count, count x {u32 offset, u32 size} (the layout of args).
  *
  *   STREAM_BEGIN_CAPTURE u64 stream, u32 mode                       -> (nothing)
+ *   STREAM_CAPTURE_TO_GRAPH u64 stream, u64 graph, u32 mode, u32 count (<= 4096),
+ *                        count x {u64 node, 8 bytes edge data}      -> (nothing)
+ *                        (the graph is marked H_CAPTURE_GRAPH: a failed capture leaves it
+ *                        to the client, where a STREAM_BEGIN_CAPTURE graph is forgotten)
+ *   STREAM_UPDATE_CAPTURE_DEPS u64 stream, u32 flags (0 add, 1 set), u32 count (<= 4096),
+ *                        count x {u64 node, 8 bytes edge data}      -> (nothing)
+ *                        (all-zero edge data is passed as NULL: default edges)
+ *   MEMCPY_MIRRORED      u64 stream, COPY                           -> (nothing)
+ *                        (an async copy with host memory on a capturing stream, as
+ *                        cuMemcpy3DAsync: the driver records the daemon's copy)
  *   STREAM_END_CAPTURE   u64 stream                                 -> u64 graph
  *   STREAM_CAPTURE_INFO  u64 stream                                 -> u32 status, u64 id, u64 graph,
  *                        u32 count, count x {u64 node, 8 bytes edge data}   (id.. only when capturing)
@@ -59,8 +75,10 @@
  *   GRAPH_NODE_ENABLED   u64 exec, u64 node, u32 set, u32 enabled   -> u32 enabled
  *   GRAPH_LAUNCH         u64 exec, u64 stream, u32 upload (0 launch, 1 upload)  [posted, no reply]
  *
- * Copies and memsets that name host memory are refused while their stream captures
- * (ops_memory.c): the daemon's staging buffer would be captured, not the guest's memory.
+ * MEMCPY_HTOD/DTOH/STRIDED (data on the wire) are refused while their stream captures
+ * (ops_memory.c): the daemon's staging buffer would be captured, not the guest's memory;
+ * the guest sends copies with mirrored or pinned memory on a capturing stream as
+ * MEMCPY_MIRRORED instead.
  */
 #include <string.h>
 

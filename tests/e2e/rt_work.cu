@@ -14,8 +14,9 @@
 //   - graphs copying between the device and pinned host memory (cudaMallocHost): captured
 //     cudaMemcpyAsync/cudaMemcpy2DAsync and explicit memcpy nodes (1D and 3D forms,
 //     cudaMemcpyDefault, parameters read back and changed), replayed with host changes
-//     in between and results checked after each kind of sync; a captured copy from
-//     pageable (malloc) memory fails cleanly.
+//     in between and results checked after each kind of sync; the same captured with
+//     mapped pinned and managed memory; a captured copy from pageable (malloc) memory
+//     fails cleanly.
 // One `PASS name` / `FAIL name: why` line per check; exit status 0 iff all passed.
 // The emu backend runs the kernels from tests/e2e/plugins/work_kernels.c.
 #include <cuda_runtime.h>
@@ -936,6 +937,51 @@ static void test_graph_pinned_nodes()
     cudaFree(d);
 }
 
+// Mapped pinned memory (cudaHostAllocMapped) and managed memory in a captured graph.
+static void test_graph_mapped_capture()
+{
+    int *d = nullptr, *hin = nullptr, *hout = nullptr, *managed = nullptr;
+    cudaStream_t s;
+    TRY("mapped_capture.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("mapped_capture.setup", cudaHostAlloc(&hin, N * sizeof(int), cudaHostAllocMapped));
+    TRY("mapped_capture.setup", cudaHostAlloc(&hout, N * sizeof(int), cudaHostAllocMapped));
+    TRY("mapped_capture.setup", cudaMallocManaged(&managed, N * sizeof(int)));
+    TRY("mapped_capture.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    TRY("mapped_capture.begin", cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cudaError_t e1 = cudaMemcpyAsync(d, hin, N * sizeof(int), cudaMemcpyHostToDevice, s);
+    k_add<<<G, B, 0, s>>>(d, 1, N);
+    k_mul<<<G, B, 0, s>>>(d, 2, N);
+    cudaError_t e2 = cudaMemcpyAsync(hout, d, N * sizeof(int), cudaMemcpyDeviceToHost, s);
+    cudaError_t e3 = cudaMemcpyAsync(managed, d, N * sizeof(int), cudaMemcpyDefault, s);
+    cudaGraph_t g = nullptr;
+    cudaError_t ee = cudaStreamEndCapture(s, &g);
+    check(e1 == cudaSuccess && e2 == cudaSuccess && e3 == cudaSuccess && ee == cudaSuccess, "mapped_capture.captured",
+          "h2d %s, d2h %s, managed %s, end %s", cudaGetErrorName(e1), cudaGetErrorName(e2), cudaGetErrorName(e3),
+          cudaGetErrorName(ee));
+    if (ee != cudaSuccess || !g)
+        return;
+    cudaGraphExec_t exec;
+    TRY("mapped_capture.instantiate", cudaGraphInstantiate(&exec, g, 0));
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++)
+            hin[i] = 5 * i + k;
+        TRY("mapped_capture.launch", cudaGraphLaunch(exec, s));
+        TRY("mapped_capture.sync", cudaStreamSynchronize(s));
+        char name[64];
+        snprintf(name, sizeof name, "mapped_capture.replay_%d", k);
+        check_doubled(hin, hout, name);
+        snprintf(name, sizeof name, "mapped_capture.managed_%d", k);
+        check_doubled(hin, managed, name);
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaFreeHost(hin);
+    cudaFreeHost(hout);
+    cudaFree(managed);
+    cudaStreamDestroy(s);
+    cudaFree(d);
+}
+
 // A captured copy from pageable memory: the capture fails cleanly and the stream works afterwards.
 static void test_graph_pageable_refused()
 {
@@ -981,6 +1027,7 @@ int main()
     test_update_capture_dependencies();
     test_graph_pinned_capture();
     test_graph_pinned_nodes();
+    test_graph_mapped_capture();
     test_graph_pageable_refused();
     printf("rt_work: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;

@@ -188,7 +188,8 @@ CUresult vg_host_for_graph(uint64_t p, uint64_t len, uint64_t *daemon)
     CUresult rc = CUDA_SUCCESS;
     if (!mirrored_at(p, want, daemon)) { /* not done by another thread meanwhile */
         rc = vg_mirror_host_register((void *)(uintptr_t)r.base, (size_t)r.size,
-                                     CU_MEMHOSTREGISTER_DEVICEMAP | (r.flags & CU_MEMHOSTREGISTER_PORTABLE));
+                                     CU_MEMHOSTREGISTER_DEVICEMAP | VGPU_HOST_REGISTER_FOR_GRAPH |
+                                         (r.flags & CU_MEMHOSTREGISTER_PORTABLE));
         if (rc == CUDA_SUCCESS) {
             pthread_rwlock_wrlock(&pinned_ranges.lock);
             long i = range_floor(&pinned_ranges, r.base);
@@ -533,7 +534,7 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
 CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags)
 {
     REQUIRE_INIT();
-    if (!p || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!p || bytesize == 0 || (Flags & VGPU_HOST_REGISTER_FOR_GRAPH)) return CUDA_ERROR_INVALID_VALUE;
     struct vg_mirror_info mi;
     if (vg_pinned_lookup(p, NULL, NULL, NULL) ||
         vg_pinned_lookup((const char *)p + bytesize - 1, NULL, NULL, NULL) ||

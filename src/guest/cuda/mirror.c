@@ -1,6 +1,7 @@
 /*
  * Mirrored memory, guest side (see mirror.h): the table of mirrors, the guest mappings
- * at the daemon's addresses, and the push and pull of changes.
+ * at the daemon's addresses, the push and pull of changes, and lookups by guest, device
+ * or daemon host address (pointer attributes, graph copies).
  *
  * Guest mappings at daemon addresses are made page by page: two allocations of the
  * daemon may share a page (the driver packs small ones), so each page the guest maps

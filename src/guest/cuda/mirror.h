@@ -1,6 +1,8 @@
 /*
  * Mirrored memory, guest side: mapped pinned host memory (cuMemHostAlloc /
- * cuMemHostRegister with DEVICEMAP) and managed memory (cuMemAllocManaged).
+ * cuMemHostRegister with DEVICEMAP), managed memory (cuMemAllocManaged), and pinned
+ * memory without DEVICEMAP once a graph copies to or from it (memory.h,
+ * vg_host_for_graph: registered as with DEVICEMAP, so graphs can name the daemon's copy).
  *
  * Kernels can only reach memory of the daemon, so the daemon holds the memory they use
  * and the guest a copy (a *mirror*) where host code reads and writes it: at the

@@ -18,6 +18,14 @@
  * stream to the capture (cross-stream capture). A synchronizing call on a capturing
  * stream fails with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidates the capture,
  * as the driver does. The legacy NULL stream cannot capture.
+ * A capture may add to the caller's graph (cuStreamBeginCaptureToGraph): the capture
+ * borrows it (never frees it; if the graph is destroyed meanwhile the capture is
+ * invalidated). A stream's capture dependencies carry edge data, set by
+ * cuStreamUpdateCaptureDependencies_v2 and the capture-to-graph dependencies and answered
+ * by cuStreamGetCaptureInfo; default and programmatic edges are kept as given and every
+ * edge is run as a full dependency (a valid schedule for either).
+ * Memcpy nodes may copy to and from host memory (the daemon names mirrored memory there);
+ * a one-row copy may leave its pitches 0, as cudaGraphAddMemcpyNode1D does.
  */
 #include "server/emu/emu_internal.h"
 
