@@ -710,7 +710,8 @@ static void test_update_capture_dependencies()
     TRY("capture_deps.set", cudaStreamGetCaptureInfo(s, &st, nullptr, nullptr, &deps, &edata, &ndeps));
     check(ndeps == 2 && contains(deps, ndeps, b1) && contains(deps, ndeps, b2), "capture_deps.info_after_set",
           "%zu deps", ndeps);
-    check(edata && edata[0].type == cudaGraphDependencyTypeDefault && edata[1].type == cudaGraphDependencyTypeDefault,
+    // default edges (the driver may answer them with no array at all)
+    check(!edata || (edata[0].type == cudaGraphDependencyTypeDefault && edata[1].type == cudaGraphDependencyTypeDefault),
           "capture_deps.edge_data_default");
 
     // join: the next captured kernel waits for both
