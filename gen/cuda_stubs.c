@@ -1191,16 +1191,6 @@ CUresult cuStreamBatchMemOp_v2_ptsz(CUstream stream, unsigned int count, CUstrea
     return vg_unsupported("cuStreamBatchMemOp_v2_ptsz");
 }
 
-CUresult cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData, size_t numDependencies, CUstreamCaptureMode mode)
-{
-    return vg_unsupported("cuStreamBeginCaptureToGraph");
-}
-
-CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData, size_t numDependencies, CUstreamCaptureMode mode)
-{
-    return vg_unsupported("cuStreamBeginCaptureToGraph_ptsz");
-}
-
 CUresult cuStreamCopyAttributes(CUstream dstStream, CUstream srcStream)
 {
     return vg_unsupported("cuStreamCopyAttributes");
@@ -1264,26 +1254,6 @@ CUresult cuStreamSetAttribute(CUstream hStream, CUstreamAttrID attr, const CUstr
 CUresult cuStreamSetAttribute_ptsz(CUstream hStream, CUstreamAttrID attr, const CUstreamAttrValue *value)
 {
     return vg_unsupported("cuStreamSetAttribute_ptsz");
-}
-
-CUresult cuStreamUpdateCaptureDependencies(CUstream hStream, CUgraphNode *dependencies, size_t numDependencies, unsigned int flags)
-{
-    return vg_unsupported("cuStreamUpdateCaptureDependencies");
-}
-
-CUresult cuStreamUpdateCaptureDependencies_ptsz(CUstream hStream, CUgraphNode *dependencies, size_t numDependencies, unsigned int flags)
-{
-    return vg_unsupported("cuStreamUpdateCaptureDependencies_ptsz");
-}
-
-CUresult cuStreamUpdateCaptureDependencies_v2(CUstream hStream, CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData, size_t numDependencies, unsigned int flags)
-{
-    return vg_unsupported("cuStreamUpdateCaptureDependencies_v2");
-}
-
-CUresult cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream hStream, CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData, size_t numDependencies, unsigned int flags)
-{
-    return vg_unsupported("cuStreamUpdateCaptureDependencies_v2_ptsz");
 }
 
 CUresult cuStreamWaitValue32(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)

@@ -562,8 +562,8 @@
     X(cuStreamBatchMemOp_v2, unsupported) \
     X(cuStreamBatchMemOp_v2_ptsz, unsupported) \
     X(cuStreamBeginCapture, remote) \
-    X(cuStreamBeginCaptureToGraph, unsupported) \
-    X(cuStreamBeginCaptureToGraph_ptsz, unsupported) \
+    X(cuStreamBeginCaptureToGraph, remote) \
+    X(cuStreamBeginCaptureToGraph_ptsz, remote) \
     X(cuStreamBeginCapture_ptsz, remote) \
     X(cuStreamBeginCapture_v2, remote) \
     X(cuStreamBeginCapture_v2_ptsz, remote) \
@@ -604,10 +604,10 @@
     X(cuStreamSetAttribute_ptsz, unsupported) \
     X(cuStreamSynchronize, remote) \
     X(cuStreamSynchronize_ptsz, remote) \
-    X(cuStreamUpdateCaptureDependencies, unsupported) \
-    X(cuStreamUpdateCaptureDependencies_ptsz, unsupported) \
-    X(cuStreamUpdateCaptureDependencies_v2, unsupported) \
-    X(cuStreamUpdateCaptureDependencies_v2_ptsz, unsupported) \
+    X(cuStreamUpdateCaptureDependencies, remote) \
+    X(cuStreamUpdateCaptureDependencies_ptsz, remote) \
+    X(cuStreamUpdateCaptureDependencies_v2, remote) \
+    X(cuStreamUpdateCaptureDependencies_v2_ptsz, remote) \
     X(cuStreamWaitEvent, remote) \
     X(cuStreamWaitEvent_ptsz, remote) \
     X(cuStreamWaitValue32, unsupported) \
@@ -682,8 +682,8 @@
     X(cuWaitExternalSemaphoresAsync_ptsz, unsupported) \
 
 #define VGPU_ENTRY_POINT_COUNT 671
-#define VGPU_ENTRY_POINTS_REMOTE 277
+#define VGPU_ENTRY_POINTS_REMOTE 283
 #define VGPU_ENTRY_POINTS_LOCAL 39
-#define VGPU_ENTRY_POINTS_UNSUPPORTED 355
+#define VGPU_ENTRY_POINTS_UNSUPPORTED 349
 
 #endif

@@ -23,6 +23,11 @@ enum { VGPU_MEMSET_8 = 1, VGPU_MEMSET_16 = 2, VGPU_MEMSET_32 = 4 };
 /* Launch kinds (LAUNCH op). */
 enum { VGPU_LAUNCH_PLAIN = 0, VGPU_LAUNCH_COOPERATIVE = 1, VGPU_LAUNCH_EX = 2 };
 
+/* HOST_REGISTER flags bit of vgpu's own: the guest mirrors pinned memory a graph names
+ * (not a registration the application asked for). The daemon registers it with the
+ * lane thread's capture mode relaxed, so an open stream capture is not invalidated. */
+#define VGPU_HOST_REGISTER_FOR_GRAPH 0x80000000u
+
 /* Default server address when VGPU_SERVER is unset. */
 #define VGPU_DEFAULT_SERVER "unix:/tmp/vgpud.sock"
 

@@ -118,6 +118,8 @@
     X(cuStreamBeginCapture_v2, PFN_cuStreamBeginCapture_v10010)                \
     X(cuStreamEndCapture, PFN_cuStreamEndCapture_v10000)                       \
     X(cuStreamGetCaptureInfo_v3, PFN_cuStreamGetCaptureInfo_v12030)            \
+    X(cuStreamBeginCaptureToGraph, PFN_cuStreamBeginCaptureToGraph_v12030)    \
+    X(cuStreamUpdateCaptureDependencies_v2, PFN_cuStreamUpdateCaptureDependencies_v12030)\
     X(cuThreadExchangeStreamCaptureMode, PFN_cuThreadExchangeStreamCaptureMode_v10010)\
     X(cuGraphCreate, PFN_cuGraphCreate_v10000)                                 \
     X(cuGraphDestroy, PFN_cuGraphDestroy_v10000)                               \

@@ -38,6 +38,11 @@ CUresult mirror_free_managed(uint64_t p);
 /* true when p lies in mirrored memory, by host or device address. */
 bool mirror_covers(uint64_t p);
 
+/* true when [p, p + len) lies inside one mirror, by the daemon's host address or, when
+ * by_device, also by the mirror's device address (len 0 counts as 1): memory a graph's
+ * copy may name (ops_graph.c). */
+bool mirror_range(uint64_t p, uint64_t len, bool by_device);
+
 /* The context ctx is gone, and with it the memory it allocated: drop its mirrors. */
 void mirror_forget_context(uint64_t ctx);
 

@@ -6,20 +6,26 @@
  * graph as owner, H_GRAPH_EXEC) the first time the daemon hands it out. Destroying a
  * graph forgets its nodes and, recursively, the child graphs of its child-graph nodes.
  *
- * Node parameters travel as a node description (NODE below), never as host pointers:
+ * Node parameters travel as a node description (NODE below), never as guest pointers:
  * kernel arguments are one packed block laid out at the offsets the driver reports for
- * the function (as for LAUNCH), copies and memsets name device memory only (host memory
- * in a graph is guest memory the daemon cannot reach: the guest refuses it with
- * CUDA_ERROR_NOT_SUPPORTED), a host node carries the guest's host-function ticket (the
- * daemon's node calls hostfn_trampoline, ops_hostfn.c). Reading a kernel node back
- * returns the packed block and the layout, so the guest can point kernelParams into its
- * own copy.
+ * the function (as for LAUNCH); copies (COPY) name device memory, or host memory only
+ * inside one of the session's mirrors (by the daemon's address: the graph runs when the
+ * guest cannot supply data, so the guest mirrors pinned memory a graph names and refuses
+ * pageable memory); memsets name device memory; a host node carries the guest's
+ * host-function ticket (the daemon's node calls hostfn_trampoline, ops_hostfn.c).
+ * Reading a kernel node back returns the packed block and the layout, so the guest can
+ * point kernelParams into its own copy.
  *
  * Wire layouts (request -> reply body after the i32 result, outputs only on success):
+ *   COPY              2 x {u32 memory type, u64 address, u64 x, u64 y, u64 z, u64 pitch,
+ *                     u64 height} (src, dst), u64 width, u64 height, u64 depth; memory type
+ *                     DEVICE; HOST (address: the daemon's host address, the touched bytes
+ *                     inside one mirror); UNIFIED (inside a mirror by host or device address,
+ *                     or device memory by the driver's account). Anything else:
+ *                     CUDA_ERROR_NOT_SUPPORTED, so the driver never reaches worker memory.
  *   NODE (u32 type = CUgraphNodeType, then)
  *     KERNEL 0        u64 func, u32 grid[3], u32 block[3], u32 shared, bytes args
- *     MEMCPY 1        2 x {u32 memory type (DEVICE or UNIFIED), u64 device, u64 x, u64 y, u64 z,
- *                     u64 pitch, u64 height} (src, dst), u64 width, u64 height, u64 depth
+ *     MEMCPY 1        COPY
  *     MEMSET 2        u64 dst, u64 pitch, u32 value, u32 element size, u64 width, u64 height
  *     HOST 3          u64 ticket
  *     GRAPH 4         u64 child graph
@@ -31,6 +37,16 @@
  *   u32 count, count x {u32 offset, u32 size} (the layout of args).
  *
  *   STREAM_BEGIN_CAPTURE u64 stream, u32 mode                       -> (nothing)
+ *   STREAM_CAPTURE_TO_GRAPH u64 stream, u64 graph, u32 mode, u32 count (<= 4096),
+ *                        count x {u64 node, 8 bytes edge data}      -> (nothing)
+ *                        (the graph is marked H_CAPTURE_GRAPH: a failed capture leaves it
+ *                        to the client, where a STREAM_BEGIN_CAPTURE graph is forgotten)
+ *   STREAM_UPDATE_CAPTURE_DEPS u64 stream, u32 flags (0 add, 1 set), u32 count (<= 4096),
+ *                        count x {u64 node, 8 bytes edge data}      -> (nothing)
+ *                        (all-zero edge data is passed as NULL: default edges)
+ *   MEMCPY_MIRRORED      u64 stream, COPY                           -> (nothing)
+ *                        (an async copy with host memory on a capturing stream, as
+ *                        cuMemcpy3DAsync: the driver records the daemon's copy)
  *   STREAM_END_CAPTURE   u64 stream                                 -> u64 graph
  *   STREAM_CAPTURE_INFO  u64 stream                                 -> u32 status, u64 id, u64 graph,
  *                        u32 count, count x {u64 node, 8 bytes edge data}   (id.. only when capturing)
@@ -59,11 +75,16 @@
  *   GRAPH_NODE_ENABLED   u64 exec, u64 node, u32 set, u32 enabled   -> u32 enabled
  *   GRAPH_LAUNCH         u64 exec, u64 stream, u32 upload (0 launch, 1 upload)  [posted, no reply]
  *
- * Copies and memsets that name host memory are refused while their stream captures
- * (ops_memory.c): the daemon's staging buffer would be captured, not the guest's memory.
+ * MEMCPY_HTOD/DTOH/STRIDED (data on the wire) are refused while their stream captures
+ * (ops_memory.c): the daemon's staging buffer would be captured, not the guest's memory;
+ * the guest sends copies with mirrored or pinned memory on a capturing stream as
+ * MEMCPY_MIRRORED instead.
  */
 #include <string.h>
 
+#include "common/log.h"
+#include "common/mirror_diff.h"
+#include "server/mirror.h"
 #include "server/ops_module.h"
 
 #define MAX_GRAPH_LIST 4096u /* dependencies in one request */
@@ -139,7 +160,66 @@ struct node_desc {
     CUgraph child;
 };
 
-static bool device_type(uint32_t t) { return t == CU_MEMORYTYPE_DEVICE || t == CU_MEMORYTYPE_UNIFIED; }
+/* Device memory by the driver's own account (a UNIFIED address that is not mirrored). */
+static bool is_device_memory(uint64_t p)
+{
+    unsigned type = 0;
+    return drv.cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, (CUdeviceptr)p) == CUDA_SUCCESS &&
+           (type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_UNIFIED);
+}
+
+/* One side of a COPY: device memory as the client named it, or host memory inside one
+ * of the session's mirrors or shared pinned regions (ops_host_shared.c) by the daemon's host address (HOST; UNIFIED when the address
+ * is a mirror's). Anything else would have the driver read or write the worker's own
+ * memory when the graph runs: refused. */
+static CUresult copy_side_check(uint32_t type, uint64_t addr, uint64_t x, uint64_t y, uint64_t z, uint64_t pitch,
+                                uint64_t height, const CUDA_MEMCPY3D *c)
+{
+    static atomic_bool warned;
+    uint64_t off, len, start;
+    if (type == CU_MEMORYTYPE_DEVICE) return CUDA_SUCCESS; /* the driver checks device addresses */
+    if (type != CU_MEMORYTYPE_HOST && type != CU_MEMORYTYPE_UNIFIED) return CUDA_ERROR_NOT_SUPPORTED; /* arrays */
+    if (!vgpu_copy_side_extent(x, y, z, pitch, height, c->WidthInBytes, c->Height, c->Depth, &off, &len))
+        return CUDA_ERROR_INVALID_VALUE;
+    bool unified = type == CU_MEMORYTYPE_UNIFIED;
+    bool overflow = __builtin_add_overflow(addr, off, &start);
+    if (!overflow && (mirror_range(start, len, unified) || host_shared_range(start, len))) return CUDA_SUCCESS;
+    if (!overflow && unified && !mirror_range(start, 1, true) && is_device_memory(start)) return CUDA_SUCCESS;
+    if (!atomic_exchange(&warned, true))
+        VGPU_WARN("graph copy: %#llx (%llu bytes) is neither device memory nor mirrored host memory of this "
+                  "client: refused (guest pageable memory is out of reach when the graph runs)",
+                  (unsigned long long)addr, (unsigned long long)len);
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+/* Decode a COPY (the MEMCPY node's body, also MEMCPY_MIRRORED's) into *c: each side
+ * device memory, or host memory the daemon mirrors (then `device` is its host address). */
+static CUresult copy_decode(struct lane *L, struct wire_rd *in, CUDA_MEMCPY3D *c)
+{
+    uint32_t st = wire_get_u32(in);
+    uint64_t sdev = wire_get_u64(in), sx = wire_get_u64(in), sy = wire_get_u64(in), sz = wire_get_u64(in),
+             spitch = wire_get_u64(in), sheight = wire_get_u64(in);
+    uint32_t dt = wire_get_u32(in);
+    uint64_t ddev = wire_get_u64(in), dx = wire_get_u64(in), dy = wire_get_u64(in), dz = wire_get_u64(in),
+             dpitch = wire_get_u64(in), dheight = wire_get_u64(in);
+    uint64_t w = wire_get_u64(in), h = wire_get_u64(in), depth = wire_get_u64(in);
+    if (in->bad) REJECT(L, "bad copy description");
+    *c = (CUDA_MEMCPY3D){.srcMemoryType = (CUmemorytype)st, .srcXInBytes = sx, .srcY = sy, .srcZ = sz,
+                         .srcPitch = spitch, .srcHeight = sheight,
+                         .dstMemoryType = (CUmemorytype)dt, .dstXInBytes = dx, .dstY = dy, .dstZ = dz,
+                         .dstPitch = dpitch, .dstHeight = dheight,
+                         .WidthInBytes = w, .Height = h, .Depth = depth};
+    if (st == CU_MEMORYTYPE_HOST)
+        c->srcHost = (const void *)(uintptr_t)sdev;
+    else
+        c->srcDevice = sdev;
+    if (dt == CU_MEMORYTYPE_HOST)
+        c->dstHost = (void *)(uintptr_t)ddev;
+    else
+        c->dstDevice = ddev;
+    CUresult rc = copy_side_check(st, sdev, sx, sy, sz, spitch, sheight, c);
+    return rc == CUDA_SUCCESS ? copy_side_check(dt, ddev, dx, dy, dz, dpitch, dheight, c) : rc;
+}
 
 /* Decode a NODE; *why is set (and VGPU_RC_MALFORMED returned) for an undecodable
  * message; handles and values the driver should judge give a CUresult. */
@@ -171,23 +251,7 @@ static CUresult node_decode(struct lane *L, struct wire_rd *in, struct node_desc
                                               .sharedMemBytes = v[6], .kernelParams = n ? t_ptrs : NULL};
         return CUDA_SUCCESS;
     }
-    case CU_GRAPH_NODE_TYPE_MEMCPY: {
-        uint32_t st = wire_get_u32(in);
-        uint64_t sdev = wire_get_u64(in), sx = wire_get_u64(in), sy = wire_get_u64(in), sz = wire_get_u64(in),
-                 spitch = wire_get_u64(in), sheight = wire_get_u64(in);
-        uint32_t dt = wire_get_u32(in);
-        uint64_t ddev = wire_get_u64(in), dx = wire_get_u64(in), dy = wire_get_u64(in), dz = wire_get_u64(in),
-                 dpitch = wire_get_u64(in), dheight = wire_get_u64(in);
-        uint64_t w = wire_get_u64(in), h = wire_get_u64(in), depth = wire_get_u64(in);
-        if (in->bad) REJECT(L, "bad memcpy node");
-        if (!device_type(st) || !device_type(dt)) return CUDA_ERROR_NOT_SUPPORTED;
-        d->copy = (CUDA_MEMCPY3D){.srcMemoryType = (CUmemorytype)st, .srcDevice = sdev, .srcXInBytes = sx,
-                                  .srcY = sy, .srcZ = sz, .srcPitch = spitch, .srcHeight = sheight,
-                                  .dstMemoryType = (CUmemorytype)dt, .dstDevice = ddev, .dstXInBytes = dx,
-                                  .dstY = dy, .dstZ = dz, .dstPitch = dpitch, .dstHeight = dheight,
-                                  .WidthInBytes = w, .Height = h, .Depth = depth};
-        return CUDA_SUCCESS;
-    }
+    case CU_GRAPH_NODE_TYPE_MEMCPY: return copy_decode(L, in, &d->copy);
     case CU_GRAPH_NODE_TYPE_MEMSET:
         d->set.dst = wire_get_u64(in);
         d->set.pitch = wire_get_u64(in);
@@ -376,17 +440,17 @@ CUresult op_GRAPH_NODE_GET(struct lane *L, struct wire_rd *in, struct wire_buf *
         memset(&c, 0, sizeof c);
         if ((rc = drv.cuGraphMemcpyNodeGetParams(node, &c)) != CUDA_SUCCESS) return rc;
         wire_put_u32(out, type);
-        /* A node the daemon made names device memory only; report others as they are
-         * without their host pointers. */
+        /* Host sides name the daemon's copy of mirrored memory (the guest turns the
+         * address into its own). */
         wire_put_u32(out, c.srcMemoryType);
-        wire_put_u64(out, c.srcDevice);
+        wire_put_u64(out, c.srcMemoryType == CU_MEMORYTYPE_HOST ? h64(c.srcHost) : c.srcDevice);
         wire_put_u64(out, c.srcXInBytes);
         wire_put_u64(out, c.srcY);
         wire_put_u64(out, c.srcZ);
         wire_put_u64(out, c.srcPitch);
         wire_put_u64(out, c.srcHeight);
         wire_put_u32(out, c.dstMemoryType);
-        wire_put_u64(out, c.dstDevice);
+        wire_put_u64(out, c.dstMemoryType == CU_MEMORYTYPE_HOST ? h64(c.dstHost) : c.dstDevice);
         wire_put_u64(out, c.dstXInBytes);
         wire_put_u64(out, c.dstY);
         wire_put_u64(out, c.dstZ);
@@ -735,6 +799,84 @@ CUresult op_STREAM_BEGIN_CAPTURE(struct lane *L, struct wire_rd *in, struct wire
     return drv.cuStreamBeginCapture_v2(s, (CUstreamCaptureMode)mode);
 }
 
+/* A dependency list with edge data: count x {u64 node, 8 bytes edge}, each node one of
+ * the session's. *edges_out is NULL when every edge is the default one (all zero), as
+ * callers without edge data pass. false when a node is unknown. */
+static bool get_deps(struct session *s, struct wire_rd *in, uint32_t n, CUgraphNode *nodes, CUgraphEdgeData *edges,
+                     const CUgraphEdgeData **edges_out)
+{
+    static const unsigned char zero[sizeof(CUgraphEdgeData)];
+    bool ok = true, any_edge = false;
+    for (uint32_t i = 0; i < n; i++) {
+        ok &= wire_node(s, wire_get_u64(in), &nodes[i]);
+        const void *raw = wire_get_raw(in, sizeof edges[i]);
+        memset(&edges[i], 0, sizeof edges[i]);
+        if (raw) memcpy(&edges[i], raw, sizeof edges[i]);
+        any_edge |= memcmp(&edges[i], zero, sizeof zero) != 0;
+    }
+    *edges_out = any_edge ? edges : NULL;
+    return ok;
+}
+
+CUresult op_STREAM_CAPTURE_TO_GRAPH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    static _Thread_local CUgraphNode deps[MAX_GRAPH_LIST];
+    static _Thread_local CUgraphEdgeData edges[MAX_GRAPH_LIST];
+    uint64_t sv = wire_get_u64(in), gv = wire_get_u64(in);
+    uint32_t mode = wire_get_u32(in), n = wire_get_u32(in);
+    if (n > MAX_GRAPH_LIST) REJECT(L, "too many dependencies");
+    const CUgraphEdgeData *edata = NULL;
+    bool deps_ok = get_deps(L->s, in, n, deps, edges, &edata);
+    IN_END(L, in);
+    CUstream s;
+    CUgraph g;
+    if (!wire_stream(L->s, sv, &s)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!wire_graph(L->s, gv, &g) || !deps_ok) return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = drv.cuStreamBeginCaptureToGraph(s, g, deps, edata, n, (CUstreamCaptureMode)mode);
+    /* The graph stays the client's whatever becomes of the capture. */
+    if (rc == CUDA_SUCCESS && handles_add(L->s, H_CAPTURE_GRAPH, gv, gv, 0)) {
+        CUgraph ended = NULL;
+        drv.cuStreamEndCapture(s, &ended);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return rc;
+}
+
+CUresult op_STREAM_UPDATE_CAPTURE_DEPS(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    static _Thread_local CUgraphNode deps[MAX_GRAPH_LIST];
+    static _Thread_local CUgraphEdgeData edges[MAX_GRAPH_LIST];
+    uint64_t sv = wire_get_u64(in);
+    uint32_t flags = wire_get_u32(in), n = wire_get_u32(in);
+    if (n > MAX_GRAPH_LIST) REJECT(L, "too many dependencies");
+    const CUgraphEdgeData *edata = NULL;
+    bool deps_ok = get_deps(L->s, in, n, deps, edges, &edata);
+    IN_END(L, in);
+    CUstream s;
+    if (!wire_stream(L->s, sv, &s)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!deps_ok) return CUDA_ERROR_INVALID_VALUE;
+    return drv.cuStreamUpdateCaptureDependencies_v2(s, deps, edata, n, flags);
+}
+
+/* An async copy between device memory and mirrored host memory (the daemon's copy):
+ * what the guest sends for a copy with host memory on a capturing stream, so the graph
+ * records memory it can reach whenever it runs. */
+CUresult op_MEMCPY_MIRRORED(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)out;
+    uint64_t sv = wire_get_u64(in);
+    CUDA_MEMCPY3D c;
+    CUresult rc = copy_decode(L, in, &c);
+    if (rc == VGPU_RC_MALFORMED) return rc;
+    IN_END(L, in);
+    CUstream s;
+    if (!wire_stream(L->s, sv, &s)) return CUDA_ERROR_INVALID_HANDLE;
+    if (rc != CUDA_SUCCESS) return rc;
+    return drv.cuMemcpy3DAsync_v2(&c, s);
+}
+
 CUresult op_STREAM_END_CAPTURE(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
     uint64_t sv = wire_get_u64(in);
@@ -742,14 +884,15 @@ CUresult op_STREAM_END_CAPTURE(struct lane *L, struct wire_rd *in, struct wire_b
     CUstream s;
     if (!wire_stream(L->s, sv, &s)) return CUDA_ERROR_INVALID_HANDLE;
     /* The graph being captured, which the client may have been told of: forgotten if
-     * the capture fails (the driver destroys it). */
+     * the capture fails (the driver destroys it), unless it is the client's own graph
+     * (cuStreamBeginCaptureToGraph), which stays. */
     CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
     CUgraph captured = NULL;
     drv.cuStreamGetCaptureInfo_v3(s, &st, NULL, &captured, NULL, NULL, NULL);
     CUgraph g = NULL;
     CUresult rc = drv.cuStreamEndCapture(s, &g);
     if (rc != CUDA_SUCCESS) {
-        if (captured) forget_graph(L->s, h64(captured));
+        if (captured && !handles_has(L->s, H_CAPTURE_GRAPH, h64(captured))) forget_graph(L->s, h64(captured));
         return rc;
     }
     if (g && handles_add(L->s, H_GRAPH, h64(g), 0, 0)) {

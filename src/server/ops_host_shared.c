@@ -165,3 +165,17 @@ CUresult op_MEMCPY_DTOH_SHARED(struct lane *L, struct wire_rd *in, struct wire_b
     (void)out;
     return shared_copy(L, in, false);
 }
+
+bool host_shared_range(uint64_t p, uint64_t len)
+{
+    if (!len) len = 1;
+    bool ok = false;
+    pthread_mutex_lock(&regions_lock);
+    for (size_t i = 0; i < MAX_REGIONS && !ok; i++) {
+        const struct region *r = &regions[i];
+        uint64_t base = (uint64_t)(uintptr_t)r->base;
+        ok = r->id && p >= base && p - base <= r->size && len <= r->size - (p - base);
+    }
+    pthread_mutex_unlock(&regions_lock);
+    return ok;
+}

@@ -21,7 +21,9 @@
  * (their data is the reply). Requests without a reply (NOREPLY frames) are async copies
  * and memsets, and all but the last chunk of a multi-chunk synchronous copy.
  * Device addresses are passed to the driver, which validates them (the emu backend checks
- * every range against its allocation map); host buffers are the daemon's own.
+ * every range against its allocation map); host buffers are the daemon's own. On a
+ * capturing stream the host-data copies are refused (refused_in_capture); the guest sends
+ * captured copies with mirrored host memory as MEMCPY_MIRRORED (ops_graph.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -160,10 +162,11 @@ CUresult op_POINTER_GET_ATTRIBUTE(struct lane *L, struct wire_rd *in, struct wir
     return rc;
 }
 
-/* A copy between the guest's memory and the device cannot be captured: the daemon's
- * staging buffer would be recorded in the graph, not the guest's memory. Refuse it and
+/* A copy whose host data travels on the wire cannot be captured: the daemon's staging
+ * buffer would be recorded in the graph, not the guest's memory. Refuse it and
  * invalidate the capture (a synchronize on a capturing stream does), so the guest's
- * cuStreamEndCapture fails instead of returning a graph without the copy. */
+ * cuStreamEndCapture fails instead of returning a graph without the copy. (Copies with
+ * mirrored or pinned guest memory come as MEMCPY_MIRRORED instead: ops_graph.c.) */
 static bool refused_in_capture(CUstream stream, CUresult *rc)
 {
     if (!stream_is_capturing(stream)) return false;

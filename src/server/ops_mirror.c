@@ -4,6 +4,8 @@
  * HOST_ALLOC:      u64 size, u32 flags                -> u64 host, u64 dev
  * HOST_FREE:       u64 host                           -> (nothing)
  * HOST_REGISTER:   u64 hint, u64 size, u32 flags      -> u64 host, u64 dev
+ *                  (flags bit 31, VGPU_HOST_REGISTER_FOR_GRAPH: the guest mirrors pinned
+ *                  memory a graph names; registered in relaxed capture mode)
  * HOST_UNREGISTER: u64 host                           -> (nothing)
  * MIRROR_PUSH:     u32 count, count x {u64 host, bytes data}  (post, or call to order
  *                  other lanes' pushes before this lane's next work)
@@ -17,7 +19,8 @@
  * addressing), else anywhere with the same offset in its page. Addresses in pushes are
  * checked against the table: a run outside every mirror (one freed meanwhile by
  * another thread) is skipped. A pull answers at most VGPU_MAX_BULK_CHUNK bytes of
- * changes; `more` says the guest must ask again.
+ * changes; `more` says the guest must ask again. Graph copies (ops_graph.c) may name
+ * host memory only inside a mirror (mirror_range).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* MAP_FIXED_NOREPLACE */
@@ -146,6 +149,19 @@ bool mirror_covers(uint64_t p)
     bool found = find_locked(p, 1) != NULL;
     for (size_t i = 0; !found && i < nmirrors; i++) /* by device address, where it differs */
         found = p - mirrors[i].dev < mirrors[i].size;
+    pthread_mutex_unlock(&mirrors_lock);
+    return found;
+}
+
+bool mirror_range(uint64_t p, uint64_t len, bool by_device)
+{
+    uint64_t want = len ? len : 1;
+    pthread_mutex_lock(&mirrors_lock);
+    bool found = find_locked(p, want) != NULL;
+    for (size_t i = 0; !found && by_device && i < nmirrors; i++) {
+        uint64_t off = p - mirrors[i].dev;
+        found = off < mirrors[i].size && want <= mirrors[i].size - off;
+    }
     pthread_mutex_unlock(&mirrors_lock);
     return found;
 }
@@ -279,23 +295,28 @@ CUresult op_HOST_REGISTER(struct lane *L, struct wire_rd *in, struct wire_buf *o
     if (size == 0) return CUDA_ERROR_INVALID_VALUE;
     /* I/O memory of the guest cannot be mapped here; read-only registration is not mirrored. */
     if (flags & (CU_MEMHOSTREGISTER_IOMEMORY | CU_MEMHOSTREGISTER_READ_ONLY)) return CUDA_ERROR_NOT_SUPPORTED;
+    bool for_graph = flags & VGPU_HOST_REGISTER_FOR_GRAPH;
+    flags &= ~VGPU_HOST_REGISTER_FOR_GRAPH;
     if (flags & ~(uint32_t)HOST_REGISTER_FLAGS) return CUDA_ERROR_INVALID_VALUE;
     size_t len = 0;
     uint64_t host = 0;
     void *map = register_mapping(hint, size, &len, &host);
     if (!map) return CUDA_ERROR_OUT_OF_MEMORY;
     void *h = (void *)(uintptr_t)host;
+    /* The guest's own mirroring of pinned memory a graph names, usually while a stream
+     * captures: not an API call of the application, so it must not count against the
+     * capture (an unsafe call in a global-mode capture invalidates it). */
+    CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+    if (for_graph) drv.cuThreadExchangeStreamCaptureMode(&mode);
     CUresult rc = drv.cuMemHostRegister_v2(h, (size_t)size, flags | CU_MEMHOSTREGISTER_DEVICEMAP);
-    if (rc != CUDA_SUCCESS) {
-        munmap(map, len);
-        return rc;
-    }
+    bool registered = rc == CUDA_SUCCESS;
     CUdeviceptr d = 0;
-    rc = drv.cuMemHostGetDevicePointer_v2(&d, h, 0);
+    if (registered) rc = drv.cuMemHostGetDevicePointer_v2(&d, h, 0);
     if (rc == CUDA_SUCCESS && mirror_add(MIRROR_HOST_REGISTER, host, d, size, current_ctx(), map, len))
         rc = CUDA_ERROR_OUT_OF_MEMORY;
+    if (rc != CUDA_SUCCESS && registered) drv.cuMemHostUnregister(h);
+    if (for_graph) drv.cuThreadExchangeStreamCaptureMode(&mode);
     if (rc != CUDA_SUCCESS) {
-        drv.cuMemHostUnregister(h);
         munmap(map, len);
         return rc;
     }

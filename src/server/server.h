@@ -33,6 +33,8 @@ enum handle_kind {
     H_GRAPH,      /* owner: 0, or the graph whose child-graph node holds it */
     H_GRAPH_NODE, /* owner: its graph */
     H_GRAPH_EXEC,
+    H_CAPTURE_GRAPH, /* a graph captured into with cuStreamBeginCaptureToGraph: value and owner = the
+                      * graph (forgotten with it); a failed capture leaves such a graph to the client */
     H_KIND_COUNT
 };
 
@@ -162,6 +164,10 @@ void hostfn_lane_closed(struct session *s, unsigned index);
 void hostfn_session_init(struct session *s);
 /* Whether work put on stream s now goes into a graph rather than running. */
 bool stream_is_capturing(CUstream s);
+
+/* true when [p, p + len) (len 0 counts as 1) lies inside one shared pinned region of
+ * this worker's client, by the daemon's address (ops_host_shared.c): graphs may name it. */
+bool host_shared_range(uint64_t p, uint64_t len);
 
 /* Which backend this worker runs, for HELLO replies and logs. */
 extern const char *server_backend_name;

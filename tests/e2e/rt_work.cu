@@ -7,7 +7,16 @@
 //     upload, replay, exec update; explicit construction (kernel, memset, memcpy, host,
 //     event record, child-graph and empty nodes); kernel node parameters read back
 //     (kernelParams must point into this process) and changed on the graph and on the
-//     executable graph.
+//     executable graph;
+//   - capture into an existing graph (cudaStreamBeginCaptureToGraph, with and without
+//     edge data), fork/join through cudaStreamUpdateCaptureDependencies (set and add)
+//     and the capture info it changes;
+//   - graphs copying between the device and pinned host memory (cudaMallocHost): captured
+//     cudaMemcpyAsync/cudaMemcpy2DAsync and explicit memcpy nodes (1D and 3D forms,
+//     cudaMemcpyDefault, parameters read back and changed), replayed with host changes
+//     in between and results checked after each kind of sync; the same captured with
+//     mapped pinned and managed memory; a captured copy from pageable (malloc) memory
+//     fails cleanly.
 // One `PASS name` / `FAIL name: why` line per check; exit status 0 iff all passed.
 // The emu backend runs the kernels from tests/e2e/plugins/work_kernels.c.
 #include <cuda_runtime.h>
@@ -15,6 +24,7 @@
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -554,6 +564,455 @@ static void test_explicit_graph()
     cudaFree(d);
 }
 
+
+// ---------------------------------------------------------------------------------
+// capture into an existing graph, capture dependencies
+
+static size_t graph_node_count(cudaGraph_t g)
+{
+    size_t n = 0;
+    return cudaGraphGetNodes(g, nullptr, &n) == cudaSuccess ? n : (size_t)-1;
+}
+
+static size_t graph_edge_count(cudaGraph_t g)
+{
+    size_t n = 0;
+    return cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &n) == cudaSuccess ? n : (size_t)-1;
+}
+
+static void test_capture_to_graph()
+{
+    int *d = nullptr;
+    cudaStream_t s;
+    TRY("capture_to_graph.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("capture_to_graph.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+    // an existing graph with a memset node; the capture continues after it
+    cudaGraph_t g;
+    TRY("capture_to_graph.create", cudaGraphCreate(&g, 0));
+    cudaMemsetParams mp;
+    memset(&mp, 0, sizeof mp);
+    mp.dst = d;
+    mp.value = 0;
+    mp.elementSize = 4;
+    mp.width = N;
+    mp.height = 1;
+    cudaGraphNode_t n_set;
+    TRY("capture_to_graph.memset", cudaGraphAddMemsetNode(&n_set, g, nullptr, 0, &mp));
+    TRY("capture_to_graph.begin", cudaStreamBeginCaptureToGraph(s, g, &n_set, nullptr, 1, cudaStreamCaptureModeGlobal));
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    cudaGraph_t in_progress = nullptr;
+    const cudaGraphNode_t *deps = nullptr;
+    size_t ndeps = 0;
+    TRY("capture_to_graph.info", cudaStreamGetCaptureInfo(s, &st, nullptr, &in_progress, &deps, nullptr, &ndeps));
+    check(st == cudaStreamCaptureStatusActive && in_progress == g && ndeps == 1 && deps && deps[0] == n_set,
+          "capture_to_graph.info", "status %d graph %p (want %p) deps %zu", (int)st, (void *)in_progress, (void *)g,
+          ndeps);
+    k_add<<<G, B, 0, s>>>(d, 2, N);
+    k_mul<<<G, B, 0, s>>>(d, 3, N);
+    cudaLaunchHostFunc(s, count_run, &g_host_node_runs);
+    cudaGraph_t ended = nullptr;
+    TRY("capture_to_graph.end", cudaStreamEndCapture(s, &ended));
+    check(ended == g, "capture_to_graph.same_graph", "%p vs %p", (void *)ended, (void *)g);
+    size_t nodes = graph_node_count(g), edges = graph_edge_count(g);
+    check(nodes == 4 && edges == 3, "capture_to_graph.topology", "%zu nodes, %zu edges", nodes, edges);
+    cudaGraphNode_t roots[2] = {};
+    size_t nroots = 2;
+    TRY("capture_to_graph.roots", cudaGraphGetRootNodes(g, roots, &nroots));
+    check(nroots == 1 && roots[0] == n_set, "capture_to_graph.root_is_memset", "%zu roots", nroots);
+
+    // replayed several times
+    cudaGraphExec_t exec;
+    TRY("capture_to_graph.instantiate", cudaGraphInstantiate(&exec, g, 0));
+    g_host_node_runs = 0;
+    for (int k = 0; k < 4; k++) {
+        TRY("capture_to_graph.launch", cudaGraphLaunch(exec, s));
+        TRY("capture_to_graph.launch", cudaStreamSynchronize(s));
+        char name[64];
+        snprintf(name, sizeof name, "capture_to_graph.replay_%d", k);
+        device_all_equal(d, 6, name);
+    }
+    check(g_host_node_runs == 4, "capture_to_graph.host_runs", "%d", g_host_node_runs.load());
+
+    // a second capture into the same graph, as a new root, with explicit (default) edge data
+    cudaGraphEdgeData none;
+    memset(&none, 0, sizeof none);
+    TRY("capture_to_graph.again", cudaStreamBeginCaptureToGraph(s, g, nullptr, &none, 0, cudaStreamCaptureModeRelaxed));
+    cudaLaunchHostFunc(s, count_run, &g_host_node_runs);
+    TRY("capture_to_graph.again", cudaStreamEndCapture(s, &ended));
+    nodes = graph_node_count(g);
+    nroots = 2;
+    TRY("capture_to_graph.again", cudaGraphGetRootNodes(g, roots, &nroots));
+    check(ended == g && nodes == 5 && nroots == 2, "capture_to_graph.second_root", "%zu nodes, %zu roots", nodes,
+          nroots);
+    // with edge data given for a dependency
+    TRY("capture_to_graph.edge_data",
+        cudaStreamBeginCaptureToGraph(s, g, &n_set, &none, 1, cudaStreamCaptureModeGlobal));
+    cudaLaunchHostFunc(s, count_run, &g_host_node_runs);
+    TRY("capture_to_graph.edge_data", cudaStreamEndCapture(s, &ended));
+    size_t deps_of_set = 0;
+    TRY("capture_to_graph.edge_data", cudaGraphNodeGetDependentNodes(n_set, nullptr, nullptr, &deps_of_set));
+    check(ended == g && deps_of_set == 2, "capture_to_graph.edge_data", "%zu dependents", deps_of_set);
+
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    cudaFree(d);
+}
+
+static bool contains(const cudaGraphNode_t *list, size_t n, cudaGraphNode_t want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == want)
+            return true;
+    return false;
+}
+
+static void test_update_capture_dependencies()
+{
+    int *d1 = nullptr, *d2 = nullptr;
+    cudaStream_t s;
+    TRY("capture_deps.setup", cudaMalloc(&d1, N * sizeof(int)));
+    TRY("capture_deps.setup", cudaMalloc(&d2, N * sizeof(int)));
+    TRY("capture_deps.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+
+    TRY("capture_deps.begin", cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cudaMemsetAsync(d1, 0, N * sizeof(int), s);
+    cudaMemsetAsync(d2, 0, N * sizeof(int), s);
+    cudaStreamCaptureStatus st;
+    cudaGraph_t cg = nullptr;
+    const cudaGraphNode_t *deps = nullptr;
+    const cudaGraphEdgeData *edata = nullptr;
+    size_t ndeps = 0;
+    TRY("capture_deps.info", cudaStreamGetCaptureInfo(s, &st, nullptr, &cg, &deps, nullptr, &ndeps));
+    if (!check(cg && ndeps == 1, "capture_deps.info", "graph %p, %zu deps", (void *)cg, ndeps)) {
+        cudaGraph_t junk;
+        cudaStreamEndCapture(s, &junk);
+        return;
+    }
+    cudaGraphNode_t a2 = deps[0];
+
+    // fork: two kernels added to the capture's graph by hand, both after the memsets
+    int n = N, five = 5, seven = 7, one = 1;
+    void *args1[3] = {&d1, &five, &n}, *args2[3] = {&d2, &seven, &n};
+    cudaKernelNodeParams kp;
+    memset(&kp, 0, sizeof kp);
+    kp.func = (void *)k_add;
+    kp.gridDim = dim3(G);
+    kp.blockDim = dim3(B);
+    kp.kernelParams = args1;
+    cudaGraphNode_t b1, b2, e;
+    TRY("capture_deps.fork", cudaGraphAddKernelNode(&b1, cg, &a2, 1, &kp));
+    kp.kernelParams = args2;
+    TRY("capture_deps.fork", cudaGraphAddKernelNode(&b2, cg, &a2, 1, &kp));
+    cudaGraphNode_t both[2] = {b1, b2};
+    TRY("capture_deps.set", cudaStreamUpdateCaptureDependencies(s, both, nullptr, 2, cudaStreamSetCaptureDependencies));
+    TRY("capture_deps.set", cudaStreamGetCaptureInfo(s, &st, nullptr, nullptr, &deps, &edata, &ndeps));
+    check(ndeps == 2 && contains(deps, ndeps, b1) && contains(deps, ndeps, b2), "capture_deps.info_after_set",
+          "%zu deps", ndeps);
+    // default edges (the driver may answer them with no array at all)
+    check(!edata || (edata[0].type == cudaGraphDependencyTypeDefault && edata[1].type == cudaGraphDependencyTypeDefault),
+          "capture_deps.edge_data_default");
+
+    // join: the next captured kernel waits for both
+    k_mul<<<G, B, 0, s>>>(d1, 2, N);
+    TRY("capture_deps.join", cudaStreamGetCaptureInfo(s, &st, nullptr, nullptr, &deps, nullptr, &ndeps));
+    cudaGraphNode_t j1 = ndeps == 1 ? deps[0] : nullptr;
+    size_t nj = 0;
+    if (j1)
+        TRY("capture_deps.join", cudaGraphNodeGetDependencies(j1, nullptr, nullptr, &nj));
+    check(j1 && nj == 2, "capture_deps.join", "%zu deps, join has %zu", ndeps, nj);
+
+    // add: a node by hand after the join, added to the stream's dependencies
+    void *args3[3] = {&d2, &one, &n};
+    kp.kernelParams = args3;
+    TRY("capture_deps.add", cudaGraphAddKernelNode(&e, cg, &j1, 1, &kp));
+    TRY("capture_deps.add", cudaStreamUpdateCaptureDependencies(s, &e, nullptr, 1, cudaStreamAddCaptureDependencies));
+    TRY("capture_deps.add", cudaStreamGetCaptureInfo(s, &st, nullptr, nullptr, &deps, nullptr, &ndeps));
+    check(ndeps == 2 && contains(deps, ndeps, j1) && contains(deps, ndeps, e), "capture_deps.info_after_add",
+          "%zu deps", ndeps);
+    k_mul<<<G, B, 0, s>>>(d2, 3, N);
+    cudaGraph_t g;
+    TRY("capture_deps.end", cudaStreamEndCapture(s, &g));
+    size_t nodes = graph_node_count(g), edges = graph_edge_count(g);
+    check(nodes == 7 && edges == 8, "capture_deps.topology", "%zu nodes, %zu edges", nodes, edges);
+    cudaGraphExec_t exec;
+    TRY("capture_deps.instantiate", cudaGraphInstantiate(&exec, g, 0));
+    for (int k = 0; k < 2; k++) {
+        TRY("capture_deps.launch", cudaGraphLaunch(exec, s));
+        TRY("capture_deps.launch", cudaStreamSynchronize(s));
+    }
+    device_all_equal(d1, 10, "capture_deps.result_1");
+    device_all_equal(d2, 24, "capture_deps.result_2");
+
+    // not capturing: refused
+    check(cudaStreamUpdateCaptureDependencies(s, &e, nullptr, 1, cudaStreamAddCaptureDependencies) != cudaSuccess,
+          "capture_deps.not_capturing_refused");
+    cudaGetLastError();
+
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    cudaFree(d1);
+    cudaFree(d2);
+}
+
+// ---------------------------------------------------------------------------------
+// graphs with pinned host memory
+
+// out[i] == (in[i] + 1) * 2 for every i?
+static bool check_doubled(const int *in, const int *out, const char *name)
+{
+    for (int i = 0; i < N; i++)
+        if (out[i] != (in[i] + 1) * 2)
+            return check(false, name, "element %d is %d, want %d", i, out[i], (in[i] + 1) * 2);
+    return check(true, name);
+}
+
+// Sync by stream, device or event after a replay (k picks).
+static cudaError_t sync_kind(int k, cudaStream_t s, cudaEvent_t ev)
+{
+    switch (k % 3) {
+    case 0: return cudaStreamSynchronize(s);
+    case 1: return cudaDeviceSynchronize();
+    default: {
+        cudaError_t e = cudaEventRecord(ev, s);
+        return e != cudaSuccess ? e : cudaEventSynchronize(ev);
+    }
+    }
+}
+
+static void test_graph_pinned_capture()
+{
+    int *d = nullptr, *hin = nullptr, *hout = nullptr, *hout2 = nullptr;
+    cudaStream_t s;
+    cudaEvent_t ev;
+    TRY("pinned_capture.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("pinned_capture.setup", cudaMallocHost(&hin, N * sizeof(int)));
+    TRY("pinned_capture.setup", cudaMallocHost(&hout, N * sizeof(int)));
+    TRY("pinned_capture.setup", cudaMallocHost(&hout2, N * sizeof(int)));
+    TRY("pinned_capture.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    TRY("pinned_capture.setup", cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+
+    // H2D from pinned memory -> kernels -> D2H into pinned memory (1D and 2D), captured
+    TRY("pinned_capture.begin", cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cudaError_t e1 = cudaMemcpyAsync(d, hin, N * sizeof(int), cudaMemcpyHostToDevice, s);
+    k_add<<<G, B, 0, s>>>(d, 1, N);
+    k_mul<<<G, B, 0, s>>>(d, 2, N);
+    cudaError_t e2 = cudaMemcpyAsync(hout, d, N * sizeof(int), cudaMemcpyDeviceToHost, s);
+    // the same data as 10 rows of 100 into hout2
+    cudaError_t e3 = cudaMemcpy2DAsync(hout2, 100 * sizeof(int), d, 100 * sizeof(int), 100 * sizeof(int), N / 100,
+                                       cudaMemcpyDeviceToHost, s);
+    cudaGraph_t g = nullptr;
+    cudaError_t ee = cudaStreamEndCapture(s, &g);
+    check(e1 == cudaSuccess && e2 == cudaSuccess && e3 == cudaSuccess && ee == cudaSuccess, "pinned_capture.captured",
+          "h2d %s, d2h %s, 2d %s, end %s", cudaGetErrorName(e1), cudaGetErrorName(e2), cudaGetErrorName(e3),
+          cudaGetErrorName(ee));
+    if (ee != cudaSuccess || !g)
+        return;
+    size_t nodes = graph_node_count(g);
+    check(nodes == 5, "pinned_capture.node_count", "%zu", nodes);
+    cudaGraphNode_t cn = first_node_of_type(g, cudaGraphNodeTypeMemcpy);
+    cudaMemcpy3DParms rp;
+    memset(&rp, 0, sizeof rp);
+    if (cn)
+        TRY("pinned_capture.node_params", cudaGraphMemcpyNodeGetParams(cn, &rp));
+    check(cn && rp.srcPtr.ptr == hin && rp.dstPtr.ptr == d, "pinned_capture.node_params", "src %p (want %p), dst %p",
+          rp.srcPtr.ptr, (void *)hin, rp.dstPtr.ptr);
+
+    cudaGraphExec_t exec;
+    TRY("pinned_capture.instantiate", cudaGraphInstantiate(&exec, g, 0));
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < N; i++)
+            hin[i] = i * (k + 1) + 100 * k; // host changes between replays
+        memset(hout, 0xff, N * sizeof(int));
+        memset(hout2, 0xff, N * sizeof(int));
+        TRY("pinned_capture.launch", cudaGraphLaunch(exec, s));
+        TRY("pinned_capture.sync", sync_kind(k, s, ev));
+        char name[64];
+        snprintf(name, sizeof name, "pinned_capture.replay_%d", k);
+        check_doubled(hin, hout, name);
+        snprintf(name, sizeof name, "pinned_capture.replay_2d_%d", k);
+        check_doubled(hin, hout2, name);
+    }
+
+    // the pinned memory still works as such: a plain copy and a free
+    TRY("pinned_capture.plain_copy", cudaMemcpy(hout, d, N * sizeof(int), cudaMemcpyDeviceToHost));
+    check_doubled(hin, hout, "pinned_capture.plain_copy");
+
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    check(cudaFreeHost(hin) == cudaSuccess && cudaFreeHost(hout) == cudaSuccess && cudaFreeHost(hout2) == cudaSuccess,
+          "pinned_capture.free_host");
+    cudaEventDestroy(ev);
+    cudaStreamDestroy(s);
+    cudaFree(d);
+}
+
+static void test_graph_pinned_nodes()
+{
+    int *d = nullptr, *hin = nullptr, *hin2 = nullptr, *hout = nullptr;
+    cudaStream_t s;
+    cudaEvent_t ev;
+    TRY("pinned_nodes.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("pinned_nodes.setup", cudaMallocHost(&hin, N * sizeof(int)));
+    TRY("pinned_nodes.setup", cudaHostAlloc(&hin2, N * sizeof(int), cudaHostAllocDefault));
+    TRY("pinned_nodes.setup", cudaMallocHost(&hout, N * sizeof(int)));
+    TRY("pinned_nodes.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    TRY("pinned_nodes.setup", cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+
+    cudaGraph_t g;
+    TRY("pinned_nodes.create", cudaGraphCreate(&g, 0));
+    cudaGraphNode_t n_in, n_add, n_mul, n_out;
+    TRY("pinned_nodes.add_h2d",
+        cudaGraphAddMemcpyNode1D(&n_in, g, nullptr, 0, d, hin, N * sizeof(int), cudaMemcpyHostToDevice));
+    int n = N, one = 1, two = 2;
+    void *add_args[3] = {&d, &one, &n}, *mul_args[3] = {&d, &two, &n};
+    cudaKernelNodeParams kp;
+    memset(&kp, 0, sizeof kp);
+    kp.func = (void *)k_add;
+    kp.gridDim = dim3(G);
+    kp.blockDim = dim3(B);
+    kp.kernelParams = add_args;
+    TRY("pinned_nodes.add_kernel", cudaGraphAddKernelNode(&n_add, g, &n_in, 1, &kp));
+    kp.func = (void *)k_mul;
+    kp.kernelParams = mul_args;
+    TRY("pinned_nodes.add_kernel", cudaGraphAddKernelNode(&n_mul, g, &n_add, 1, &kp));
+    // D2H through the 3D parameters, the copy kind left to the pointers
+    cudaMemcpy3DParms cp;
+    memset(&cp, 0, sizeof cp);
+    cp.srcPtr = make_cudaPitchedPtr(d, N * sizeof(int), N, 1);
+    cp.dstPtr = make_cudaPitchedPtr(hout, N * sizeof(int), N, 1);
+    cp.extent = make_cudaExtent(N * sizeof(int), 1, 1);
+    cp.kind = cudaMemcpyDefault;
+    TRY("pinned_nodes.add_d2h", cudaGraphAddMemcpyNode(&n_out, g, &n_mul, 1, &cp));
+
+    cudaMemcpy3DParms rp;
+    memset(&rp, 0, sizeof rp);
+    TRY("pinned_nodes.params", cudaGraphMemcpyNodeGetParams(n_in, &rp));
+    check(rp.srcPtr.ptr == hin && rp.dstPtr.ptr == d, "pinned_nodes.h2d_params", "src %p (want %p), dst %p",
+          rp.srcPtr.ptr, (void *)hin, rp.dstPtr.ptr);
+    memset(&rp, 0, sizeof rp);
+    TRY("pinned_nodes.params", cudaGraphMemcpyNodeGetParams(n_out, &rp));
+    check(rp.srcPtr.ptr == d && rp.dstPtr.ptr == hout, "pinned_nodes.d2h_params", "src %p, dst %p (want %p)",
+          rp.srcPtr.ptr, rp.dstPtr.ptr, (void *)hout);
+
+    cudaGraphExec_t exec;
+    TRY("pinned_nodes.instantiate", cudaGraphInstantiate(&exec, g, 0));
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < N; i++)
+            hin[i] = 3 * i - 7 * k;
+        memset(hout, 0, N * sizeof(int));
+        TRY("pinned_nodes.launch", cudaGraphLaunch(exec, s));
+        TRY("pinned_nodes.sync", sync_kind(k + 1, s, ev));
+        char name[64];
+        snprintf(name, sizeof name, "pinned_nodes.replay_%d", k);
+        check_doubled(hin, hout, name);
+    }
+
+    // the source switched to another pinned buffer, on the executable graph, then on the graph
+    for (int i = 0; i < N; i++)
+        hin2[i] = 1000 + i;
+    TRY("pinned_nodes.exec_set",
+        cudaGraphExecMemcpyNodeSetParams1D(exec, n_in, d, hin2, N * sizeof(int), cudaMemcpyHostToDevice));
+    TRY("pinned_nodes.exec_set", cudaGraphLaunch(exec, s));
+    TRY("pinned_nodes.exec_set", cudaStreamSynchronize(s));
+    check_doubled(hin2, hout, "pinned_nodes.exec_set_result");
+    for (int i = 0; i < N; i++)
+        hin[i] = -i;
+    TRY("pinned_nodes.graph_set", cudaGraphMemcpyNodeSetParams1D(n_in, d, hin, N * sizeof(int), cudaMemcpyHostToDevice));
+    cudaGraphExec_t exec2;
+    TRY("pinned_nodes.graph_set", cudaGraphInstantiate(&exec2, g, 0));
+    TRY("pinned_nodes.graph_set", cudaGraphLaunch(exec2, s));
+    TRY("pinned_nodes.graph_set", cudaStreamSynchronize(s));
+    check_doubled(hin, hout, "pinned_nodes.graph_set_result");
+
+    cudaGraphExecDestroy(exec2);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaFreeHost(hin);
+    cudaFreeHost(hin2);
+    cudaFreeHost(hout);
+    cudaEventDestroy(ev);
+    cudaStreamDestroy(s);
+    cudaFree(d);
+}
+
+// Mapped pinned memory (cudaHostAllocMapped) and managed memory in a captured graph.
+static void test_graph_mapped_capture()
+{
+    int *d = nullptr, *hin = nullptr, *hout = nullptr, *managed = nullptr;
+    cudaStream_t s;
+    TRY("mapped_capture.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("mapped_capture.setup", cudaHostAlloc(&hin, N * sizeof(int), cudaHostAllocMapped));
+    TRY("mapped_capture.setup", cudaHostAlloc(&hout, N * sizeof(int), cudaHostAllocMapped));
+    TRY("mapped_capture.setup", cudaMallocManaged(&managed, N * sizeof(int)));
+    TRY("mapped_capture.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    TRY("mapped_capture.begin", cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cudaError_t e1 = cudaMemcpyAsync(d, hin, N * sizeof(int), cudaMemcpyHostToDevice, s);
+    k_add<<<G, B, 0, s>>>(d, 1, N);
+    k_mul<<<G, B, 0, s>>>(d, 2, N);
+    cudaError_t e2 = cudaMemcpyAsync(hout, d, N * sizeof(int), cudaMemcpyDeviceToHost, s);
+    cudaError_t e3 = cudaMemcpyAsync(managed, d, N * sizeof(int), cudaMemcpyDefault, s);
+    cudaGraph_t g = nullptr;
+    cudaError_t ee = cudaStreamEndCapture(s, &g);
+    check(e1 == cudaSuccess && e2 == cudaSuccess && e3 == cudaSuccess && ee == cudaSuccess, "mapped_capture.captured",
+          "h2d %s, d2h %s, managed %s, end %s", cudaGetErrorName(e1), cudaGetErrorName(e2), cudaGetErrorName(e3),
+          cudaGetErrorName(ee));
+    if (ee != cudaSuccess || !g)
+        return;
+    cudaGraphExec_t exec;
+    TRY("mapped_capture.instantiate", cudaGraphInstantiate(&exec, g, 0));
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++)
+            hin[i] = 5 * i + k;
+        TRY("mapped_capture.launch", cudaGraphLaunch(exec, s));
+        TRY("mapped_capture.sync", cudaStreamSynchronize(s));
+        char name[64];
+        snprintf(name, sizeof name, "mapped_capture.replay_%d", k);
+        check_doubled(hin, hout, name);
+        snprintf(name, sizeof name, "mapped_capture.managed_%d", k);
+        check_doubled(hin, managed, name);
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(g);
+    cudaFreeHost(hin);
+    cudaFreeHost(hout);
+    cudaFree(managed);
+    cudaStreamDestroy(s);
+    cudaFree(d);
+}
+
+// A captured copy from pageable memory: the capture fails cleanly and the stream works afterwards.
+static void test_graph_pageable_refused()
+{
+    int *d = nullptr;
+    int *pageable = (int *)malloc(N * sizeof(int));
+    cudaStream_t s;
+    TRY("pageable.setup", cudaMalloc(&d, N * sizeof(int)));
+    TRY("pageable.setup", cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    for (int i = 0; i < N; i++)
+        pageable[i] = 2;
+    cudaGraph_t g = nullptr;
+    TRY("pageable.begin", cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    cudaError_t ce = cudaMemcpyAsync(d, pageable, N * sizeof(int), cudaMemcpyHostToDevice, s);
+    cudaError_t ee = cudaStreamEndCapture(s, &g);
+    check(ce != cudaSuccess || ee != cudaSuccess, "pageable.capture_refused", "copy %s, end %s",
+          cudaGetErrorName(ce), cudaGetErrorName(ee));
+    cudaGetLastError();
+    if (g)
+        cudaGraphDestroy(g);
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusActive;
+    check(cudaStreamIsCapturing(s, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone, "pageable.capture_ended");
+    TRY("pageable.after", cudaMemcpyAsync(d, pageable, N * sizeof(int), cudaMemcpyHostToDevice, s));
+    k_add<<<G, B, 0, s>>>(d, 1, N);
+    check(cudaStreamSynchronize(s) == cudaSuccess, "pageable.stream_usable_after");
+    device_all_equal(d, 3, "pageable.stream_usable_after_result");
+    cudaStreamDestroy(s);
+    cudaFree(d);
+    free(pageable);
+}
+
 // ---------------------------------------------------------------------------------
 
 int main()
@@ -565,6 +1024,12 @@ int main()
     test_host_functions();
     test_capture();
     test_explicit_graph();
+    test_capture_to_graph();
+    test_update_capture_dependencies();
+    test_graph_pinned_capture();
+    test_graph_pinned_nodes();
+    test_graph_mapped_capture();
+    test_graph_pageable_refused();
     printf("rt_work: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;
 }

@@ -4,8 +4,9 @@
  * the daemon or other clients: protocol version mismatch, garbage and silent
  * connections, a good session (init, device info, memory round trip), malformed
  * messages of several kinds, lane joins with a wrong and a right token, mirror pushes
- * that name memory which is not mirrored (skipped, never written) and a registration
- * at an address the worker uses (placed elsewhere), clients that disappear mid-session
+ * that name memory which is not mirrored (skipped, never written), a registration at an
+ * address the worker uses (placed elsewhere) and graph copies (MEMCPY_MIRRORED) naming
+ * host memory outside the mirrors (refused), clients that disappear mid-session
  * (the daemon logs what it freed for them), an idle lane that outlives the handshake
  * timeout, 16 concurrent sessions, and shared pinned memory (unix sockets: unsealed or
  * missized memfds, unknown regions and ranges past a region are refused).
@@ -878,8 +879,36 @@ static int op_pull(struct client *k, uint32_t *count, uint64_t *addr, uint8_t *d
     return 0;
 }
 
+/* MEMCPY_MIRRORED on stream 0 of n bytes from (src_type, src) to device memory dst: its result. */
+static int op_copy_mirrored(struct client *k, uint32_t src_type, uint64_t src, uint64_t dst, uint64_t n,
+                            int32_t *result, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, 0); /* stream */
+    const uint32_t types[2] = {src_type, 2 /* DEVICE */};
+    const uint64_t addrs[2] = {src, dst};
+    for (int i = 0; i < 2; i++) {
+        wire_put_u32(&a, types[i]);
+        wire_put_u64(&a, addrs[i]);
+        wire_put_u64(&a, 0); /* x */
+        wire_put_u64(&a, 0); /* y */
+        wire_put_u64(&a, 0); /* z */
+        wire_put_u64(&a, n); /* pitch */
+        wire_put_u64(&a, 1); /* height */
+    }
+    wire_put_u64(&a, n);
+    wire_put_u64(&a, 1);
+    wire_put_u64(&a, 1);
+    struct wire_rd r;
+    int rc = call(k, VGPU_OP_MEMCPY_MIRRORED, &a, NULL, 0, result, &r, why);
+    wire_buf_free(&a);
+    return rc;
+}
+
 /* 5. Mirrored memory: pushes land only in mirrored memory, registrations never take
- * over memory the worker uses, and pulls report device-side changes. */
+ * over memory the worker uses, and pulls report device-side changes; a graph copy names
+ * host memory only inside a mirror. */
 static void test_mirror(void)
 {
     char why[WHY_LEN] = "";
@@ -949,6 +978,34 @@ static void test_mirror(void)
         goto out;
     }
     report("mirror_push_pull", NULL);
+
+    /* a graph's copy (MEMCPY_MIRRORED) reads mirrored memory; past the mirror's end, or
+     * anywhere else in the worker (as HOST or UNIFIED memory), it is refused */
+    int32_t res = -1;
+    if (op_copy_mirrored(&k, 1 /* HOST */, host, d, 4096, &res, why)) goto out;
+    if (res != 0 || op_dtoh(&k, d, back, sizeof back, why)) {
+        if (!why[0]) fail(why, "MEMCPY_MIRRORED from mirrored memory: error %d", res);
+        goto out;
+    }
+    memset(pattern + 300, 0xff, 10); /* the device write above */
+    if (memcmp(back, pattern, sizeof back)) {
+        fail(why, "MEMCPY_MIRRORED did not copy the mirrored memory");
+        goto out;
+    }
+    const struct { uint32_t type; uint64_t addr, n; } refused[] = {
+        {1, host + 4000, 200},             /* runs past the mirror */
+        {1, (uint64_t)(uintptr_t)&k, 64},  /* an address that is no mirror */
+        {4, (uint64_t)(uintptr_t)&k, 64},  /* the same, UNIFIED */
+        {4, host + 4090, 64},              /* UNIFIED, past the mirror */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        if (op_copy_mirrored(&k, refused[i].type, refused[i].addr, d, refused[i].n, &res, why)) goto out;
+        if (res != 801) { /* CUDA_ERROR_NOT_SUPPORTED */
+            fail(why, "graph copy %zu outside mirrored memory answered %d", i, res);
+            goto out;
+        }
+    }
+    report("mirror_graph_copy_bounds", NULL);
 
     /* after the unregistration a push there is skipped (the daemon's memory is gone) */
     wire_buf_init(&a);

@@ -10,17 +10,33 @@
  *   - how many captures this process has begun and not ended: while none is active
  *     every stream answers "not capturing" locally (PyTorch asks before every
  *     allocation).
- * Copies in a graph may name device memory only: guest host memory cannot be reached by
- * the daemon's GPU, so such nodes answer CUDA_ERROR_NOT_SUPPORTED.
+ * A graph runs when this process is not there to supply host data, so a copy in a graph
+ * (a memcpy node, or an async copy captured from a stream: memcpy.c) may name host
+ * memory only where the daemon holds a copy of it: mirrored memory (mapped pinned and
+ * managed memory, mirror.h), or pinned memory, which becomes mirrored the first time a
+ * graph names it (memory.h, vg_host_for_graph). The node names the daemon's copy; the
+ * guest pushes host writes before each graph launch and pulls the graph's writes at
+ * every synchronization, as for kernels. Pageable host memory answers
+ * CUDA_ERROR_NOT_SUPPORTED (logged once): the daemon cannot reach it when the graph
+ * runs. Node parameters read back name the guest's addresses again.
+ *
+ * Capture into an existing graph (cuStreamBeginCaptureToGraph) and changing a capturing
+ * stream's dependencies (cuStreamUpdateCaptureDependencies) are forwarded with their
+ * edge data; the daemon's driver (or the emu) keeps the dependency set, so
+ * cuStreamGetCaptureInfo answers the updated one.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "common/mirror_diff.h"
 #include "guest/cuda/context.h"
+#include "guest/cuda/graph.h"
 #include "guest/cuda/handle_map.h"
 #include "guest/cuda/hostfn.h"
+#include "guest/cuda/memory.h"
 #include "guest/cuda/mirror.h"
 #include "guest/cuda/module.h"
 #include "guest/cuda/rpc.h"
@@ -84,34 +100,69 @@ static CUresult put_kernel_v1(struct wire_buf *a, const CUDA_KERNEL_NODE_PARAMS_
     return put_kernel(a, p->func, dims, p->kernelParams, p->extra);
 }
 
-static bool device_side(CUmemorytype t) { return t == CU_MEMORYTYPE_DEVICE || t == CU_MEMORYTYPE_UNIFIED; }
+/* One side of a COPY (vg_put_copy): u32 memory type, u64 address, u64 x, y, z, pitch,
+ * height. A host side names the daemon's copy of the mirrored memory it lies in. */
+static CUresult put_side(struct wire_buf *a, CUmemorytype type, const void *host, CUdeviceptr dev, size_t x,
+                         size_t y, size_t z, size_t pitch, size_t height, const CUDA_MEMCPY3D *c)
+{
+    static atomic_bool warned;
+    uint64_t addr = type == CU_MEMORYTYPE_HOST ? (uint64_t)(uintptr_t)host : (uint64_t)dev;
+    if (type == CU_MEMORYTYPE_ARRAY) return vg_unsupported("graph copies with CUDA arrays");
+    if (type != CU_MEMORYTYPE_HOST && type != CU_MEMORYTYPE_DEVICE && type != CU_MEMORYTYPE_UNIFIED)
+        return CUDA_ERROR_INVALID_VALUE;
+    /* UNIFIED device memory goes as it is; so does a UNIFIED address the guest does not
+     * know (device memory it does not track, a module global say): the daemon checks it. */
+    if (type == CU_MEMORYTYPE_HOST || (type == CU_MEMORYTYPE_UNIFIED && !vg_is_device_range(addr, 1) &&
+                                       !vg_is_device_range(addr + x, 1))) {
+        uint64_t off, len, start, daemon;
+        if (!vgpu_copy_side_extent(x, y, z, pitch, height, c->WidthInBytes, c->Height, c->Depth, &off, &len) ||
+            __builtin_add_overflow(addr, off, &start))
+            return CUDA_ERROR_INVALID_VALUE;
+        CUresult rc = vg_host_for_graph(start, len, &daemon);
+        if (rc == CUDA_SUCCESS) {
+            addr = daemon - off; /* the side's base, as the daemon sees it */
+        } else if (rc != CUDA_ERROR_NOT_SUPPORTED) {
+            return rc;
+        } else if (type == CU_MEMORYTYPE_HOST) {
+            if (!atomic_exchange(&warned, true))
+                VGPU_WARN("a graph copy names pageable host memory (%p): refused with CUDA_ERROR_NOT_SUPPORTED; "
+                          "the daemon cannot reach this process's pageable memory when the graph runs (use "
+                          "pinned memory: cudaMallocHost, cudaHostAlloc, cudaHostRegister)",
+                          (void *)(uintptr_t)start);
+            return CUDA_ERROR_NOT_SUPPORTED;
+        }
+    }
+    wire_put_u32(a, type);
+    wire_put_u64(a, addr);
+    wire_put_u64(a, x);
+    wire_put_u64(a, y);
+    wire_put_u64(a, z);
+    wire_put_u64(a, pitch);
+    wire_put_u64(a, height);
+    return CUDA_SUCCESS;
+}
 
-static CUresult put_memcpy(struct wire_buf *a, const CUDA_MEMCPY3D *c)
+CUresult vg_put_copy(struct wire_buf *a, const CUDA_MEMCPY3D *c)
 {
     if (!c) return CUDA_ERROR_INVALID_VALUE;
-    if (!device_side(c->srcMemoryType) || !device_side(c->dstMemoryType)) {
-        vg_unsupported("graph memcpy nodes with host memory or arrays");
-        return CUDA_ERROR_NOT_SUPPORTED;
-    }
-    wire_put_u32(a, CU_GRAPH_NODE_TYPE_MEMCPY);
-    wire_put_u32(a, c->srcMemoryType);
-    wire_put_u64(a, c->srcDevice);
-    wire_put_u64(a, c->srcXInBytes);
-    wire_put_u64(a, c->srcY);
-    wire_put_u64(a, c->srcZ);
-    wire_put_u64(a, c->srcPitch);
-    wire_put_u64(a, c->srcHeight);
-    wire_put_u32(a, c->dstMemoryType);
-    wire_put_u64(a, c->dstDevice);
-    wire_put_u64(a, c->dstXInBytes);
-    wire_put_u64(a, c->dstY);
-    wire_put_u64(a, c->dstZ);
-    wire_put_u64(a, c->dstPitch);
-    wire_put_u64(a, c->dstHeight);
+    if (c->srcLOD || c->dstLOD) return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = put_side(a, c->srcMemoryType, c->srcHost, c->srcDevice, c->srcXInBytes, c->srcY, c->srcZ,
+                           c->srcPitch, c->srcHeight, c);
+    if (rc == CUDA_SUCCESS)
+        rc = put_side(a, c->dstMemoryType, c->dstHost, c->dstDevice, c->dstXInBytes, c->dstY, c->dstZ, c->dstPitch,
+                      c->dstHeight, c);
+    if (rc != CUDA_SUCCESS) return rc;
     wire_put_u64(a, c->WidthInBytes);
     wire_put_u64(a, c->Height);
     wire_put_u64(a, c->Depth);
     return CUDA_SUCCESS;
+}
+
+static CUresult put_memcpy(struct wire_buf *a, const CUDA_MEMCPY3D *c)
+{
+    if (!c) return CUDA_ERROR_INVALID_VALUE;
+    wire_put_u32(a, CU_GRAPH_NODE_TYPE_MEMCPY);
+    return vg_put_copy(a, c);
 }
 
 static CUresult put_memset(struct wire_buf *a, const CUDA_MEMSET_NODE_PARAMS *m)
@@ -371,6 +422,20 @@ struct node_read {
     CUDA_MEMSET_NODE_PARAMS set;
 };
 
+/* A copy side read back: host memory named by the daemon's address (HOST sides, and
+ * UNIFIED ones in mirrored or shared pinned memory) is named by the guest's again. */
+static void side_to_guest(CUmemorytype type, CUdeviceptr *dev, void **host, size_t x)
+{
+    uint64_t v = *dev, guest;
+    bool known = vg_mirror_guest_of_host(v + x, &guest) || vg_pinned_shared_guest_of(v + x, &guest);
+    if (type == CU_MEMORYTYPE_HOST) {
+        *dev = 0;
+        *host = (void *)(uintptr_t)(known ? guest - x : v);
+    } else if (type == CU_MEMORYTYPE_UNIFIED && known) {
+        *dev = (CUdeviceptr)(guest - x);
+    }
+}
+
 static CUresult node_get(CUgraphNode node, struct node_read *nr)
 {
     struct wire_buf *a = vg_args();
@@ -442,6 +507,8 @@ static CUresult node_get(CUgraphNode node, struct node_read *nr)
         c->WidthInBytes = wire_get_u64(&r);
         c->Height = wire_get_u64(&r);
         c->Depth = wire_get_u64(&r);
+        side_to_guest(c->srcMemoryType, &c->srcDevice, (void **)&c->srcHost, c->srcXInBytes);
+        side_to_guest(c->dstMemoryType, &c->dstDevice, &c->dstHost, c->dstXInBytes);
         break;
     }
     case CU_GRAPH_NODE_TYPE_MEMSET:
@@ -1167,6 +1234,97 @@ CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureM
     return begin_capture(vg_stream_ptsz(hStream), mode);
 }
 
+/* count x {u64 node, 8 bytes edge data} (zeros without edge data). */
+static void put_deps(struct wire_buf *a, const CUgraphNode *deps, const CUgraphEdgeData *edata, size_t n)
+{
+    wire_put_u32(a, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        wire_put_u64(a, h64(deps[i]));
+        uint8_t raw[8] = {0};
+        if (edata) memcpy(raw, &edata[i], sizeof raw);
+        wire_put_raw(a, raw, sizeof raw);
+    }
+}
+
+static CUresult begin_capture_to_graph(CUstream s, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *edata,
+                                       size_t n, CUstreamCaptureMode mode)
+{
+    if (n && !deps) return CUDA_ERROR_INVALID_VALUE;
+    if (n > MAX_LIST) return CUDA_ERROR_NOT_SUPPORTED;
+    CUresult rc = vg_stream_check(s);
+    if (rc != CUDA_SUCCESS) return rc;
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, h64(s));
+    wire_put_u64(a, h64(g));
+    wire_put_u32(a, mode);
+    put_deps(a, deps, edata, n);
+    rc = vg_call_simple(VGPU_OP_STREAM_CAPTURE_TO_GRAPH, a);
+    if (rc == CUDA_SUCCESS) atomic_fetch_add(&active_captures, 1);
+    return rc;
+}
+
+CUresult CUDAAPI cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies,
+                                             const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                             CUstreamCaptureMode mode)
+{
+    REQUIRE_INIT();
+    return begin_capture_to_graph(hStream, hGraph, dependencies, dependencyData, numDependencies, mode);
+}
+
+CUresult CUDAAPI cuStreamBeginCaptureToGraph_ptsz(CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies,
+                                                  const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                                  CUstreamCaptureMode mode)
+{
+    REQUIRE_INIT();
+    return begin_capture_to_graph(vg_stream_ptsz(hStream), hGraph, dependencies, dependencyData, numDependencies,
+                                  mode);
+}
+
+/* The next captured node of s depends on deps (flags SET) or on them too (ADD). */
+static CUresult update_capture_deps(CUstream s, const CUgraphNode *deps, const CUgraphEdgeData *edata, size_t n,
+                                    unsigned flags)
+{
+    if (n && !deps) return CUDA_ERROR_INVALID_VALUE;
+    if (n > MAX_LIST) return CUDA_ERROR_NOT_SUPPORTED;
+    CUresult rc = vg_stream_check(s);
+    if (rc != CUDA_SUCCESS) return rc;
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, h64(s));
+    wire_put_u32(a, flags);
+    put_deps(a, deps, edata, n);
+    return vg_call_simple(VGPU_OP_STREAM_UPDATE_CAPTURE_DEPS, a);
+}
+
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies(CUstream hStream, CUgraphNode *dependencies, size_t numDependencies,
+                                                   unsigned int flags)
+{
+    REQUIRE_INIT();
+    return update_capture_deps(hStream, dependencies, NULL, numDependencies, flags);
+}
+
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies_ptsz(CUstream hStream, CUgraphNode *dependencies,
+                                                        size_t numDependencies, unsigned int flags)
+{
+    REQUIRE_INIT();
+    return update_capture_deps(vg_stream_ptsz(hStream), dependencies, NULL, numDependencies, flags);
+}
+
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2(CUstream hStream, CUgraphNode *dependencies,
+                                                      const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                                      unsigned int flags)
+{
+    REQUIRE_INIT();
+    return update_capture_deps(hStream, dependencies, dependencyData, numDependencies, flags);
+}
+
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream hStream, CUgraphNode *dependencies,
+                                                           const CUgraphEdgeData *dependencyData,
+                                                           size_t numDependencies, unsigned int flags)
+{
+    REQUIRE_INIT();
+    return update_capture_deps(vg_stream_ptsz(hStream), dependencies, dependencyData, numDependencies, flags);
+}
+
 static CUresult end_capture(CUstream s, CUgraph *phGraph)
 {
     if (!phGraph) return CUDA_ERROR_INVALID_VALUE;
@@ -1254,6 +1412,31 @@ static CUresult capture_info(CUstream s, struct capture_info *ci)
         ci->ndeps = n;
     }
     if (!wire_rd_end(&r)) return vg_bad_reply(VGPU_OP_STREAM_CAPTURE_INFO);
+    return CUDA_SUCCESS;
+}
+
+CUresult vg_stream_capturing(CUstream s, bool *capturing)
+{
+    *capturing = false;
+    if (!vg_capture_active()) return CUDA_SUCCESS;
+    struct wire_buf *a = vg_args();
+    wire_put_u64(a, h64(s));
+    struct wire_rd r;
+    CUresult rc = vg_call(VGPU_OP_STREAM_CAPTURE_INFO, a, NULL, 0, &r);
+    if (rc != CUDA_SUCCESS) return rc;
+    /* The status only: the dependency list another call of this thread handed out stays. */
+    uint32_t status = wire_get_u32(&r);
+    if (status != CU_STREAM_CAPTURE_STATUS_NONE) {
+        wire_get_u64(&r);
+        wire_get_u64(&r);
+        uint32_t n = wire_get_u32(&r);
+        for (uint32_t i = 0; i < n && !r.bad; i++) {
+            wire_get_u64(&r);
+            wire_get_raw(&r, 8);
+        }
+    }
+    if (!wire_rd_end(&r)) return vg_bad_reply(VGPU_OP_STREAM_CAPTURE_INFO);
+    *capturing = status == CU_STREAM_CAPTURE_STATUS_ACTIVE;
     return CUDA_SUCCESS;
 }
 

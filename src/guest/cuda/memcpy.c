@@ -14,9 +14,15 @@
  * Every copy and memset that involves device memory first pushes the host's writes to
  * mirrored (mapped or managed) memory, and a synchronous one pulls the device's
  * writes afterwards (mirror.h).
+ * An async copy with a host side on a capturing stream becomes a node of a graph that
+ * runs later, when this process cannot supply the data: it goes as MEMCPY_MIRRORED,
+ * naming the daemon's copy of the host memory, which must be mirrored or pinned
+ * (pinned memory becomes mirrored then: memory.h, vg_host_for_graph). A copy with
+ * pageable memory goes as before: the daemon refuses it and invalidates the capture.
  */
 #include <string.h>
 
+#include "guest/cuda/graph.h"
 #include "guest/cuda/memory.h"
 #include "guest/cuda/mirror.h"
 #include "guest/cuda/rpc.h"
@@ -56,10 +62,76 @@ static CUresult shared_copy(uint16_t op, CUdeviceptr dev, uint64_t region, uint6
     return pulled(rc, sync);
 }
 
+/* Whether a side of a copy is host memory (UNIFIED: not a device allocation of this process). */
+static bool host_side(CUmemorytype type, CUdeviceptr dev)
+{
+    return type == CU_MEMORYTYPE_HOST || (type == CU_MEMORYTYPE_UNIFIED && !vg_is_device_range(dev, 1));
+}
+
+/* An async copy between host and device memory on a stream that captures (while this
+ * process has a capture open): sent as MEMCPY_MIRRORED. true when handled, with the
+ * result in *rc; false to send the copy the usual way (the stream does not capture, or
+ * the host memory is pageable, which the daemon then refuses, ending the capture). */
+static bool captured_copy(const CUDA_MEMCPY3D *c, CUstream stream, CUresult *rc)
+{
+    if (!vg_capture_active()) return false;
+    bool hs = host_side(c->srcMemoryType, c->srcDevice), hd = host_side(c->dstMemoryType, c->dstDevice);
+    if (hs == hd || c->srcMemoryType == CU_MEMORYTYPE_ARRAY || c->dstMemoryType == CU_MEMORYTYPE_ARRAY)
+        return false; /* device to device is captured as it is; host to host never reaches the daemon */
+    bool capturing = false;
+    CUresult r = vg_stream_capturing(stream, &capturing);
+    if (r != CUDA_SUCCESS) {
+        *rc = r;
+        return true;
+    }
+    if (!capturing) return false;
+    struct wire_buf copy; /* its own buffer: making pinned memory mirrored calls the daemon */
+    wire_buf_init(&copy);
+    r = vg_put_copy(&copy, c);
+    if (r == CUDA_SUCCESS && copy.oom) r = CUDA_ERROR_OUT_OF_MEMORY;
+    if (r == CUDA_SUCCESS) {
+        struct wire_buf *a = vg_args();
+        wire_put_u64(a, WIRE_STREAM(stream));
+        wire_put_raw(a, copy.data, copy.len);
+        r = vg_call_simple(VGPU_OP_MEMCPY_MIRRORED, a);
+    }
+    wire_buf_free(&copy);
+    if (r == CUDA_ERROR_NOT_SUPPORTED) return false; /* pageable memory: refused the usual way */
+    *rc = r;
+    return true;
+}
+
+/* A 1-D copy as a CUDA_MEMCPY3D (for captured_copy). */
+static CUDA_MEMCPY3D linear_copy(CUmemorytype st, const void *sh, CUdeviceptr sd, CUmemorytype dt, void *dh,
+                                 CUdeviceptr dd, size_t n)
+{
+    CUDA_MEMCPY3D c;
+    memset(&c, 0, sizeof c);
+    c.srcMemoryType = st;
+    c.srcHost = sh;
+    c.srcDevice = sd;
+    c.srcPitch = n;
+    c.srcHeight = 1;
+    c.dstMemoryType = dt;
+    c.dstHost = dh;
+    c.dstDevice = dd;
+    c.dstPitch = n;
+    c.dstHeight = 1;
+    c.WidthInBytes = n;
+    c.Height = 1;
+    c.Depth = 1;
+    return c;
+}
+
 static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream stream, bool sync)
 {
     REQUIRE_INIT();
     if (n && !src) return CUDA_ERROR_INVALID_VALUE;
+    if (!sync && n) {
+        CUDA_MEMCPY3D c = linear_copy(CU_MEMORYTYPE_HOST, src, 0, CU_MEMORYTYPE_DEVICE, NULL, dst, n);
+        CUresult rc;
+        if (captured_copy(&c, stream, &rc)) return rc;
+    }
     PUSH_FIRST();
     uint64_t region, offset;
     if (n && vg_pinned_shared(src, n, &region, &offset, NULL))
@@ -122,6 +194,11 @@ static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream stream, bool
 {
     REQUIRE_INIT();
     if (n && !dst) return CUDA_ERROR_INVALID_VALUE;
+    if (!sync && n) {
+        CUDA_MEMCPY3D c = linear_copy(CU_MEMORYTYPE_DEVICE, NULL, src, CU_MEMORYTYPE_HOST, dst, 0, n);
+        CUresult rc;
+        if (captured_copy(&c, stream, &rc)) return rc;
+    }
     PUSH_FIRST();
     uint64_t region, offset;
     if (n && vg_pinned_shared(dst, n, &region, &offset, NULL))
@@ -290,6 +367,27 @@ static CUresult copy2d(const CUDA_MEMCPY2D *c, CUstream stream, bool sync)
 {
     REQUIRE_INIT();
     if (!c) return CUDA_ERROR_INVALID_VALUE;
+    if (!sync && c->WidthInBytes && c->Height) {
+        CUDA_MEMCPY3D c3;
+        memset(&c3, 0, sizeof c3);
+        c3.srcMemoryType = c->srcMemoryType;
+        c3.srcHost = c->srcHost;
+        c3.srcDevice = c->srcDevice;
+        c3.srcXInBytes = c->srcXInBytes;
+        c3.srcY = c->srcY;
+        c3.srcPitch = c->srcPitch;
+        c3.dstMemoryType = c->dstMemoryType;
+        c3.dstHost = c->dstHost;
+        c3.dstDevice = c->dstDevice;
+        c3.dstXInBytes = c->dstXInBytes;
+        c3.dstY = c->dstY;
+        c3.dstPitch = c->dstPitch;
+        c3.WidthInBytes = c->WidthInBytes;
+        c3.Height = c->Height;
+        c3.Depth = 1;
+        CUresult rc;
+        if (captured_copy(&c3, stream, &rc)) return rc;
+    }
     struct side s, d;
     CUresult rc = resolve_side(c->srcMemoryType, c->srcXInBytes, c->srcY, 0, c->srcHost, c->srcDevice, c->srcPitch, 0, &s);
     if (rc == CUDA_SUCCESS)
@@ -303,6 +401,8 @@ static CUresult copy3d(const CUDA_MEMCPY3D *c, CUstream stream, bool sync)
     REQUIRE_INIT();
     if (!c) return CUDA_ERROR_INVALID_VALUE;
     if (c->srcLOD || c->dstLOD) return CUDA_ERROR_INVALID_VALUE;
+    CUresult captured;
+    if (!sync && c->WidthInBytes && c->Height && c->Depth && captured_copy(c, stream, &captured)) return captured;
     for (size_t z = 0; z < c->Depth; z++) {
         struct side s, d;
         CUresult rc = resolve_side(c->srcMemoryType, c->srcXInBytes, c->srcY, c->srcZ + z, c->srcHost, c->srcDevice,

@@ -4,13 +4,20 @@
  * and from them can be recognised. Mapped pinned memory (DEVICEMAP) is the exception:
  * kernels use it, so the daemon holds it and the guest a mirror (mirror.c), and its
  * pointer attributes are the daemon's, with addresses translated to the guest's.
- * Other pinned memory is shared with a same-host daemon when it can be (host_shared.c).
+ * Other pinned memory is shared with a same-host daemon when it can be (host_shared.c):
+ * the daemon then reaches the very pages, graphs included. Where it cannot be (TCP),
+ * pinned memory without DEVICEMAP (cudaMallocHost passes no flags) becomes mirrored
+ * the first time a graph names it (vg_host_for_graph): a graph's copies run when the
+ * guest is not there to supply the data. Mirroring every pinned allocation up front
+ * would make every launch compare all of them with their shadows (pinned staging
+ * buffers run to gigabytes), so only memory graphs use pays.
  * Copies and memsets live in memcpy.c, managed memory in managed.c.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "guest/cuda/host_shared.h"
 #include "guest/cuda/memory.h"
 #include "guest/cuda/mirror.h"
@@ -22,6 +29,7 @@ struct range {
     unsigned flags;
     bool allocated_here; /* pinned: from cuMemAllocHost/cuMemHostAlloc (vs registered) */
     bool mirrored;       /* pinned: mapped (DEVICEMAP), the daemon holds it too (mirror.c) */
+    bool promoted;       /* pinned: mirrored because a graph names it (vg_host_for_graph), not DEVICEMAP */
     bool vmm;            /* device: a cuMemMap mapping (vmm.c); mappings back to back are one range */
     uint64_t shared;     /* pinned: the daemon's region id when shared with it (host_shared.c), else 0 */
     uint64_t shared_at;  /* pinned and shared: the daemon's address of base */
@@ -146,10 +154,63 @@ int vg_device_alloc_add(CUdeviceptr base, size_t size)
 
 void vg_memory_forget_mirror(const struct vg_mirror_info *mi)
 {
-    if (mi->kind == VG_MIRROR_MANAGED)
+    if (mi->kind == VG_MIRROR_MANAGED) {
         range_remove(&device_ranges, mi->guest, NULL);
-    else
-        range_remove(&pinned_ranges, mi->guest, NULL);
+        return;
+    }
+    struct range_set *s = &pinned_ranges;
+    pthread_rwlock_wrlock(&s->lock);
+    long i = range_floor(s, mi->guest);
+    if (i >= 0 && s->r[i].base == mi->guest) {
+        if (s->r[i].promoted) { /* the guest's own pinned memory: it stays, unmirrored */
+            s->r[i].mirrored = s->r[i].promoted = false;
+        } else {
+            memmove(&s->r[i], &s->r[i + 1], (s->n - (size_t)i - 1) * sizeof *s->r);
+            s->n--;
+        }
+    }
+    pthread_rwlock_unlock(&s->lock);
+}
+
+/* The daemon's address of [p, p + want) when a mirror holds it by guest address. */
+static bool mirrored_at(uint64_t p, uint64_t want, uint64_t *daemon)
+{
+    struct vg_mirror_info mi;
+    bool by_guest = false;
+    if (!vg_mirror_lookup(p, &mi, &by_guest) || !by_guest || want > mi.size - (p - mi.guest)) return false;
+    *daemon = mi.host + (p - mi.guest);
+    return true;
+}
+
+CUresult vg_host_for_graph(uint64_t p, uint64_t len, uint64_t *daemon)
+{
+    static pthread_mutex_t promote_lock = PTHREAD_MUTEX_INITIALIZER; /* one promotion at a time */
+    uint64_t want = len ? len : 1, region, offset;
+    /* Shared with the daemon: it names the same pages, nothing to mirror. */
+    if (want <= SIZE_MAX && vg_pinned_shared((const void *)(uintptr_t)p, (size_t)want, &region, &offset, daemon))
+        return CUDA_SUCCESS;
+    if (mirrored_at(p, want, daemon)) return CUDA_SUCCESS;
+    struct range r;
+    if (!range_find(&pinned_ranges, p, want, &r) || r.mirrored) return CUDA_ERROR_NOT_SUPPORTED;
+    pthread_mutex_lock(&promote_lock);
+    CUresult rc = CUDA_SUCCESS;
+    if (!mirrored_at(p, want, daemon)) { /* not done by another thread meanwhile */
+        rc = vg_mirror_host_register((void *)(uintptr_t)r.base, (size_t)r.size,
+                                     CU_MEMHOSTREGISTER_DEVICEMAP | VGPU_HOST_REGISTER_FOR_GRAPH |
+                                         (r.flags & CU_MEMHOSTREGISTER_PORTABLE));
+        if (rc == CUDA_SUCCESS) {
+            pthread_rwlock_wrlock(&pinned_ranges.lock);
+            long i = range_floor(&pinned_ranges, r.base);
+            if (i >= 0 && pinned_ranges.r[i].base == r.base)
+                pinned_ranges.r[i].mirrored = pinned_ranges.r[i].promoted = true;
+            pthread_rwlock_unlock(&pinned_ranges.lock);
+            VGPU_DEBUG("pinned memory %#llx (%llu bytes) is mirrored from now on: a graph names it",
+                       (unsigned long long)r.base, (unsigned long long)r.size);
+            if (!mirrored_at(p, want, daemon)) rc = CUDA_ERROR_UNKNOWN;
+        }
+    }
+    pthread_mutex_unlock(&promote_lock);
+    return rc;
 }
 
 bool vg_pinned_lookup(const void *p, unsigned *flags, void **base, size_t *size)
@@ -488,22 +549,25 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
     bool ours = i >= 0 && pinned_ranges.r[i].base == (uint64_t)(uintptr_t)p && pinned_ranges.r[i].allocated_here;
     bool mirrored = ours && pinned_ranges.r[i].mirrored;
     uint64_t region = ours ? pinned_ranges.r[i].shared : 0;
+    bool promoted = mirrored && pinned_ranges.r[i].promoted;
     pthread_rwlock_unlock(&pinned_ranges.lock);
     if (!ours) return CUDA_ERROR_INVALID_VALUE;
-    if (mirrored) {
+    if (promoted) {
+        (void)vg_mirror_host_unregister(p); /* the memory is the guest's: freed whatever the daemon says */
+    } else if (mirrored) {
         CUresult rc = vg_mirror_host_free(p);
         if (rc != CUDA_SUCCESS) return rc;
     }
     if (!range_remove(&pinned_ranges, (uint64_t)(uintptr_t)p, &r)) return CUDA_ERROR_INVALID_VALUE;
     if (region) return vg_host_shared_free(region, p, r.size);
-    if (!mirrored) free(p);
+    if (!mirrored || promoted) free(p);
     return CUDA_SUCCESS;
 }
 
 CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags)
 {
     REQUIRE_INIT();
-    if (!p || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!p || bytesize == 0 || (Flags & VGPU_HOST_REGISTER_FOR_GRAPH)) return CUDA_ERROR_INVALID_VALUE;
     struct vg_mirror_info mi;
     if (vg_pinned_lookup(p, NULL, NULL, NULL) ||
         vg_pinned_lookup((const char *)p + bytesize - 1, NULL, NULL, NULL) ||
@@ -578,4 +642,19 @@ CUresult CUDAAPI cuMemHostGetDevicePointer(CUdeviceptr_v1 *pdptr, void *p, unsig
     CUresult rc = cuMemHostGetDevicePointer_v2(&d, p, Flags);
     if (rc == CUDA_SUCCESS) *pdptr = (CUdeviceptr_v1)d;
     return rc;
+}
+
+bool vg_pinned_shared_guest_of(uint64_t daemon, uint64_t *guest)
+{
+    bool found = false;
+    pthread_rwlock_rdlock(&pinned_ranges.lock);
+    for (size_t i = 0; i < pinned_ranges.n && !found; i++) {
+        const struct range *r = &pinned_ranges.r[i];
+        if (r->shared && daemon >= r->shared_at && daemon - r->shared_at < r->size) {
+            *guest = r->base + (daemon - r->shared_at);
+            found = true;
+        }
+    }
+    pthread_rwlock_unlock(&pinned_ranges.lock);
+    return found;
 }

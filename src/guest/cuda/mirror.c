@@ -1,6 +1,7 @@
 /*
  * Mirrored memory, guest side (see mirror.h): the table of mirrors, the guest mappings
- * at the daemon's addresses, and the push and pull of changes.
+ * at the daemon's addresses, the push and pull of changes, and lookups by guest, device
+ * or daemon host address (pointer attributes, graph copies).
  *
  * Guest mappings at daemon addresses are made page by page: two allocations of the
  * daemon may share a page (the driver packs small ones), so each page the guest maps
@@ -542,6 +543,17 @@ bool vg_mirror_lookup(uint64_t p, struct vg_mirror_info *out, bool *by_guest)
         *out = M.m[i].i;
         if (by_guest) *by_guest = guest;
     }
+    pthread_mutex_unlock(&M.lock);
+    return found;
+}
+
+bool vg_mirror_guest_of_host(uint64_t p, uint64_t *guest)
+{
+    if (atomic_load_explicit(&M.count, memory_order_acquire) == 0) return false;
+    pthread_mutex_lock(&M.lock);
+    size_t i = find_host(p, 1);
+    bool found = i != M.n;
+    if (found) *guest = M.m[i].i.guest + (p - M.m[i].i.host);
     pthread_mutex_unlock(&M.lock);
     return found;
 }

@@ -1,6 +1,8 @@
 /*
  * Mirrored memory, guest side: mapped pinned host memory (cuMemHostAlloc /
- * cuMemHostRegister with DEVICEMAP) and managed memory (cuMemAllocManaged).
+ * cuMemHostRegister with DEVICEMAP), managed memory (cuMemAllocManaged), and pinned
+ * memory without DEVICEMAP once a graph copies to or from it (memory.h,
+ * vg_host_for_graph: registered as with DEVICEMAP, so graphs can name the daemon's copy).
  *
  * Kernels can only reach memory of the daemon, so the daemon holds the memory they use
  * and the guest a copy (a *mirror*) where host code reads and writes it: at the
@@ -55,6 +57,10 @@ void vg_mirror_managed_freed(CUdeviceptr p);
 
 /* The mirror holding p, by guest address (*by_guest true) or by device address. */
 bool vg_mirror_lookup(uint64_t p, struct vg_mirror_info *out, bool *by_guest);
+
+/* The guest address of the daemon's host address p in mirrored memory (what a graph's
+ * copy read back names); false when no mirror holds it. */
+bool vg_mirror_guest_of_host(uint64_t p, uint64_t *guest);
 
 /* A context was destroyed (or a primary context reset or released for the last time):
  * the memory it allocated and registered is gone. */

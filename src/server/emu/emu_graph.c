@@ -18,6 +18,14 @@
  * stream to the capture (cross-stream capture). A synchronizing call on a capturing
  * stream fails with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidates the capture,
  * as the driver does. The legacy NULL stream cannot capture.
+ * A capture may add to the caller's graph (cuStreamBeginCaptureToGraph): the capture
+ * borrows it (never frees it; if the graph is destroyed meanwhile the capture is
+ * invalidated). A stream's capture dependencies carry edge data, set by
+ * cuStreamUpdateCaptureDependencies_v2 and the capture-to-graph dependencies and answered
+ * by cuStreamGetCaptureInfo; default and programmatic edges are kept as given and every
+ * edge is run as a full dependency (a valid schedule for either).
+ * Memcpy nodes may copy to and from host memory (the daemon names mirrored memory there);
+ * a one-row copy may leave its pitches 0, as cudaGraphAddMemcpyNode1D does.
  */
 #include "server/emu/emu_internal.h"
 
@@ -67,14 +75,17 @@ struct emu_graph {
 /* A capture sequence and a stream's (or event's) place in it. */
 struct emu_capture {
     uint64_t id;
-    struct emu_graph *graph;
+    struct emu_graph *graph; /* NULL once a borrowed graph was destroyed (then invalidated) */
+    bool borrowed;           /* cuStreamBeginCaptureToGraph: the graph is the caller's, never freed here */
     CUstreamCaptureMode mode;
     bool invalidated;
-    unsigned refs; /* streams and events pointing at it */
+    unsigned refs;            /* streams and events pointing at it */
+    struct emu_capture *next; /* the list of live captures */
 };
 struct emu_capstate {
     struct emu_capture *cap;
     struct emu_gnode **deps;
+    CUgraphEdgeData *edata; /* parallel to deps */
     size_t ndeps;
 };
 struct cap_entry {
@@ -86,6 +97,7 @@ struct cap_entry {
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct emu_set graphs, nodes, execs;
 static struct cap_entry *stream_caps, *event_caps;
+static struct emu_capture *live_captures;
 static _Thread_local struct emu_capstate tls_ptds_cap; /* CU_STREAM_PER_THREAD of this thread */
 static _Thread_local CUstreamCaptureMode tls_capture_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
 static uint64_t next_capture_id = 1;
@@ -197,9 +209,12 @@ static void node_free(struct emu_gnode *n)
     free(n);
 }
 
+static void captures_detach_locked(const struct emu_graph *g);
+
 static void graph_free(struct emu_graph *g)
 {
     if (!g) return;
+    if (!g->exec) captures_detach_locked(g);
     for (size_t i = 0; i < g->n; i++) {
         if (!g->exec) emu_set_del(&nodes, g->nodes[i]);
         node_free(g->nodes[i]);
@@ -332,9 +347,10 @@ static CUresult kernel_params_set(struct emu_gnode *n, CUfunction f, const unsig
     return CUDA_SUCCESS;
 }
 
-/* Add a node of `type` with parameters `src` (a prototype node) to g after deps. */
+/* Add a node of `type` with parameters `src` (a prototype node) to g after deps, with
+ * edge data edata (parallel to deps; NULL: default edges). */
 static CUresult node_add_locked(CUgraphNode *out, CUgraph hGraph, const CUgraphNode *deps, size_t ndeps,
-                                struct emu_gnode *proto)
+                                const CUgraphEdgeData *edata, struct emu_gnode *proto)
 {
     struct emu_graph *g = (struct emu_graph *)hGraph;
     if (!out || !graph_live(hGraph) || (ndeps && !deps)) return CUDA_ERROR_INVALID_VALUE;
@@ -346,7 +362,7 @@ static CUresult node_add_locked(CUgraphNode *out, CUgraph hGraph, const CUgraphN
     n->p = proto->p; /* ownership of deep parameters moves from the prototype */
     memset(&proto->p, 0, sizeof proto->p);
     for (size_t i = 0; i < ndeps; i++)
-        if (node_add_dep(n, (struct emu_gnode *)deps[i], NULL)) goto oom;
+        if (node_add_dep(n, (struct emu_gnode *)deps[i], edata ? &edata[i] : NULL)) goto oom;
     if (emu_set_add(&nodes, n)) goto oom;
     if (graph_append(g, n)) {
         emu_set_del(&nodes, n);
@@ -467,7 +483,7 @@ CUresult CUDAAPI emu_cuGraphAddKernelNode_v2(CUgraphNode *phGraphNode, CUgraph h
         kernel_params_set(&proto, f, grid, block, nodeParams->sharedMemBytes, nodeParams->kernelParams, nodeParams->extra);
     if (rc != CUDA_SUCCESS) return rc;
     pthread_mutex_lock(&g_lock);
-    rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, &proto);
+    rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, NULL, &proto);
     pthread_mutex_unlock(&g_lock);
     node_free_params(&proto);
     return rc;
@@ -481,7 +497,7 @@ CUresult CUDAAPI emu_cuGraphAddMemcpyNode(CUgraphNode *phGraphNode, CUgraph hGra
     if (rc != CUDA_SUCCESS) return rc;
     struct emu_gnode proto = {.type = CU_GRAPH_NODE_TYPE_MEMCPY, .p.copy = *copyParams};
     pthread_mutex_lock(&g_lock);
-    rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, &proto);
+    rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, NULL, &proto);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -495,7 +511,7 @@ CUresult CUDAAPI emu_cuGraphAddMemsetNode(CUgraphNode *phGraphNode, CUgraph hGra
     if (rc != CUDA_SUCCESS) return rc;
     struct emu_gnode proto = {.type = CU_GRAPH_NODE_TYPE_MEMSET, .p.set = *memsetParams};
     pthread_mutex_lock(&g_lock);
-    rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, &proto);
+    rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, NULL, &proto);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -506,7 +522,7 @@ CUresult CUDAAPI emu_cuGraphAddHostNode(CUgraphNode *phGraphNode, CUgraph hGraph
     if (!nodeParams || !nodeParams->fn) return CUDA_ERROR_INVALID_VALUE;
     struct emu_gnode proto = {.type = CU_GRAPH_NODE_TYPE_HOST, .p.host = *nodeParams};
     pthread_mutex_lock(&g_lock);
-    CUresult rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, &proto);
+    CUresult rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, NULL, &proto);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -518,7 +534,7 @@ static CUresult add_event_node(CUgraphNode *out, CUgraph g, const CUgraphNode *d
     if (rc != CUDA_SUCCESS) return rc;
     struct emu_gnode proto = {.type = type, .p.event = e};
     pthread_mutex_lock(&g_lock);
-    rc = node_add_locked(out, g, deps, n, &proto);
+    rc = node_add_locked(out, g, deps, n, NULL, &proto);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -546,7 +562,7 @@ CUresult CUDAAPI emu_cuGraphAddChildGraphNode(CUgraphNode *phGraphNode, CUgraph 
         rc = CUDA_ERROR_OUT_OF_MEMORY;
         if (proto.p.child && emu_set_add(&graphs, proto.p.child) == 0) {
             struct emu_graph *child = proto.p.child;
-            rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, &proto);
+            rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, NULL, &proto);
             if (rc != CUDA_SUCCESS) emu_set_del(&graphs, child);
         } else if (proto.p.child) {
             graph_free(proto.p.child);
@@ -561,7 +577,7 @@ CUresult CUDAAPI emu_cuGraphAddEmptyNode(CUgraphNode *phGraphNode, CUgraph hGrap
 {
     struct emu_gnode proto = {.type = CU_GRAPH_NODE_TYPE_EMPTY};
     pthread_mutex_lock(&g_lock);
-    CUresult rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, &proto);
+    CUresult rc = node_add_locked(phGraphNode, hGraph, dependencies, numDependencies, NULL, &proto);
     pthread_mutex_unlock(&g_lock);
     return rc;
 }
@@ -1046,7 +1062,16 @@ static CUresult run_node(struct emu_gnode *n, CUstream s)
         return emu_cuLaunchKernel(n->p.k.func, n->p.k.grid[0], n->p.k.grid[1], n->p.k.grid[2], n->p.k.block[0],
                                   n->p.k.block[1], n->p.k.block[2], n->p.k.shared, s, count ? ptrs : NULL, NULL);
     }
-    case CU_GRAPH_NODE_TYPE_MEMCPY: return emu_cuMemcpy3DAsync_v2(&n->p.copy, s);
+    case CU_GRAPH_NODE_TYPE_MEMCPY: {
+        /* A one-row copy may leave its pitches 0 (cudaGraphAddMemcpyNode1D does; the
+         * driver accepts it): a row's pitch is its width. */
+        CUDA_MEMCPY3D c = n->p.copy;
+        if (c.Height == 1 && c.Depth == 1) {
+            if (c.srcPitch < c.WidthInBytes) c.srcPitch = c.WidthInBytes;
+            if (c.dstPitch < c.WidthInBytes) c.dstPitch = c.WidthInBytes;
+        }
+        return emu_cuMemcpy3DAsync_v2(&c, s);
+    }
     case CU_GRAPH_NODE_TYPE_MEMSET: {
         const CUDA_MEMSET_NODE_PARAMS *m = &n->p.set;
         size_t pitch = m->height > 1 ? m->pitch : m->width * m->elementSize;
@@ -1303,13 +1328,45 @@ static struct emu_capstate *capstate_locked(const void *key, struct cap_entry **
     return &e->st;
 }
 
+/* A new capture sequence into g (borrowed: the caller's graph), on the live list. */
+static struct emu_capture *capture_new_locked(struct emu_graph *g, bool borrowed, CUstreamCaptureMode mode)
+{
+    struct emu_capture *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->id = next_capture_id++;
+    c->graph = g;
+    c->borrowed = borrowed;
+    c->mode = mode;
+    c->refs = 1;
+    c->next = live_captures;
+    live_captures = c;
+    return c;
+}
+
+/* Graph g is being freed: a capture into it can add nothing more. */
+static void captures_detach_locked(const struct emu_graph *g)
+{
+    for (struct emu_capture *c = live_captures; c; c = c->next)
+        if (c->graph == g) {
+            c->graph = NULL;
+            c->invalidated = true;
+        }
+}
+
 static void capture_unref_locked(struct emu_capture *c)
 {
     if (c && --c->refs == 0) {
-        if (c->graph) { /* never ended: the graph goes with it */
-            emu_set_del(&graphs, c->graph);
-            graph_unregister_children(c->graph);
-            graph_free(c->graph);
+        for (struct emu_capture **p = &live_captures; *p; p = &(*p)->next)
+            if (*p == c) {
+                *p = c->next;
+                break;
+            }
+        struct emu_graph *g = c->borrowed ? NULL : c->graph;
+        c->graph = NULL;
+        if (g) { /* never ended: the graph goes with it */
+            emu_set_del(&graphs, g);
+            graph_unregister_children(g);
+            graph_free(g);
         }
         free(c);
     }
@@ -1321,22 +1378,57 @@ static void capstate_clear_locked(struct emu_capstate *st)
     capture_unref_locked(st->cap);
     st->cap = NULL;
     free(st->deps);
+    free(st->edata);
     st->deps = NULL;
+    st->edata = NULL;
     st->ndeps = 0;
 }
 
-static int capstate_set_deps_locked(struct emu_capstate *st, struct emu_gnode *const *deps, size_t n)
+/* Replace the dependencies with deps and their edge data (NULL: default edges). */
+static int capstate_set_deps_locked(struct emu_capstate *st, struct emu_gnode *const *deps,
+                                    const CUgraphEdgeData *edata, size_t n)
 {
     struct emu_gnode **d = NULL;
+    CUgraphEdgeData *e = NULL;
     if (n) {
         d = malloc(n * sizeof *d);
-        if (!d) return -1;
+        e = calloc(n, sizeof *e);
+        if (!d || !e) {
+            free(d);
+            free(e);
+            return -1;
+        }
         memcpy(d, deps, n * sizeof *d);
+        if (edata) memcpy(e, edata, n * sizeof *e);
     }
     free(st->deps);
+    free(st->edata);
     st->deps = d;
+    st->edata = e;
     st->ndeps = n;
     return 0;
+}
+
+/* Edge data the emu honours: a default or programmatic edge out of any port, into the
+ * whole node, reserved bytes zero. The emu runs nodes one after another in a
+ * topological order, so every edge is kept as a full dependency (stricter than a
+ * programmatic one, so a valid schedule). */
+static bool edges_valid(const CUgraphEdgeData *e, size_t n)
+{
+    static const unsigned char zero[sizeof e->reserved];
+    for (size_t i = 0; e && i < n; i++)
+        if (e[i].type > CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC || e[i].to_port != 0 ||
+            memcmp(e[i].reserved, zero, sizeof zero) != 0)
+            return false;
+    return true;
+}
+
+/* deps are nodes of g. Caller holds g_lock. */
+static bool deps_in_graph(const CUgraphNode *deps, size_t n, const struct emu_graph *g)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!node_live(deps[i]) || ((const struct emu_gnode *)deps[i])->graph != g) return false;
+    return true;
 }
 
 static void forget_locked(const void *key, struct cap_entry **list)
@@ -1380,10 +1472,11 @@ static bool capture_node(CUstream s, struct emu_gnode *proto, CUresult *rc)
         *rc = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
     } else {
         CUgraphNode n;
-        *rc = node_add_locked(&n, (CUgraph)st->cap->graph, (const CUgraphNode *)st->deps, st->ndeps, proto);
+        *rc = node_add_locked(&n, (CUgraph)st->cap->graph, (const CUgraphNode *)st->deps, st->ndeps, st->edata,
+                              proto);
         if (*rc == CUDA_SUCCESS) {
             struct emu_gnode *only = (struct emu_gnode *)n;
-            if (capstate_set_deps_locked(st, &only, 1)) *rc = CUDA_ERROR_OUT_OF_MEMORY;
+            if (capstate_set_deps_locked(st, &only, NULL, 1)) *rc = CUDA_ERROR_OUT_OF_MEMORY;
         }
         if (*rc != CUDA_SUCCESS) st->cap->invalidated = true;
     }
@@ -1434,7 +1527,7 @@ bool emu_capture_event_record(CUevent e, CUstream s, unsigned flags, CUresult *r
     if (capturing) {
         struct emu_capstate *ev = capstate_locked(e, &event_caps, true);
         *rc = CUDA_ERROR_OUT_OF_MEMORY;
-        if (ev && capstate_set_deps_locked(ev, st->deps, st->ndeps) == 0) {
+        if (ev && capstate_set_deps_locked(ev, st->deps, st->edata, st->ndeps) == 0) {
             if (ev->cap != st->cap) {
                 capture_unref_locked(ev->cap);
                 ev->cap = st->cap;
@@ -1466,23 +1559,30 @@ bool emu_capture_wait_event(CUstream s, CUevent e, unsigned flags, CUresult *rc)
             } else {
                 size_t n = target->cap ? target->ndeps : 0;
                 struct emu_gnode **merged = malloc((n + ev->ndeps + 1) * sizeof *merged);
-                if (merged) {
+                CUgraphEdgeData *medges = calloc(n + ev->ndeps + 1, sizeof *medges);
+                if (merged && medges) {
                     size_t k = 0;
-                    for (size_t i = 0; i < n; i++) merged[k++] = target->deps[i];
+                    for (size_t i = 0; i < n; i++) {
+                        if (target->edata) medges[k] = target->edata[i];
+                        merged[k++] = target->deps[i];
+                    }
                     for (size_t i = 0; i < ev->ndeps; i++) {
                         bool dup = false;
                         for (size_t j = 0; j < k; j++) dup |= merged[j] == ev->deps[i];
-                        if (!dup) merged[k++] = ev->deps[i];
+                        if (dup) continue;
+                        if (ev->edata) medges[k] = ev->edata[i];
+                        merged[k++] = ev->deps[i];
                     }
-                    if (capstate_set_deps_locked(target, merged, k) == 0) {
+                    if (capstate_set_deps_locked(target, merged, medges, k) == 0) {
                         if (!target->cap) {
                             target->cap = ev->cap;
                             target->cap->refs++;
                         }
                         *rc = CUDA_SUCCESS;
                     }
-                    free(merged);
                 }
+                free(merged);
+                free(medges);
             }
         }
     } else if (st && st->cap) {
@@ -1512,34 +1612,111 @@ bool emu_capture_sync(CUstream s, CUresult *rc)
     return capturing;
 }
 
+static bool capture_mode_valid(CUstreamCaptureMode mode)
+{
+    return mode == CU_STREAM_CAPTURE_MODE_GLOBAL || mode == CU_STREAM_CAPTURE_MODE_THREAD_LOCAL ||
+           mode == CU_STREAM_CAPTURE_MODE_RELAXED;
+}
+
 CUresult CUDAAPI emu_cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode)
 {
     CUresult rc = emu_stream_check(hStream);
     if (rc != CUDA_SUCCESS) return rc;
     if (hStream == NULL || hStream == CU_STREAM_LEGACY) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-    if (mode != CU_STREAM_CAPTURE_MODE_GLOBAL && mode != CU_STREAM_CAPTURE_MODE_THREAD_LOCAL &&
-        mode != CU_STREAM_CAPTURE_MODE_RELAXED)
-        return CUDA_ERROR_INVALID_VALUE;
+    if (!capture_mode_valid(mode)) return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&g_lock);
     struct emu_capstate *st = capstate_locked(hStream, &stream_caps, true);
     rc = CUDA_ERROR_OUT_OF_MEMORY;
     if (st && st->cap) {
         rc = CUDA_ERROR_ILLEGAL_STATE;
     } else if (st) {
-        struct emu_capture *c = calloc(1, sizeof *c);
-        struct emu_graph *g = c ? graph_new() : NULL;
-        if (g && emu_set_add(&graphs, g) == 0) {
-            c->id = next_capture_id++;
-            c->graph = g;
-            c->mode = mode;
-            c->refs = 1;
+        struct emu_graph *g = graph_new();
+        struct emu_capture *c = g && emu_set_add(&graphs, g) == 0 ? capture_new_locked(g, false, mode) : NULL;
+        if (c) {
+            capstate_set_deps_locked(st, NULL, NULL, 0);
             st->cap = c;
-            st->ndeps = 0;
             rc = CUDA_SUCCESS;
-        } else {
+        } else if (g) {
+            emu_set_del(&graphs, g);
             free(g);
-            free(c);
         }
+    }
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+/* Capture into the caller's graph: the captured nodes depend on `dependencies` first. */
+CUresult CUDAAPI emu_cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies,
+                                                 const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                                 CUstreamCaptureMode mode)
+{
+    CUresult rc = emu_stream_check(hStream);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (hStream == NULL || hStream == CU_STREAM_LEGACY) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    if (!capture_mode_valid(mode) || (numDependencies && !dependencies) ||
+        !edges_valid(dependencyData, numDependencies))
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&g_lock);
+    struct emu_graph *g = (struct emu_graph *)hGraph;
+    struct emu_capstate *st = NULL;
+    if (!graph_live(hGraph) || !deps_in_graph(dependencies, numDependencies, g)) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else if (!(st = capstate_locked(hStream, &stream_caps, true))) {
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    } else if (st->cap) {
+        rc = CUDA_ERROR_ILLEGAL_STATE;
+    } else if (capstate_set_deps_locked(st, (struct emu_gnode *const *)dependencies, dependencyData,
+                                        numDependencies)) {
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    } else {
+        st->cap = capture_new_locked(g, true, mode);
+        rc = st->cap ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+/* Add to (flags 0) or replace (1) the nodes the stream's next captured node depends on. */
+CUresult CUDAAPI emu_cuStreamUpdateCaptureDependencies_v2(CUstream hStream, CUgraphNode *dependencies,
+                                                          const CUgraphEdgeData *dependencyData,
+                                                          size_t numDependencies, unsigned int flags)
+{
+    CUresult rc = emu_stream_check(hStream);
+    if (rc != CUDA_SUCCESS) return rc;
+    if (flags > CU_STREAM_SET_CAPTURE_DEPENDENCIES || (numDependencies && !dependencies) ||
+        !edges_valid(dependencyData, numDependencies))
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&g_lock);
+    struct emu_capstate *st = capstate_locked(hStream, &stream_caps, false);
+    if (!st || !st->cap) {
+        rc = CUDA_ERROR_ILLEGAL_STATE;
+    } else if (st->cap->invalidated) {
+        rc = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    } else if (!deps_in_graph(dependencies, numDependencies, st->cap->graph)) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else if (flags == CU_STREAM_SET_CAPTURE_DEPENDENCIES) {
+        if (capstate_set_deps_locked(st, (struct emu_gnode *const *)dependencies, dependencyData, numDependencies))
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+    } else {
+        size_t n = st->ndeps, k = n;
+        struct emu_gnode **merged = malloc((n + numDependencies + 1) * sizeof *merged);
+        CUgraphEdgeData *medges = calloc(n + numDependencies + 1, sizeof *medges);
+        if (merged && medges) {
+            if (n) {
+                memcpy(merged, st->deps, n * sizeof *merged);
+                memcpy(medges, st->edata, n * sizeof *medges);
+            }
+            for (size_t i = 0; i < numDependencies; i++) {
+                bool dup = false;
+                for (size_t j = 0; j < k; j++) dup |= merged[j] == (struct emu_gnode *)dependencies[i];
+                if (dup) continue;
+                if (dependencyData) medges[k] = dependencyData[i];
+                merged[k++] = (struct emu_gnode *)dependencies[i];
+            }
+        }
+        if (!merged || !medges || capstate_set_deps_locked(st, merged, medges, k)) rc = CUDA_ERROR_OUT_OF_MEMORY;
+        free(merged);
+        free(medges);
     }
     pthread_mutex_unlock(&g_lock);
     return rc;
@@ -1608,7 +1785,9 @@ CUresult CUDAAPI emu_cuStreamGetCaptureInfo_v3(CUstream hStream, CUstreamCapture
         if (id_out) *id_out = st->cap->id;
         if (graph_out) *graph_out = (CUgraph)st->cap->graph;
         if (dependencies_out) *dependencies_out = (const CUgraphNode *)st->deps;
-        if (edgeData_out) { /* captured dependencies are all default (full) edges */
+        if (edgeData_out && st->edata) {
+            *edgeData_out = st->edata;
+        } else if (edgeData_out) { /* no dependencies: an empty array */
             if (zero_cap < st->ndeps + 1) {
                 CUgraphEdgeData *z = realloc(zero_edges, (st->ndeps + 1) * sizeof *z);
                 if (z) {
