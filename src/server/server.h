@@ -33,6 +33,7 @@ enum handle_kind {
     H_GRAPH,      /* owner: 0, or the graph whose child-graph node holds it */
     H_GRAPH_NODE, /* owner: its graph */
     H_GRAPH_EXEC,
+    H_LINK,       /* a pending JIT link (cuLinkCreate) */
     H_KIND_COUNT
 };
 
@@ -89,6 +90,7 @@ struct lane {
     CUresult async_error; /* first failure of a no-reply request, reported at the next sync point */
     uint16_t op;          /* op being served, for logs */
     const char *malformed; /* set by a handler: why the message was rejected */
+    bool outputs_on_error; /* set by a handler: a failing reply carries the outputs written so far */
 };
 
 /* Returned by handlers for a message that does not decode: ends the session. */
