@@ -440,6 +440,7 @@ int main(void)
         printf("FAIL mkdtemp %s\n", g_tmpdir);
         return 1;
     }
+    printf("info driver: %s\n", g_vgpu ? "vgpu's guest library" : "not vgpu's (native)");
     CU(cuInit(0));
     CUdevice dev;
     CU(cuDeviceGet(&dev, 0));
