@@ -591,46 +591,6 @@ CUresult cuLibraryGetUnifiedFunction(void **fptr, CUlibrary library, const char 
     return vg_unsupported("cuLibraryGetUnifiedFunction");
 }
 
-CUresult cuLinkAddData(CUlinkState state, CUjitInputType type, void *data, size_t size, const char *name, unsigned int numOptions, CUjit_option *options, void **optionValues)
-{
-    return vg_unsupported("cuLinkAddData");
-}
-
-CUresult cuLinkAddData_v2(CUlinkState state, CUjitInputType type, void *data, size_t size, const char *name, unsigned int numOptions, CUjit_option *options, void **optionValues)
-{
-    return vg_unsupported("cuLinkAddData_v2");
-}
-
-CUresult cuLinkAddFile(CUlinkState state, CUjitInputType type, const char *path, unsigned int numOptions, CUjit_option *options, void **optionValues)
-{
-    return vg_unsupported("cuLinkAddFile");
-}
-
-CUresult cuLinkAddFile_v2(CUlinkState state, CUjitInputType type, const char *path, unsigned int numOptions, CUjit_option *options, void **optionValues)
-{
-    return vg_unsupported("cuLinkAddFile_v2");
-}
-
-CUresult cuLinkComplete(CUlinkState state, void **cubinOut, size_t *sizeOut)
-{
-    return vg_unsupported("cuLinkComplete");
-}
-
-CUresult cuLinkCreate(unsigned int numOptions, CUjit_option *options, void **optionValues, CUlinkState *stateOut)
-{
-    return vg_unsupported("cuLinkCreate");
-}
-
-CUresult cuLinkCreate_v2(unsigned int numOptions, CUjit_option *options, void **optionValues, CUlinkState *stateOut)
-{
-    return vg_unsupported("cuLinkCreate_v2");
-}
-
-CUresult cuLinkDestroy(CUlinkState state)
-{
-    return vg_unsupported("cuLinkDestroy");
-}
-
 CUresult cuLogsCurrent(CUlogIterator *iterator_out, unsigned int flags)
 {
     return vg_unsupported("cuLogsCurrent");

@@ -319,14 +319,14 @@
     X(cuLibraryLoadData, remote) \
     X(cuLibraryLoadFromFile, remote) \
     X(cuLibraryUnload, remote) \
-    X(cuLinkAddData, unsupported) \
-    X(cuLinkAddData_v2, unsupported) \
-    X(cuLinkAddFile, unsupported) \
-    X(cuLinkAddFile_v2, unsupported) \
-    X(cuLinkComplete, unsupported) \
-    X(cuLinkCreate, unsupported) \
-    X(cuLinkCreate_v2, unsupported) \
-    X(cuLinkDestroy, unsupported) \
+    X(cuLinkAddData, remote) \
+    X(cuLinkAddData_v2, remote) \
+    X(cuLinkAddFile, remote) \
+    X(cuLinkAddFile_v2, remote) \
+    X(cuLinkComplete, remote) \
+    X(cuLinkCreate, remote) \
+    X(cuLinkCreate_v2, remote) \
+    X(cuLinkDestroy, remote) \
     X(cuLogsCurrent, unsupported) \
     X(cuLogsDumpToFile, unsupported) \
     X(cuLogsDumpToMemory, unsupported) \
@@ -682,8 +682,8 @@
     X(cuWaitExternalSemaphoresAsync_ptsz, unsupported) \
 
 #define VGPU_ENTRY_POINT_COUNT 671
-#define VGPU_ENTRY_POINTS_REMOTE 283
+#define VGPU_ENTRY_POINTS_REMOTE 291
 #define VGPU_ENTRY_POINTS_LOCAL 39
-#define VGPU_ENTRY_POINTS_UNSUPPORTED 349
+#define VGPU_ENTRY_POINTS_UNSUPPORTED 341
 
 #endif

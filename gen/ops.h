@@ -73,6 +73,10 @@
     X(LIBRARY_GET_MODULE, 0x0208) \
     X(LIBRARY_LOAD, 0x4864) \
     X(LIBRARY_UNLOAD, 0x14d6) \
+    X(LINK_ADD_DATA, 0xe118) \
+    X(LINK_COMPLETE, 0x30ac) \
+    X(LINK_CREATE, 0x0f00) \
+    X(LINK_DESTROY, 0xf7c8) \
     X(MANAGED_ALLOC, 0xfa88) \
     X(MEMCPY_DTOD, 0x7f69) \
     X(MEMCPY_DTOH, 0x3342) \
@@ -136,6 +140,6 @@
     X(VMM_SET_ACCESS, 0xc5d5) \
     X(VMM_UNMAP, 0x0b63) \
 
-#define VGPU_OP_COUNT 125
+#define VGPU_OP_COUNT 129
 
 #endif

@@ -377,11 +377,10 @@ static int entry_payload(const struct fatbin_entry *e, uint8_t **buf, const uint
     return 0;
 }
 
-/* Walk a fatbin container of n bytes and choose an entry for want_sm: 0 with *chosen set, or -1. */
-static int fatbin_choose(const uint8_t *p, size_t n, uint32_t want_sm, struct fatbin_entry *chosen,
-                         bool *loadable, char *err, size_t errlen)
+/* Walk a fatbin container of n bytes: *out is a new array of its *count entries (free() it). 0, or -1. */
+static int fatbin_walk(const uint8_t *p, size_t n, struct fatbin_entry **out, size_t *count_out, char *err,
+                       size_t errlen)
 {
-    *loadable = false;
     size_t total;
     if (n < 16 || fatbin_size(p, n, &total) != 0)
         return vgpu_fb_err(err, errlen, "bad fatbin header");
@@ -409,16 +408,41 @@ static int fatbin_choose(const uint8_t *p, size_t n, uint32_t want_sm, struct fa
         e->uncompressed = vgpu_rd64(h + 56);
         e->data = h + ehs;
         e->len = (size_t)sz;
-        *loadable = *loadable || runs_on(e->kind, e->arch, want_sm);
         off += ehs + (size_t)sz;
     }
     for (; rc == 0 && off < end; off++)
         if (p[off] != 0)
             rc = vgpu_fb_err(err, errlen, "fatbin has %zu stray bytes after its last entry", end - off);
-    const struct fatbin_entry *e = rc == 0 ? choose_entry(entries, count, want_sm) : NULL;
-    if (rc == 0 && !e)
+    if (rc != 0) {
+        free(entries);
+        return -1;
+    }
+    *out = entries;
+    *count_out = count;
+    return 0;
+}
+
+static bool fatbin_is_linked(const uint8_t *p, size_t n)
+{
+    return n >= 16 && has_magic(p, k_fatbin_magic) && vgpu_rd16(p + 4) == VGPU_FATBIN_VERSION_LINKED;
+}
+
+/* Walk a fatbin container of n bytes and choose an entry for want_sm: 0 with *chosen set, or -1. */
+static int fatbin_choose(const uint8_t *p, size_t n, uint32_t want_sm, struct fatbin_entry *chosen,
+                         bool *loadable, char *err, size_t errlen)
+{
+    *loadable = false;
+    struct fatbin_entry *entries;
+    size_t count;
+    if (fatbin_walk(p, n, &entries, &count, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < count; i++)
+        *loadable = *loadable || runs_on(entries[i].kind, entries[i].arch, want_sm);
+    const struct fatbin_entry *e = choose_entry(entries, count, want_sm);
+    int rc = 0;
+    if (!e)
         rc = vgpu_fb_err(err, errlen, "fatbin has no ELF for sm_%u or below and no PTX", want_sm);
-    if (rc == 0)
+    else
         *chosen = *e;
     free(entries);
     return rc;
@@ -453,9 +477,81 @@ int vgpu_fatbin_select(const void *fatbin, size_t size, uint32_t want_sm, uint8_
     return 0;
 }
 
+/* Parse one plain ELF or PTX piece into out (zeroed by the caller). */
+static int parse_piece(uint32_t kind, const uint8_t *data, size_t len, struct vgpu_module_info *out, char *err,
+                       size_t errlen)
+{
+    if (kind == VGPU_FATBIN_KIND_ELF)
+        return vgpu_elf_parse(data, len, out, err, errlen);
+    if (kind == VGPU_FATBIN_KIND_PTX) {
+        out->from_ptx = true;
+        return vgpu_ptx_parse((const char *)data, len, out, err, errlen);
+    }
+    return vgpu_fb_err(err, errlen, "fatbin entry of kind %u is neither ELF nor PTX", kind);
+}
+
+/* Move the kernels and globals of one into out (one is emptied). */
+static int merge_info(struct vgpu_module_info *out, struct vgpu_module_info *one, char *err, size_t errlen)
+{
+    for (uint32_t i = 0; i < one->num_kernels; i++) {
+        struct vgpu_kernel_info *k = vgpu_fb_add_kernel(out);
+        if (!k)
+            return vgpu_fb_err(err, errlen, "out of memory");
+        *k = one->kernels[i];
+        memset(&one->kernels[i], 0, sizeof one->kernels[i]);
+    }
+    for (uint32_t i = 0; i < one->num_globals; i++) {
+        struct vgpu_global_info *g = vgpu_fb_add_global(out);
+        if (!g)
+            return vgpu_fb_err(err, errlen, "out of memory");
+        *g = one->globals[i];
+        memset(&one->globals[i], 0, sizeof one->globals[i]);
+    }
+    return 0;
+}
+
+/* A linked container: every entry, merged. */
+static int parse_linked(const uint8_t *p, size_t n, uint32_t want_sm, struct vgpu_module_info *out, char *err,
+                        size_t errlen)
+{
+    struct fatbin_entry *entries;
+    size_t count;
+    if (fatbin_walk(p, n, &entries, &count, err, errlen) != 0)
+        return -1;
+    int rc = count ? 0 : vgpu_fb_err(err, errlen, "linked container without entries");
+    out->loadable = true;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        uint8_t *buf;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if (entry_payload(&entries[i], &buf, &data, &len, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        struct vgpu_module_info one;
+        memset(&one, 0, sizeof one);
+        rc = parse_piece(entries[i].kind, data, len, &one, err, errlen);
+        free(buf);
+        if (rc == 0 && entries[i].kind == VGPU_FATBIN_KIND_ELF) {
+            out->loadable = out->loadable && runs_on(VGPU_FATBIN_KIND_ELF, entries[i].arch, want_sm);
+            if (entries[i].arch > out->sm)
+                out->sm = entries[i].arch;
+        }
+        if (rc == 0 && one.from_ptx)
+            out->from_ptx = true;
+        if (rc == 0)
+            rc = merge_info(out, &one, err, errlen);
+        vgpu_module_info_free(&one);
+    }
+    free(entries);
+    return rc;
+}
+
 static int parse_fatbin(const uint8_t *p, size_t n, uint32_t want_sm, struct vgpu_module_info *out, char *err,
                         size_t errlen)
 {
+    if (fatbin_is_linked(p, n))
+        return parse_linked(p, n, want_sm, out, err, errlen);
     struct fatbin_entry e;
     uint8_t *buf;
     const uint8_t *data = NULL;
@@ -464,18 +560,118 @@ static int parse_fatbin(const uint8_t *p, size_t n, uint32_t want_sm, struct vgp
     if (fatbin_choose(p, n, want_sm, &e, &loadable, err, errlen) != 0 ||
         entry_payload(&e, &buf, &data, &len, err, errlen) != 0)
         return -1;
-    int rc;
-    if (e.kind == VGPU_FATBIN_KIND_ELF) {
-        rc = vgpu_elf_parse(data, len, out, err, errlen);
-        out->sm = e.arch;
-    } else {
-        rc = vgpu_ptx_parse((const char *)data, len, out, err, errlen);
-        out->sm = 0;
-        out->from_ptx = true;
-    }
+    int rc = parse_piece(e.kind, data, len, out, err, errlen);
+    out->sm = e.kind == VGPU_FATBIN_KIND_ELF ? e.arch : 0;
     out->loadable = loadable;
     free(buf);
     return rc;
+}
+
+int vgpu_image_inputs(const void *image, size_t size, uint32_t want_sm,
+                      int (*fn)(const struct vgpu_image_input *in, void *arg), void *arg, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    const uint8_t *p = image;
+    if (!p || size < 4 || size > VGPU_IMAGE_MAX_BYTES)
+        return vgpu_fb_err(err, errlen, "empty or oversized image");
+    if (has_magic(p, k_elf_magic)) {
+        struct vgpu_image_input in = {VGPU_FATBIN_KIND_ELF, vgpu_elf_sm(p, size), p, size};
+        return fn(&in, arg) ? -1 : 0;
+    }
+    if (has_magic(p, k_wrapper_magic))
+        return vgpu_fb_err(err, errlen, "fatbin wrapper: send the fatbin it points to");
+    if (!has_magic(p, k_fatbin_magic)) {
+        size_t i = 0;
+        while (i < size && is_blank(p[i]))
+            i++;
+        if (i == size || (p[i] != '.' && p[i] != '/'))
+            return vgpu_fb_err(err, errlen, "unknown module image format");
+        struct vgpu_image_input in = {VGPU_FATBIN_KIND_PTX, 0, p, size};
+        return fn(&in, arg) ? -1 : 0;
+    }
+    struct fatbin_entry *entries = NULL, chosen;
+    size_t count = 0;
+    bool loadable;
+    if (fatbin_is_linked(p, size)) {
+        if (fatbin_walk(p, size, &entries, &count, err, errlen) != 0)
+            return -1;
+    } else {
+        if (fatbin_choose(p, size, want_sm, &chosen, &loadable, err, errlen) != 0)
+            return -1;
+        entries = &chosen;
+        count = 1;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        const struct fatbin_entry *e = &entries[i];
+        if (e->kind != VGPU_FATBIN_KIND_ELF && e->kind != VGPU_FATBIN_KIND_PTX) {
+            rc = vgpu_fb_err(err, errlen, "fatbin entry of kind %u is neither ELF nor PTX", e->kind);
+            break;
+        }
+        uint8_t *buf;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if (entry_payload(e, &buf, &data, &len, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        struct vgpu_image_input in = {e->kind, e->kind == VGPU_FATBIN_KIND_ELF ? e->arch : 0, data, len};
+        rc = fn(&in, arg) ? -1 : 0;
+        free(buf);
+    }
+    if (entries != &chosen)
+        free(entries);
+    return rc;
+}
+
+static void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    wr16(p, (uint16_t)v);
+    wr16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void wr64(uint8_t *p, uint64_t v)
+{
+    wr32(p, (uint32_t)v);
+    wr32(p + 4, (uint32_t)(v >> 32));
+}
+
+int vgpu_fatbin_write_linked(const struct vgpu_image_input *in, size_t n, uint8_t **out, size_t *outlen)
+{
+    size_t total = 16;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i].len > VGPU_IMAGE_MAX_BYTES || total + FATBIN_ENTRY_MIN + in[i].len > VGPU_IMAGE_MAX_BYTES)
+            return -1;
+        total += FATBIN_ENTRY_MIN + in[i].len;
+    }
+    uint8_t *buf = calloc(1, total), *q = buf;
+    if (!buf)
+        return -1;
+    memcpy(q, k_fatbin_magic, 4);
+    wr16(q + 4, VGPU_FATBIN_VERSION_LINKED);
+    wr16(q + 6, 16);
+    wr64(q + 8, total - 16);
+    q += 16;
+    for (size_t i = 0; i < n; i++) {
+        wr16(q, (uint16_t)in[i].kind);
+        wr16(q + 2, 0x0101); /* entry version, as nvcc writes it */
+        wr32(q + 4, FATBIN_ENTRY_MIN);
+        wr64(q + 8, in[i].len);
+        wr32(q + 28, in[i].arch);
+        if (in[i].len)
+            memcpy(q + FATBIN_ENTRY_MIN, in[i].data, in[i].len);
+        q += FATBIN_ENTRY_MIN + in[i].len;
+    }
+    *out = buf;
+    *outlen = total;
+    return 0;
 }
 
 static int cmp_kernel(const void *a, const void *b)
@@ -532,6 +728,20 @@ int vgpu_module_parse(const void *image, size_t size, uint32_t want_sm, struct v
         qsort(out->kernels, out->num_kernels, sizeof *out->kernels, cmp_kernel);
     if (out->num_globals > 1)
         qsort(out->globals, out->num_globals, sizeof *out->globals, cmp_global);
+    if (fatbin_is_linked(p, size)) { /* the inputs of a link may not define a symbol twice */
+        const char *dup = NULL;
+        for (uint32_t i = 1; !dup && i < out->num_kernels; i++)
+            if (strcmp(out->kernels[i - 1].name, out->kernels[i].name) == 0)
+                dup = out->kernels[i].name;
+        for (uint32_t i = 1; !dup && i < out->num_globals; i++)
+            if (strcmp(out->globals[i - 1].name, out->globals[i].name) == 0)
+                dup = out->globals[i].name;
+        if (dup) {
+            vgpu_fb_err(err, errlen, "'%s' is defined by two inputs of the link", dup);
+            vgpu_module_info_free(out);
+            return -1;
+        }
+    }
     return 0;
 }
 

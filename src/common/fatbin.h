@@ -18,6 +18,10 @@ extern "C" {
 #define VGPU_FATBIN_FLAG_ZSTD 0x8000u /* fatbin entry flag: payload is a zstd frame */
 #define VGPU_FATBIN_KIND_PTX 1u
 #define VGPU_FATBIN_KIND_ELF 2u
+/* Fatbin header version of the containers the emu backend's linker writes (cuLinkComplete): each entry is
+ * one input of the link and a load uses all of them, merging their kernels and globals, where nvcc's
+ * containers (version 1) hold alternatives of one module for different architectures. */
+#define VGPU_FATBIN_VERSION_LINKED 0x4C56u /* "VL" */
 
 /* Largest image (and largest decompressed fatbin entry) we accept: a sanity bound, far above real
  * module sizes, so a corrupt header can neither make the guest read gigabytes nor the server allocate them. */
@@ -101,7 +105,8 @@ struct vgpu_module_info {
  * are capped at VGPU_IMAGE_MAX_DECOMPRESSED).
  * Accepts a fatbin (the ELF entry with the highest sm <= want_sm is chosen; failing that the PTX entry
  * with the highest arch <= want_sm, failing that the PTX entry with the highest arch; want_sm 0 means no
- * limit), an ELF cubin, or PTX text (NUL-terminated or not). A fatbin wrapper is refused: it holds a
+ * limit; a linked container's entries are all used, and a kernel or global defined by two of them is
+ * refused), an ELF cubin, or PTX text (NUL-terminated or not). A fatbin wrapper is refused: it holds a
  * pointer, which means nothing in another process. LZ4 entries are decoded here; zstd entries through
  * libzstd.so.1, loaded at run time (an error says so if it is missing).
  * 0 on success (*out filled, release with vgpu_module_info_free); -1 with a message in err (if err is
@@ -116,6 +121,27 @@ void vgpu_module_info_free(struct vgpu_module_info *info);
  * PTX comes back as stored, usually NUL-terminated. 0 on success; -1 with a message in err. */
 int vgpu_fatbin_select(const void *fatbin, size_t size, uint32_t want_sm, uint8_t **out, size_t *outlen,
                        uint32_t *kind, uint32_t *arch, char *err, size_t errlen);
+
+/* One piece of device code: an ELF cubin (arch = its sm) or PTX text (arch 0), plain. */
+struct vgpu_image_input {
+    uint32_t kind; /* VGPU_FATBIN_KIND_ELF or VGPU_FATBIN_KIND_PTX */
+    uint32_t arch;
+    const void *data;
+    size_t len;
+};
+
+/* The device code a load of this image (size bytes) would use, one piece at a time: for an nvcc fatbin the
+ * entry vgpu_module_parse chooses for want_sm, for a linked container (VGPU_FATBIN_VERSION_LINKED) every
+ * entry, for an ELF cubin or PTX text the image itself. fn gets each piece (decompressed; valid during the
+ * call) and returns 0 to go on. 0 on success; -1 when the image does not decode (message in err) or fn
+ * returned non-zero (err untouched). */
+int vgpu_image_inputs(const void *image, size_t size, uint32_t want_sm,
+                      int (*fn)(const struct vgpu_image_input *in, void *arg), void *arg, char *err, size_t errlen);
+
+/* Write a linked container (VGPU_FATBIN_VERSION_LINKED) with one uncompressed entry per piece, in order,
+ * into a new malloc'd buffer (*out, *outlen; free() it). 0, or -1 when out of memory or larger than
+ * VGPU_IMAGE_MAX_BYTES. */
+int vgpu_fatbin_write_linked(const struct vgpu_image_input *in, size_t n, uint8_t **out, size_t *outlen);
 
 /* Lookups by exact (mangled) name; NULL when absent. */
 const struct vgpu_kernel_info *vgpu_module_find_kernel(const struct vgpu_module_info *m, const char *name);

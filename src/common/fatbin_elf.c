@@ -12,6 +12,8 @@
 #define STT_OBJECT 1u
 #define STT_FUNC 2u
 #define SYM_SIZE 24u
+#define ET_REL 1u
+#define STO_CUDA_ENTRY 0x10u /* st_other of a kernel's symbol */
 
 /* .nv.info attribute formats and the attributes we read. Each record is u8 format, u8 attribute, u16;
  * for EIFMT_SVAL the u16 is the length of the value that follows, otherwise it is the value itself. */
@@ -372,6 +374,7 @@ int vgpu_elf_parse(const uint8_t *p, size_t n, struct vgpu_module_info *out, cha
     const struct sec *cbank = find_sec(&e, ".nv.constant3", "");
     uint64_t reserved_smem = reserved_shared(&e);
     uint32_t const_bytes = cbank && cbank->size <= UINT32_MAX ? (uint32_t)cbank->size : 0;
+    bool relocatable = vgpu_rd16(p + 16) == ET_REL; /* n >= 64: vgpu_elf_extent checked it */
 
     for (uint32_t i = 1; i < e.nsyms; i++) {
         const uint8_t *s = e.syms + (size_t)i * SYM_SIZE;
@@ -390,7 +393,10 @@ int vgpu_elf_parse(const uint8_t *p, size_t n, struct vgpu_module_info *out, cha
                 goto done;
             continue;
         }
-        /* A kernel lives in .text.<name> and has .nv.info.<name>; device functions have neither. */
+        /* A kernel lives in .text.<name> and has .nv.info.<name>; device functions have neither, except
+         * in relocatable cubins (-rdc), where only kernels are marked STO_CUDA_ENTRY. */
+        if (relocatable && !(s[5] & STO_CUDA_ENTRY))
+            continue;
         const struct sec *info = find_sec(&e, ".nv.info.", name);
         if (cmp_prefixed(".text.", name, e.sec[shndx].name) != 0 || !info ||
             info->type == SHT_NOBITS)

@@ -85,9 +85,14 @@
       PFN_cuMemGetAllocationPropertiesFromHandle_v10020)                       \
     X(cuMemRetainAllocationHandle, PFN_cuMemRetainAllocationHandle_v11000)     \
     X(cuModuleLoadData, PFN_cuModuleLoadData_v2000)                            \
+    X(cuModuleLoadDataEx, PFN_cuModuleLoadDataEx_v2010)                        \
     X(cuModuleUnload, PFN_cuModuleUnload_v2000)                                \
     X(cuModuleGetFunction, PFN_cuModuleGetFunction_v2000)                      \
     X(cuModuleGetGlobal_v2, PFN_cuModuleGetGlobal_v3020)                       \
+    X(cuLinkCreate_v2, PFN_cuLinkCreate_v6050)                                 \
+    X(cuLinkAddData_v2, PFN_cuLinkAddData_v6050)                               \
+    X(cuLinkComplete, PFN_cuLinkComplete_v5050)                                \
+    X(cuLinkDestroy, PFN_cuLinkDestroy_v5050)                                  \
     X(cuLibraryLoadData, PFN_cuLibraryLoadData_v12000)                         \
     X(cuLibraryUnload, PFN_cuLibraryUnload_v12000)                             \
     X(cuLibraryGetKernel, PFN_cuLibraryGetKernel_v12000)                       \

@@ -12,13 +12,15 @@
  * VGPU_MAX_STRING; handles are u64. `form`: 0 = the cuFunc* entry point (a CUfunction,
  * or a CUkernel used as one), 1 = the cuKernel* entry point (a CUkernel, with a device).
  *
- *   MODULE_LOAD         bytes image (<= VGPU_MAX_MODULE_IMAGE; fatbin, ELF cubin or PTX;
- *                       cuModuleLoad's file contents arrive with a NUL appended)
- *                       -> u64 module
+ *   MODULE_LOAD         jit options, bytes image (<= VGPU_MAX_MODULE_IMAGE; fatbin, ELF cubin
+ *                       or PTX; cuModuleLoad's file contents arrive with a NUL appended)
+ *                       -> u64 module, jit results
+ *                       (a failure the driver or the image check reports: jit results only)
  *   MODULE_UNLOAD       u64 module -> ()
  *   MODULE_GET_FUNCTION u64 module, str name -> u64 function
  *   MODULE_GET_GLOBAL   u64 module, str name -> u64 dptr, u64 bytes
- *   LIBRARY_LOAD        bytes image (as MODULE_LOAD) -> u64 library
+ *   LIBRARY_LOAD        jit options, bytes image (as MODULE_LOAD) -> u64 library, jit results
+ *                       (failures as MODULE_LOAD)
  *   LIBRARY_UNLOAD      u64 library -> ()
  *   LIBRARY_GET_KERNEL  u64 library, str name -> u64 kernel
  *   LIBRARY_GET_MODULE  u64 library -> u64 module
@@ -38,7 +40,12 @@
  * it, PTX is terminated by the padding at the latest (vgpu_image_size_bounded), and the size of the
  * copy is at most the received length (PTX: the length + 1, its NUL may come from the
  * padding). Anything else (a fatbin wrapper, which holds a pointer) is
- * CUDA_ERROR_INVALID_IMAGE.
+ * CUDA_ERROR_INVALID_IMAGE, with a line saying so in the error log if one was asked for.
+ *
+ * JIT options (server/jit.c, layouts in common/jit_opts.h): `jit options` is
+ * u32 n, n x {i32 option, u64 value}; `jit results` is u32 n, n x u64 slot, bytes info log,
+ * bytes error log. The driver gets them with the daemon's own log buffers
+ * (cuModuleLoadDataEx, cuLibraryLoadData's JIT options); library options are not sent.
  */
 #include "server/ops_module.h"
 
@@ -46,6 +53,7 @@
 #include <string.h>
 
 #include "common/fatbin.h"
+#include "server/jit.h"
 
 #define FORM_FUNCTION 0u
 #define FORM_KERNEL 1u
@@ -305,8 +313,9 @@ CUresult srv_param_layout(struct session *s, uint64_t func, struct srv_param *ou
 #define IMAGE_PAD 64u /* zero bytes after the server's copy of an image */
 
 /* Copy a received image into a zero-padded buffer and check it (see the top of the
- * file). *out is the copy to hand to the driver; free it afterwards. */
-static CUresult image_copy(struct lane *L, const void *data, size_t len, uint8_t **out)
+ * file). *out is the copy to hand to the driver; free it afterwards. A refusal is also
+ * written to jit's error log. */
+static CUresult image_copy(struct lane *L, const void *data, size_t len, struct srv_jit *jit, uint8_t **out)
 {
     if (!data || len == 0) return CUDA_ERROR_INVALID_IMAGE;
     uint8_t *buf = malloc(len + IMAGE_PAD);
@@ -323,6 +332,7 @@ static CUresult image_copy(struct lane *L, const void *data, size_t len, uint8_t
     if (!ok) {
         VGPU_WARN("client pid %d: %s module image of %zu bytes is not self-consistent; refused", L->s->client_pid,
                   what, len);
+        srv_jit_error(jit, "vgpu: %s module image of %zu bytes is not self-consistent; refused\n", what, len);
         free(buf);
         return CUDA_ERROR_INVALID_IMAGE;
     }
@@ -360,28 +370,52 @@ static bool wire_kernel(struct session *s, uint64_t v, CUkernel *out)
 /* Modules                                                                        */
 /* ------------------------------------------------------------------------------ */
 
+/* MODULE_LOAD / LIBRARY_LOAD arguments: the JIT options, then the image. */
+static CUresult load_args(struct lane *L, struct wire_rd *in, struct srv_jit *jit, const void **data, size_t *len)
+{
+    CUresult rc = srv_jit_read(L, in, jit);
+    if (rc != CUDA_SUCCESS) return rc;
+    *data = wire_get_bytes(in, VGPU_MAX_MODULE_IMAGE, len);
+    IN_END(L, in);
+    return CUDA_SUCCESS;
+}
+
+/* End of MODULE_LOAD / LIBRARY_LOAD: the JIT results go back whatever the result. */
+static CUresult load_reply(struct lane *L, struct srv_jit *jit, struct wire_buf *out, CUresult rc)
+{
+    srv_jit_put_results(jit, out);
+    L->outputs_on_error = true;
+    srv_jit_free(jit);
+    return rc;
+}
+
 CUresult op_MODULE_LOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
-    size_t len;
-    const void *data = wire_get_bytes(in, VGPU_MAX_MODULE_IMAGE, &len);
-    IN_END(L, in);
+    struct srv_jit jit;
+    const void *data = NULL;
+    size_t len = 0;
+    CUresult rc = load_args(L, in, &jit, &data, &len);
+    if (rc != CUDA_SUCCESS) {
+        srv_jit_free(&jit);
+        return rc;
+    }
     uint8_t *image;
-    CUresult rc = image_copy(L, data, len, &image);
-    if (rc != CUDA_SUCCESS) return rc;
+    rc = image_copy(L, data, len, &jit, &image);
+    if (rc != CUDA_SUCCESS) return load_reply(L, &jit, out, rc);
     CUmodule m = NULL;
-    rc = drv.cuModuleLoadData(&m, image);
+    rc = jit.n ? drv.cuModuleLoadDataEx(&m, image, jit.n, jit.opts, jit.vals) : drv.cuModuleLoadData(&m, image);
     free(image);
-    if (rc != CUDA_SUCCESS) return rc;
-    if (!m) return CUDA_ERROR_UNKNOWN;
+    if (rc == CUDA_SUCCESS && !m) rc = CUDA_ERROR_UNKNOWN;
+    if (rc != CUDA_SUCCESS) return load_reply(L, &jit, out, rc);
     CUcontext ctx = NULL;
     if (drv.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS) ctx = NULL;
     rc = track(L->s, H_MODULE, U64(m), U64(ctx), false, true);
     if (rc != CUDA_SUCCESS) {
         drv.cuModuleUnload(m);
-        return rc;
+        return load_reply(L, &jit, out, rc);
     }
     wire_put_u64(out, U64(m));
-    return CUDA_SUCCESS;
+    return load_reply(L, &jit, out, CUDA_SUCCESS);
 }
 
 CUresult op_MODULE_UNLOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
@@ -448,25 +482,30 @@ CUresult op_MODULE_GET_GLOBAL(struct lane *L, struct wire_rd *in, struct wire_bu
 
 CUresult op_LIBRARY_LOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
-    size_t len;
-    const void *data = wire_get_bytes(in, VGPU_MAX_MODULE_IMAGE, &len);
-    IN_END(L, in);
+    struct srv_jit jit;
+    const void *data = NULL;
+    size_t len = 0;
+    CUresult rc = load_args(L, in, &jit, &data, &len);
+    if (rc != CUDA_SUCCESS) {
+        srv_jit_free(&jit);
+        return rc;
+    }
     uint8_t *image;
-    CUresult rc = image_copy(L, data, len, &image);
-    if (rc != CUDA_SUCCESS) return rc;
+    rc = image_copy(L, data, len, &jit, &image);
+    if (rc != CUDA_SUCCESS) return load_reply(L, &jit, out, rc);
     CUlibrary lib = NULL;
     /* No CU_LIBRARY_BINARY_IS_PRESERVED: the driver keeps its own copy of the image. */
-    rc = drv.cuLibraryLoadData(&lib, image, NULL, NULL, 0, NULL, NULL, 0);
+    rc = drv.cuLibraryLoadData(&lib, image, jit.n ? jit.opts : NULL, jit.n ? jit.vals : NULL, jit.n, NULL, NULL, 0);
     free(image);
-    if (rc != CUDA_SUCCESS) return rc;
-    if (!lib) return CUDA_ERROR_UNKNOWN;
+    if (rc == CUDA_SUCCESS && !lib) rc = CUDA_ERROR_UNKNOWN;
+    if (rc != CUDA_SUCCESS) return load_reply(L, &jit, out, rc);
     rc = track(L->s, H_LIBRARY, U64(lib), 0, false, true);
     if (rc != CUDA_SUCCESS) {
         drv.cuLibraryUnload(lib);
-        return rc;
+        return load_reply(L, &jit, out, rc);
     }
     wire_put_u64(out, U64(lib));
-    return CUDA_SUCCESS;
+    return load_reply(L, &jit, out, CUDA_SUCCESS);
 }
 
 CUresult op_LIBRARY_UNLOAD(struct lane *L, struct wire_rd *in, struct wire_buf *out)

@@ -35,6 +35,7 @@ enum handle_kind {
     H_GRAPH_EXEC,
     H_CAPTURE_GRAPH, /* a graph captured into with cuStreamBeginCaptureToGraph: value and owner = the
                       * graph (forgotten with it); a failed capture leaves such a graph to the client */
+    H_LINK,       /* a pending JIT link (cuLinkCreate) */
     H_KIND_COUNT
 };
 
@@ -91,6 +92,7 @@ struct lane {
     CUresult async_error; /* first failure of a no-reply request, reported at the next sync point */
     uint16_t op;          /* op being served, for logs */
     const char *malformed; /* set by a handler: why the message was rejected */
+    bool outputs_on_error; /* set by a handler: a failing reply carries the outputs written so far */
 };
 
 /* Returned by handlers for a message that does not decode: ends the session. */

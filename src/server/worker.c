@@ -33,10 +33,11 @@ static void log_disconnect_and_exit(const char *why)
     pthread_mutex_lock(&s->lock);
     struct handle_table *t = &s->handles;
     VGPU_INFO("client pid %d (%s@%s) disconnected (%s): freed %zu allocations and %zu VMM allocations "
-              "(%llu bytes), %zu VA reservations, %zu modules, %zu libraries, %zu streams, %zu events, %zu contexts",
+              "(%llu bytes), %zu VA reservations, %zu modules, %zu libraries, %zu link states, %zu streams, %zu events, "
+              "%zu contexts",
               s->client_pid, s->client_name, s->client_host, why, t->count[H_MEMORY], t->count[H_MEM_HANDLE],
               (unsigned long long)t->memory_bytes, t->count[H_VA_RANGE], t->count[H_MODULE], t->count[H_LIBRARY],
-              t->count[H_STREAM], t->count[H_EVENT], t->count[H_CONTEXT]);
+              t->count[H_LINK], t->count[H_STREAM], t->count[H_EVENT], t->count[H_CONTEXT]);
     /* Process exit returns every device object of this client to the driver; nothing
      * else in the daemon depends on this process. */
     _exit(0);
@@ -134,6 +135,7 @@ static void *lane_main(void *arg)
         wire_put_i32(&L->out, 0); /* result, patched below */
         L->op = h.op;
         L->malformed = NULL;
+        L->outputs_on_error = false;
         if (h.op == VGPU_OP_GOODBYE) break;
         CUresult rc = dispatch(L, h.op, &in, &L->out);
         if (rc == VGPU_RC_MALFORMED) {
@@ -143,7 +145,8 @@ static void *lane_main(void *arg)
                        L->malformed ? L->malformed : "?");
             log_disconnect_and_exit("malformed message");
         }
-        if (L->out.oom && rc == CUDA_SUCCESS) { /* a failed reply is just its result */
+        bool outputs = rc == CUDA_SUCCESS || L->outputs_on_error; /* else a reply is just its result */
+        if (L->out.oom && outputs) {
             VGPU_ERROR("client pid %d: out of memory building a reply; ending session", L->s->client_pid);
             log_disconnect_and_exit("out of memory");
         }
@@ -152,7 +155,7 @@ static void *lane_main(void *arg)
             lane_advanced(L, h.seq);
             continue;
         }
-        size_t len = rc == CUDA_SUCCESS ? L->out.len : 4; /* outputs only on success */
+        size_t len = outputs ? L->out.len : 4;
         uint32_t urc = (uint32_t)rc;
         for (int i = 0; i < 4; i++) L->out.data[i] = (uint8_t)(urc >> (8 * i));
         lane_advanced(L, h.seq);

@@ -3,7 +3,7 @@
 #
 #   check_symbols.sh CUBIN... -- PLUGIN.so...
 #
-# Every kernel (global FUNC symbol of a cubin, i.e. its mangled name) must have a
+# Every kernel (global FUNC symbol defined in a cubin, i.e. its mangled name) must have a
 # vgpu_emu_<name> export in one of the plugins, and every vgpu_emu_* export must
 # name a kernel of one of the cubins (no stale names). Exit 77 (skip) without
 # readelf or nm.
@@ -32,8 +32,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/vgpu-e2e-sym.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
 for c in "${cubins[@]}"; do
-    # Num: Value Size Type Bind Vis [<other>: 10] Ndx Name -> the name is the last field
-    readelf -sW "$c" | awk '$4 == "FUNC" && $5 == "GLOBAL" { print $NF }' || exit 1
+    # Num: Value Size Type Bind Vis [<other>: 10] Ndx Name -> the name is the last field; a
+    # relocatable cubin also lists the functions it calls but does not define (Ndx UND)
+    readelf -sW "$c" | awk '$4 == "FUNC" && $5 == "GLOBAL" && $7 != "UND" { print $NF }' || exit 1
 done | sort -u >"$tmp/kernels"
 for p in "${plugins[@]}"; do
     nm -D --defined-only "$p" | awk '$2 == "T" && $3 ~ /^vgpu_emu_/ { sub(/^vgpu_emu_/, "", $3); print $3 }' || exit 1

@@ -19,11 +19,13 @@
 #   VGPU_E2E_TIMEOUT    seconds one program may run (default 240; ctest TIMEOUT is this + 60)
 # Outputs (in ${CMAKE_BINARY_DIR}/tests/e2e): rt_basic_static, rt_basic_shared,
 # rt_basic_ptx (PTX only), rt_work, blas_basic (if the toolkit has cuBLAS), dnn_basic (if cuDNN
-# is installed), drv_basic, drv_threads, drv_vmm, drv_mapped, drv_visible, probe_ollama,
+# is installed), drv_basic, drv_threads, drv_vmm, drv_mapped, drv_link, drv_visible, probe_ollama,
 # killed_probe, hold_memory, unreachable, e2e_probe, drv_kernels.{fatbin,cubin,ptx},
+# link_kernels_{a,b}.{ptx,cubin,fatbin} (relocatable),
 # plugins/libvgpu_e2e_{rt,drv,work}_kernels.so, plugin_selftest; bin/hello_vgpu (make demo).
 # Tests (label "e2e"), each _{unix,tcp}: e2e_rt_basic_static, e2e_rt_basic_shared, e2e_rt_work,
-# e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_mapped, e2e_drv_visible, e2e_probe_ollama,
+# e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_mapped, e2e_drv_link, e2e_drv_visible,
+# e2e_probe_ollama,
 # e2e_killed_probe, e2e_smi, e2e_unreachable_drv, e2e_unreachable_rt, e2e_blas_basic,
 # e2e_dnn_basic (these two skip, exit 77, when their library is absent); plus
 # e2e_plugin_selftest, e2e_plugin_symbols; with a backend other than emu also
@@ -184,18 +186,40 @@ add_custom_command(OUTPUT "${_e2e_out}/drv_kernels.cubin"
 add_custom_command(OUTPUT "${_e2e_out}/drv_kernels.ptx"
   COMMAND ${_e2e_nvcc} ${_e2e_sass} -ptx -o "${_e2e_out}/drv_kernels.ptx" "${_e2e_src}/drv_kernels.cu"
   DEPENDS ${_e2e_drv_deps} COMMENT "nvcc drv_kernels.ptx" VERBATIM)
-foreach(_k fatbin cubin)
-  add_custom_command(OUTPUT "${_e2e_out}/gen/drv_kernels_${_k}.c"
-    COMMAND ${CMAKE_COMMAND} -DIN=${_e2e_out}/drv_kernels.${_k} -DOUT=${_e2e_out}/gen/drv_kernels_${_k}.c
-            -DNAME=e2e_drv_${_k} -P "${_e2e_src}/embed.cmake"
-    DEPENDS "${_e2e_out}/drv_kernels.${_k}" "${_e2e_src}/embed.cmake"
-    COMMENT "embed drv_kernels.${_k}" VERBATIM)
+# drv_link's link inputs: relocatable device code (-rdc=true) of link_kernels_a.cu (a kernel
+# calling a function defined only in link_kernels_b.cu) and link_kernels_b.cu
+foreach(_in a b)
+  foreach(_k ptx cubin fatbin)
+    add_custom_command(OUTPUT "${_e2e_out}/link_kernels_${_in}.${_k}"
+      COMMAND ${_e2e_nvcc} ${_e2e_sass} -rdc=true -${_k} -o "${_e2e_out}/link_kernels_${_in}.${_k}"
+              "${_e2e_src}/link_kernels_${_in}.cu"
+      DEPENDS "${_e2e_src}/link_kernels_${_in}.cu" "${_e2e_src}/e2e_types.h"
+      COMMENT "nvcc link_kernels_${_in}.${_k} (relocatable)" VERBATIM)
+  endforeach()
 endforeach()
+# embedded images: FILE|SYMBOL
+foreach(_pair drv_kernels.fatbin|e2e_drv_fatbin drv_kernels.cubin|e2e_drv_cubin drv_kernels.ptx|e2e_drv_ptx
+              link_kernels_a.ptx|e2e_link_a_ptx link_kernels_b.ptx|e2e_link_b_ptx
+              link_kernels_a.cubin|e2e_link_a_cubin link_kernels_b.cubin|e2e_link_b_cubin
+              link_kernels_b.fatbin|e2e_link_b_fatbin)
+  string(REPLACE "|" ";" _pair "${_pair}")
+  list(GET _pair 0 _file)
+  list(GET _pair 1 _sym)
+  string(REPLACE "." "_" _stem "${_file}")
+  add_custom_command(OUTPUT "${_e2e_out}/gen/${_stem}.c"
+    COMMAND ${CMAKE_COMMAND} -DIN=${_e2e_out}/${_file} -DOUT=${_e2e_out}/gen/${_stem}.c
+            -DNAME=${_sym} -P "${_e2e_src}/embed.cmake"
+    DEPENDS "${_e2e_out}/${_file}" "${_e2e_src}/embed.cmake"
+    COMMENT "embed ${_file}" VERBATIM)
+endforeach()
+set(_e2e_link_embedded "${_e2e_out}/gen/drv_kernels_ptx.c" "${_e2e_out}/gen/link_kernels_a_ptx.c"
+  "${_e2e_out}/gen/link_kernels_b_ptx.c" "${_e2e_out}/gen/link_kernels_a_cubin.c"
+  "${_e2e_out}/gen/link_kernels_b_cubin.c" "${_e2e_out}/gen/link_kernels_b_fatbin.c")
 
 add_custom_target(vgpu_e2e_programs ALL DEPENDS
   "${_e2e_out}/rt_basic_static" "${_e2e_out}/rt_basic_shared" "${_e2e_out}/rt_basic_ptx"
   "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin" "${_e2e_out}/drv_kernels.ptx"
-  "${_e2e_out}/rt_work" "${_e2e_out}/rt_work.cubin")
+  "${_e2e_out}/rt_work" "${_e2e_out}/rt_work.cubin" "${_e2e_out}/link_kernels_a.cubin")
 set(VGPU_E2E_RT_BASIC_PTX "${_e2e_out}/rt_basic_ptx")
 set(VGPU_E2E_DRV_PTX "${_e2e_out}/drv_kernels.ptx")
 
@@ -213,8 +237,9 @@ add_executable(vgpu_e2e_drv_vmm "${_e2e_src}/drv_vmm.c")
 add_executable(vgpu_e2e_hold_memory "${_e2e_src}/hold_memory.c")
 add_executable(vgpu_e2e_drv_mapped "${_e2e_src}/drv_mapped.c" "${_e2e_out}/gen/drv_kernels_fatbin.c")
 add_executable(vgpu_e2e_drv_pipeline "${_e2e_src}/drv_pipeline.c" "${_e2e_out}/gen/drv_kernels_fatbin.c")
+add_executable(vgpu_e2e_drv_link "${_e2e_src}/drv_link.c" ${_e2e_link_embedded})
 foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads vgpu_e2e_drv_vmm vgpu_e2e_hold_memory
-           vgpu_e2e_drv_mapped vgpu_e2e_drv_pipeline)
+           vgpu_e2e_drv_mapped vgpu_e2e_drv_pipeline vgpu_e2e_drv_link)
   target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
   target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
   target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
@@ -231,11 +256,12 @@ set_target_properties(vgpu_e2e_hold_memory PROPERTIES OUTPUT_NAME hold_memory)
 set_target_properties(vgpu_e2e_drv_vmm PROPERTIES OUTPUT_NAME drv_vmm)
 set_target_properties(vgpu_e2e_drv_mapped PROPERTIES OUTPUT_NAME drv_mapped)
 set_target_properties(vgpu_e2e_drv_pipeline PROPERTIES OUTPUT_NAME drv_pipeline)
+set_target_properties(vgpu_e2e_drv_link PROPERTIES OUTPUT_NAME drv_link)
 # unreachable's rt mode: static cudart, which dlopens libcuda.so.1 itself
 target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" rt)
 # the generated sources are not ours to lint
 set_source_files_properties("${_e2e_out}/gen/drv_kernels_fatbin.c" "${_e2e_out}/gen/drv_kernels_cubin.c"
-  PROPERTIES GENERATED TRUE COMPILE_OPTIONS "-w")
+  ${_e2e_link_embedded} PROPERTIES GENERATED TRUE COMPILE_OPTIONS "-w")
 
 add_executable(vgpu_e2e_probe "${_e2e_src}/e2e_probe.c")
 target_compile_options(vgpu_e2e_probe PRIVATE ${_e2e_c_warnings})
@@ -247,7 +273,7 @@ set_target_properties(vgpu_e2e_probe PROPERTIES
 
 add_test(NAME e2e_plugin_symbols
   COMMAND bash "${_e2e_src}/check_symbols.sh" "${_e2e_out}/rt_basic.cubin" "${_e2e_out}/drv_kernels.cubin"
-          "${_e2e_out}/rt_work.cubin" --
+          "${_e2e_out}/rt_work.cubin" "${_e2e_out}/link_kernels_a.cubin" --
           $<TARGET_FILE:vgpu_e2e_rt_kernels> $<TARGET_FILE:vgpu_e2e_drv_kernels> $<TARGET_FILE:vgpu_e2e_work_kernels>)
 set_tests_properties(e2e_plugin_symbols PROPERTIES LABELS "e2e" TIMEOUT 60 SKIP_RETURN_CODE 77)
 
@@ -303,6 +329,7 @@ foreach(_tr unix tcp)
   else()
     set_property(TEST e2e_drv_pipeline_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_EXPECT_SHARED=0")
   endif()
+  vgpu_e2e_add(e2e_drv_link_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_link>)
   vgpu_e2e_add(e2e_unreachable_drv_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
   vgpu_e2e_add(e2e_unreachable_rt_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> rt)
   if(NOT VGPU_E2E_BACKEND STREQUAL "emu")

@@ -1,7 +1,7 @@
 /*
  * Types and argument encodings shared by the end-to-end test programs
- * (rt_basic.cu, drv_kernels.cu, drv_basic.c), their CPU plugins (plugins/ directory)
- * and the plugin self-test. Plain C that nvcc also accepts in device code.
+ * (rt_basic.cu, drv_kernels.cu, drv_basic.c, link_kernels_{a,b}.cu, drv_link.c), their
+ * CPU plugins (plugins/ directory) and the plugin self-test. Plain C that nvcc also accepts in device code.
  *
  * The argument kernels write every argument they received into an output array
  * of E2E_ARG_SLOTS 64-bit slots (signed values sign-extended, floating-point values
@@ -166,6 +166,13 @@ static inline E2E_HD unsigned e2e_grid_value(unsigned bx, unsigned by, unsigned 
     unsigned block = (bz * gy + by) * gx + bx;
     unsigned thread = ty * bdx + tx;
     return (block << 16) | thread;
+}
+
+/* link_mix (link_kernels_b.cu), which l_apply (link_kernels_a.cu) calls across a link */
+static inline E2E_HD unsigned e2e_link_mix(unsigned x, unsigned k)
+{
+    unsigned h = x * 2246822519u;
+    return (h ^ (h >> 13)) + k;
 }
 
 /* k_thread / d_hash: one step of the per-element hash */

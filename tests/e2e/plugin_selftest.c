@@ -320,6 +320,30 @@ static void t_hash(const char *kernel, const char *name)
     check(ok, name, NULL);
 }
 
+/* l_apply (drv_link.c): link_mix of each element with k + i, computed here independently */
+static void t_link_apply(void)
+{
+    vgpu_emu_kernel_fn fn = find("l_apply");
+    if (!fn)
+        return;
+    enum { N = 1000 };
+    unsigned d[N + 1], init[N], key = 0xA5A5u;
+    for (int i = 0; i < N; i++)
+        d[i] = init[i] = rnd();
+    d[N] = GUARD;
+    unsigned *pd = d;
+    int n = N;
+    void *params[] = {&pd, &key, &n};
+    struct vgpu_emu_launch l = launch((N + 127) / 128, 1, 1, 128, 1, 1, 0);
+    fn(&l, params);
+    int ok = d[N] == GUARD;
+    for (int i = 0; i < N; i++) {
+        unsigned h = init[i] * 2246822519u;
+        ok = ok && d[i] == (h ^ (h >> 13)) + key + (unsigned)i;
+    }
+    check(ok, "drv.l_apply", NULL);
+}
+
 /* ------------------------------------------------------------------------------ */
 /* drv_basic kernels */
 
@@ -456,6 +480,7 @@ int main(int argc, char **argv)
     t_block_sum("d_block_sum", "drv.d_block_sum");
     t_hash("d_hash", "drv.d_hash");
     t_global_scale();
+    t_link_apply();
     printf("plugin_selftest: %d checks, %d failed: %s\n", g_checks, g_failed, g_failed ? "FAIL" : "PASS");
     return g_failed ? 1 : 0;
 }

@@ -3,10 +3,12 @@
  * a running `vgpud --backend emu` and checks that a bad or vanished client never hurts
  * the daemon or other clients: protocol version mismatch, garbage and silent
  * connections, a good session (init, device info, memory round trip), malformed
- * messages of several kinds, lane joins with a wrong and a right token, mirror pushes
- * that name memory which is not mirrored (skipped, never written), a registration at an
- * address the worker uses (placed elsewhere) and graph copies (MEMCPY_MIRRORED) naming
- * host memory outside the mirrors (refused), clients that disappear mid-session
+ * messages of several kinds (JIT options and link requests among them), link states that
+ * only their session can name and JIT error logs that come back with a failure, lane joins
+ * with a wrong and a right token, mirror pushes that name memory which is not mirrored
+ * (skipped, never written), a registration at an address the worker uses (placed
+ * elsewhere) and graph copies (MEMCPY_MIRRORED) naming host memory outside the mirrors
+ * (refused), clients that disappear mid-session
  * (the daemon logs what it freed for them), an idle lane that outlives the handshake
  * timeout, 16 concurrent sessions, and shared pinned memory (unix sockets: unsealed or
  * missized memfds, unknown regions and ranges past a region are refused).
@@ -43,7 +45,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cuda.h>
+
 #include "common/frame.h"
+#include "common/jit_opts.h"
 #include "common/proto.h"
 
 #define CONNECT_TIMEOUT_MS 2000
@@ -64,6 +69,8 @@ enum {
     PID_ABRUPT = 3,
     PID_IDLE = 4,
     PID_MIRROR = 5,
+    PID_LINK = 6,
+    PID_LINK_OTHER = 7,
     PID_MALFORMED = 10,
     PID_AFTER = 30,
     PID_MANY = 100
@@ -759,13 +766,25 @@ enum malformed_kind {
     M_REPLY_FLAG,
     M_NUL_STRING,
     M_SHORT_PUSH,
+    M_JIT_COUNT,
+    M_JIT_POINTER_OPTION,
+    M_JIT_LOG_SIZE,
+    M_JIT_LOG_VALUE,
+    M_LINK_TYPE,
+    M_LINK_SHORT,
     M_COUNT
 };
 static const char *const malformed_names[M_COUNT] = {
-    "malformed_unknown_op",  "malformed_truncated_alloc", "malformed_oversized_frame",
-    "malformed_dtoh_too_big", "malformed_reply_flag",      "malformed_string_nul",
-    "malformed_mirror_push",
+    "malformed_unknown_op",     "malformed_truncated_alloc", "malformed_oversized_frame",
+    "malformed_dtoh_too_big",   "malformed_reply_flag",      "malformed_string_nul",
+    "malformed_mirror_push",    "malformed_jit_count",       "malformed_jit_pointer_option",
+    "malformed_jit_log_size",   "malformed_jit_log_value",   "malformed_link_input_type",
+    "malformed_link_truncated",
 };
+
+/* A PTX module with one kernel, for MODULE_LOAD and LINK_ADD_DATA. */
+static const char k_ptx[] = ".version 8.0\n.target sm_90\n.address_size 64\n"
+                            ".visible .entry td_k(.param .u64 p)\n{\n\tret;\n}\n";
 
 static int send_malformed(struct client *k, enum malformed_kind m, char *why)
 {
@@ -807,6 +826,53 @@ static int send_malformed(struct client *k, enum malformed_kind m, char *why)
         rc = vgpu_frame_send(k->c, VGPU_OP_MODULE_GET_FUNCTION, 0, ++k->seq, a.data, a.len, NULL, 0);
         break;
     }
+    case M_JIT_COUNT: /* more JIT options than the protocol allows */
+        wire_put_u32(&a, VGPU_MAX_JIT_OPTIONS + 1);
+        for (uint32_t i = 0; i <= VGPU_MAX_JIT_OPTIONS; i++) {
+            wire_put_i32(&a, CU_JIT_MAX_REGISTERS);
+            wire_put_u64(&a, 32);
+        }
+        wire_put_bytes(&a, k_ptx, sizeof k_ptx);
+        rc = vgpu_frame_send(k->c, VGPU_OP_MODULE_LOAD, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_JIT_POINTER_OPTION: /* an option whose value would be a guest pointer */
+        wire_put_u32(&a, 1);
+        wire_put_i32(&a, CU_JIT_GLOBAL_SYMBOL_NAMES);
+        wire_put_u64(&a, 0x7fff00001000ull);
+        wire_put_bytes(&a, k_ptx, sizeof k_ptx);
+        rc = vgpu_frame_send(k->c, VGPU_OP_LIBRARY_LOAD, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_JIT_LOG_SIZE: /* a log buffer over the limit */
+        wire_put_u32(&a, 2);
+        wire_put_i32(&a, CU_JIT_ERROR_LOG_BUFFER);
+        wire_put_u64(&a, 0);
+        wire_put_i32(&a, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES);
+        wire_put_u64(&a, (uint64_t)VGPU_MAX_JIT_LOG + 1);
+        rc = vgpu_frame_send(k->c, VGPU_OP_LINK_CREATE, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_JIT_LOG_VALUE: /* a log buffer "pointer": the daemon supplies its own */
+        wire_put_u32(&a, 1);
+        wire_put_i32(&a, CU_JIT_INFO_LOG_BUFFER);
+        wire_put_u64(&a, 0x1000);
+        rc = vgpu_frame_send(k->c, VGPU_OP_LINK_CREATE, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_LINK_TYPE: /* an input type outside CUjitInputType */
+        wire_put_u64(&a, 0xdeadbeef000ull);
+        wire_put_u32(&a, 99);
+        wire_put_str(&a, NULL);
+        wire_put_u32(&a, 0);
+        wire_put_bytes(&a, k_ptx, sizeof k_ptx);
+        rc = vgpu_frame_send(k->c, VGPU_OP_LINK_ADD_DATA, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
+    case M_LINK_SHORT: /* data shorter than its length says */
+        wire_put_u64(&a, 0xdeadbeef000ull);
+        wire_put_u32(&a, CU_JIT_INPUT_PTX);
+        wire_put_str(&a, "x.ptx");
+        wire_put_u32(&a, 0);
+        wire_put_u32(&a, 4096);
+        wire_put_raw(&a, k_ptx, sizeof k_ptx);
+        rc = vgpu_frame_send(k->c, VGPU_OP_LINK_ADD_DATA, 0, ++k->seq, a.data, a.len, NULL, 0);
+        break;
     case M_SHORT_PUSH: /* a run whose bytes run past the end of the message */
         wire_put_u32(&a, 1);
         wire_put_u64(&a, 0x1000);
@@ -837,6 +903,171 @@ static void test_malformed(void)
         }
         report(malformed_names[m], why[0] ? why : NULL);
     }
+}
+
+/* ---- JIT options and links on the wire ---- */
+
+/* A results block (common/jit_opts.h): n slots, then the info and error logs. */
+static int read_results(struct wire_rd *r, uint32_t n, char *error, size_t cap, char *why)
+{
+    if (wire_get_u32(r) != n) return fail(why, "results block for the wrong number of options");
+    for (uint32_t i = 0; i < n; i++) (void)wire_get_u64(r);
+    size_t il = 0, el = 0;
+    (void)wire_get_bytes(r, VGPU_MAX_JIT_LOG, &il);
+    const char *e = wire_get_bytes(r, VGPU_MAX_JIT_LOG, &el);
+    if (r->bad) return fail(why, "malformed results block");
+    if (error && cap) {
+        size_t m = el < cap - 1 ? el : cap - 1;
+        if (m) memcpy(error, e, m);
+        error[m] = '\0';
+    }
+    return 0;
+}
+
+/* An error log of 4096 bytes. */
+static void put_error_log(struct wire_buf *a)
+{
+    wire_put_u32(a, 2);
+    wire_put_i32(a, CU_JIT_ERROR_LOG_BUFFER);
+    wire_put_u64(a, 0);
+    wire_put_i32(a, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES);
+    wire_put_u64(a, 4096);
+}
+
+static int link_create(struct client *k, uint64_t *link, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    put_error_log(&a);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_LINK_CREATE, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) return -1;
+    *link = wire_get_u64(&r);
+    if (read_results(&r, 2, NULL, 0, why)) return -1;
+    if (!wire_rd_end(&r) || !*link) return fail(why, "LINK_CREATE: malformed reply");
+    return 0;
+}
+
+/* LINK_ADD_DATA of PTX text: the result, and the link's error log when the reply has one. */
+static int link_add(struct client *k, uint64_t link, const char *text, size_t n, int32_t *result, char *error,
+                    char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, link);
+    wire_put_u32(&a, CU_JIT_INPUT_PTX);
+    wire_put_str(&a, "test.ptx");
+    wire_put_u32(&a, 0);
+    wire_put_bytes(&a, text, n);
+    struct wire_rd r;
+    int rc = call(k, VGPU_OP_LINK_ADD_DATA, &a, NULL, 0, result, &r, why);
+    wire_buf_free(&a);
+    if (rc) return -1;
+    error[0] = '\0';
+    if (r.left && (read_results(&r, 0, NULL, 0, why) || read_results(&r, 2, error, 256, why))) return -1;
+    if (!wire_rd_end(&r)) return fail(why, "LINK_ADD_DATA: malformed reply");
+    return 0;
+}
+
+/* A call naming one u64 handle: its result. */
+static int call_handle_op(struct client *k, uint16_t op, uint64_t h, int32_t *result, struct wire_rd *r, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u64(&a, h);
+    int rc = call(k, op, &a, NULL, 0, result, r, why);
+    wire_buf_free(&a);
+    return rc;
+}
+
+/* 5. Links: handles are the session's, inputs and completion work, a broken input and a
+ * broken module come back with an error log beside the failing result. */
+static void test_link(void)
+{
+    char why[WHY_LEN] = "", error[256];
+    struct client k, other;
+    memset(&other, 0, sizeof other);
+    uint64_t link = 0;
+    int32_t result = 0;
+    struct wire_rd r;
+    if (session_setup(&k, PID_BASE + PID_LINK, why) || link_create(&k, &link, why)) goto out;
+    if (link_add(&k, 0xdeadbeef000ull, k_ptx, sizeof k_ptx, &result, error, why)) goto out;
+    if (result != CUDA_ERROR_INVALID_HANDLE) {
+        fail(why, "LINK_ADD_DATA on an unknown link: %d", result);
+        goto out;
+    }
+    if (link_add(&k, link, k_ptx, sizeof k_ptx, &result, error, why)) goto out;
+    if (result != 0) {
+        fail(why, "LINK_ADD_DATA of good PTX: %d (%s)", result, error);
+        goto out;
+    }
+    static const char broken[] = ".version 8.0\n.target sm_90\n.visible .entry b(\n{\n";
+    if (link_add(&k, link, broken, sizeof broken, &result, error, why)) goto out;
+    if (result != CUDA_ERROR_INVALID_PTX || !error[0]) {
+        fail(why, "LINK_ADD_DATA of broken PTX: result %d, error log \"%s\"", result, error);
+        goto out;
+    }
+    /* another session cannot name this one's link */
+    if (session_setup(&other, PID_BASE + PID_LINK_OTHER, why)) goto out;
+    if (call_handle_op(&other, VGPU_OP_LINK_COMPLETE, link, &result, &r, why)) goto out;
+    if (result != CUDA_ERROR_INVALID_HANDLE || r.left) {
+        fail(why, "another session completed this session's link: %d", result);
+        goto out;
+    }
+    if (call_handle_op(&k, VGPU_OP_LINK_COMPLETE, link, &result, &r, why)) goto out;
+    size_t len = 0;
+    const void *img = result == 0 ? wire_get_bytes(&r, VGPU_MAX_LINKED_IMAGE, &len) : NULL;
+    if (result != 0 || !img || !len || read_results(&r, 2, error, sizeof error, why) || !wire_rd_end(&r)) {
+        fail(why, "LINK_COMPLETE: result %d, %zu bytes", result, len);
+        goto out;
+    }
+    /* the linked image loads */
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u32(&a, 0);
+    wire_put_bytes(&a, img, len);
+    int rc = call_ok(&k, VGPU_OP_MODULE_LOAD, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (rc) goto out;
+    if (call_handle_op(&k, VGPU_OP_LINK_DESTROY, link, &result, &r, why)) goto out;
+    if (result != 0) {
+        fail(why, "LINK_DESTROY: %d", result);
+        goto out;
+    }
+    if (call_handle_op(&k, VGPU_OP_LINK_COMPLETE, link, &result, &r, why)) goto out;
+    if (result != CUDA_ERROR_INVALID_HANDLE) {
+        fail(why, "LINK_COMPLETE after LINK_DESTROY: %d", result);
+        goto out;
+    }
+    /* a module that does not load: the error log comes back with the failure */
+    wire_buf_init(&a);
+    put_error_log(&a);
+    wire_put_bytes(&a, broken, sizeof broken);
+    rc = call(&k, VGPU_OP_MODULE_LOAD, &a, NULL, 0, &result, &r, why);
+    wire_buf_free(&a);
+    if (rc) goto out;
+    if (result != CUDA_ERROR_INVALID_PTX || read_results(&r, 2, error, sizeof error, why) || !wire_rd_end(&r) ||
+        !error[0]) {
+        fail(why, "MODULE_LOAD of broken PTX: result %d, error log \"%s\"", result, error);
+        goto out;
+    }
+    /* an image that is not self-consistent: refused by the daemon, which says so in the log */
+    uint8_t fatbin[64] = {0x50, 0xED, 0x55, 0xBA, 1, 0, 16, 0, 0xff, 0xff, 0xff};
+    wire_buf_init(&a);
+    put_error_log(&a);
+    wire_put_bytes(&a, fatbin, sizeof fatbin);
+    rc = call(&k, VGPU_OP_MODULE_LOAD, &a, NULL, 0, &result, &r, why);
+    wire_buf_free(&a);
+    if (rc) goto out;
+    if (result != CUDA_ERROR_INVALID_IMAGE || read_results(&r, 2, error, sizeof error, why) ||
+        !strstr(error, "self-consistent"))
+        fail(why, "MODULE_LOAD of a truncated fatbin: result %d, error log \"%s\"", result, error);
+    if (!why[0]) goodbye(&k);
+out:
+    cl_close(&k);
+    if (other.c) cl_close(&other);
+    report("link_handles_and_logs", why[0] ? why : NULL);
 }
 
 /* MIRROR_PUSH of one run as a call (so its effects are done when it returns). */
@@ -1320,6 +1551,7 @@ int main(int argc, char **argv)
     test_good_session();
     test_shared_host();
     test_malformed();
+    test_link();
     test_join();
     test_mirror();
     test_abrupt_close();

@@ -43,6 +43,7 @@ _vgpu_fatbin_fixture(ptx_lz4.fatbin -fatbin -gencode arch=compute_90,code=comput
 _vgpu_fatbin_fixture(k90.cubin -cubin -arch=sm_90)
 _vgpu_fatbin_fixture(k75.cubin -cubin -arch=sm_75)
 _vgpu_fatbin_fixture(kernels.ptx -ptx -arch=sm_90)
+_vgpu_fatbin_fixture(krdc.cubin -cubin -rdc=true -arch=sm_90) # relocatable: helper() has .text/.nv.info too
 add_custom_target(vgpu_fatbin_fixtures DEPENDS ${_fb_outputs})
 
 add_executable(test_fatbin "${CMAKE_CURRENT_LIST_DIR}/test_fatbin.c")

@@ -1417,6 +1417,86 @@ static void test_threads(void)
     OK(drv.cuModuleUnload(shared_mod));
 }
 
+/* JIT options on loads (logs, sizes, wall time) and the linker. */
+static void test_jit_and_link(void)
+{
+    char info[256], error[256];
+    CUjit_option o[] = {CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES, CU_JIT_ERROR_LOG_BUFFER,
+                        CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, CU_JIT_WALL_TIME, CU_JIT_MAX_REGISTERS};
+    void *v[] = {info, (void *)(uintptr_t)sizeof info, error, (void *)(uintptr_t)sizeof error, NULL,
+                 (void *)(uintptr_t)32};
+    CUmodule mod;
+    OK(drv.cuModuleLoadDataEx(&mod, test_ptx, 6, o, v));
+    CHECK(strstr(info, "kernels") && error[0] == '\0');
+    CHECK((size_t)(uintptr_t)v[1] == strlen(info) + 1 && v[3] == NULL);
+    float ms = -1;
+    memcpy(&ms, &v[4], sizeof ms);
+    CHECK(ms >= 0);
+    OK(drv.cuModuleUnload(mod));
+    static const char broken[] = ".version 8.0\n.target sm_90\n.visible .entry b(\n{\n";
+    v[1] = (void *)(uintptr_t)sizeof info;
+    v[3] = (void *)(uintptr_t)sizeof error;
+    CHECK_RC(drv.cuModuleLoadDataEx(&mod, broken, 6, o, v), CUDA_ERROR_INVALID_PTX);
+    CHECK(strstr(error, "PTX") && (size_t)(uintptr_t)v[3] == strlen(error) + 1);
+    CUjit_option bogus = (CUjit_option)CU_JIT_NUM_OPTIONS;
+    void *bv = NULL;
+    CHECK_RC(drv.cuModuleLoadDataEx(&mod, test_ptx, 1, &bogus, &bv), CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuModuleLoadDataEx(&mod, test_ptx, 1, NULL, NULL), CUDA_ERROR_INVALID_VALUE);
+    CUlibrary lib;
+    v[3] = (void *)(uintptr_t)sizeof error;
+    CHECK_RC(drv.cuLibraryLoadData(&lib, "nonsense", o, v, 6, NULL, NULL, 0), CUDA_ERROR_INVALID_IMAGE);
+    CHECK(error[0] != '\0');
+
+    /* links: every kernel of every input, refusals with an error log */
+    static const char extra[] = ".version 8.0\n.target sm_90\n.address_size 64\n"
+                                ".visible .entry k_extra(.param .u64 p)\n{\n    ret;\n}\n";
+    CUlinkState ls;
+    v[1] = (void *)(uintptr_t)sizeof info;
+    v[3] = (void *)(uintptr_t)sizeof error;
+    OK(drv.cuLinkCreate_v2(5, o, v, &ls));
+    CHECK_RC(drv.cuLinkAddData_v2(ls, CU_JIT_INPUT_NVVM, (void *)extra, sizeof extra, "x.ll", 0, NULL, NULL),
+             CUDA_ERROR_NOT_SUPPORTED);
+    CHECK(strstr(error, "NVVM") != NULL);
+    static const unsigned char host_obj[64] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 62, 0};
+    CHECK_RC(drv.cuLinkAddData_v2(ls, CU_JIT_INPUT_OBJECT, (void *)host_obj, sizeof host_obj, "x.o", 0, NULL, NULL),
+             CUDA_ERROR_INVALID_IMAGE);
+    CHECK(strstr(error, "host objects") != NULL);
+    CHECK_RC(drv.cuLinkAddData_v2(ls, CU_JIT_INPUT_LIBRARY, (void *)"!<arch>\n", 9, "x.a", 0, NULL, NULL),
+             CUDA_ERROR_INVALID_IMAGE);
+    CHECK_RC(drv.cuLinkAddData_v2(ls, CU_JIT_INPUT_CUBIN, (void *)extra, sizeof extra, "x", 0, NULL, NULL),
+             CUDA_ERROR_INVALID_IMAGE);
+    CHECK_RC(drv.cuLinkAddData_v2(ls, CU_JIT_INPUT_PTX, (void *)broken, sizeof broken, "b", 0, NULL, NULL),
+             CUDA_ERROR_INVALID_PTX);
+    CHECK_RC(drv.cuLinkAddData_v2(ls, (CUjitInputType)77, (void *)extra, sizeof extra, "x", 0, NULL, NULL),
+             CUDA_ERROR_INVALID_VALUE);
+    CHECK_RC(drv.cuLinkAddData_v2((CUlinkState)&ls, CU_JIT_INPUT_PTX, (void *)extra, sizeof extra, "x", 0, NULL, NULL),
+             CUDA_ERROR_INVALID_HANDLE);
+    void *image = NULL;
+    size_t size = 0;
+    CHECK_RC(drv.cuLinkComplete(ls, &image, &size), CUDA_ERROR_INVALID_IMAGE); /* nothing added yet */
+    OK(drv.cuLinkAddData_v2(ls, CU_JIT_INPUT_PTX, (void *)test_ptx, strlen(test_ptx) + 1, "test", 0, NULL, NULL));
+    /* an input added as an object, holding device code */
+    OK(drv.cuLinkAddData_v2(ls, CU_JIT_INPUT_OBJECT, (void *)extra, sizeof extra, "extra", 0, NULL, NULL));
+    OK(drv.cuLinkComplete(ls, &image, &size));
+    CHECK(image && size > 0 && strstr(info, "linked 2 inputs"));
+    OK(drv.cuModuleLoadData(&mod, image));
+    CUfunction f;
+    OK(drv.cuModuleGetFunction(&f, mod, "k_scale"));
+    OK(drv.cuModuleGetFunction(&f, mod, "k_extra"));
+    OK(drv.cuModuleUnload(mod));
+    /* the output of a link is an input of another; the same kernels twice are refused */
+    CUlinkState l2;
+    OK(drv.cuLinkCreate_v2(5, o, v, &l2));
+    OK(drv.cuLinkAddData_v2(l2, CU_JIT_INPUT_FATBINARY, image, size, "linked", 0, NULL, NULL));
+    OK(drv.cuLinkAddData_v2(l2, CU_JIT_INPUT_PTX, (void *)extra, sizeof extra, "again", 0, NULL, NULL));
+    CHECK_RC(drv.cuLinkComplete(l2, &image, &size), CUDA_ERROR_INVALID_IMAGE);
+    CHECK(strstr(error, "two inputs") != NULL);
+    OK(drv.cuLinkDestroy(l2));
+    OK(drv.cuLinkDestroy(ls));
+    CHECK_RC(drv.cuLinkDestroy(ls), CUDA_ERROR_INVALID_HANDLE);
+    CHECK_RC(drv.cuLinkComplete(ls, &image, &size), CUDA_ERROR_INVALID_HANDLE);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) setenv("VGPU_EMU_KERNELS", argv[1], 1);
@@ -1444,6 +1524,7 @@ int main(int argc, char **argv)
     test_streams_events();
     test_module();
     test_library();
+    test_jit_and_link();
     test_threads();
     OK(drv.cuDevicePrimaryCtxReset_v2(0));
 

@@ -744,6 +744,102 @@ static void test_absurd(void)
     free(c.data);
 }
 
+/* ---- relocatable cubins and linked containers (the emu's cuLinkComplete output) ---- */
+
+struct pieces {
+    uint32_t kind[8], arch[8];
+    size_t n;
+};
+
+static int count_piece(const struct vgpu_image_input *in, void *arg)
+{
+    struct pieces *p = arg;
+    if (p->n < 8) {
+        p->kind[p->n] = in->kind;
+        p->arch[p->n] = in->arch;
+    }
+    p->n++;
+    return 0;
+}
+
+static void test_linked(void)
+{
+    struct file rdc = load("krdc.cubin"), k90 = load("k90.cubin"), ptx = load("kernels.ptx"), multi = load("multi.fatbin");
+    struct vgpu_module_info m;
+    char err[256];
+    int rc = vgpu_module_parse(rdc.data, rdc.len, 90, &m, err, sizeof err);
+    check(rc == 0 && m.num_kernels == N_KERNELS && !vgpu_module_find_kernel(&m, "_Z6helperf"),
+          "krdc.cubin: %u kernels, the relocatable device function helper() is none (%s)", rc ? 0 : m.num_kernels,
+          rc ? err : "ok");
+    vgpu_module_info_free(&m);
+
+    static const char extra[] = ".version 8.0\n.target sm_90\n.address_size 64\n"
+                                ".visible .entry extra_k(.param .u64 p, .param .u32 n)\n{\n\tret;\n}\n";
+    struct vgpu_image_input in[2] = {
+        {VGPU_FATBIN_KIND_ELF, 90, k90.data, k90.len},
+        {VGPU_FATBIN_KIND_PTX, 0, extra, sizeof extra},
+    };
+    uint8_t *img = NULL;
+    size_t len = 0, measured = 0;
+    rc = vgpu_fatbin_write_linked(in, 2, &img, &len);
+    check(rc == 0 && img, "linked container written (%zu bytes)", len);
+    if (!img)
+        return;
+    rc = vgpu_image_size(img, &measured);
+    check(vgpu_image_kind(img) == VGPU_IMAGE_FATBIN && rc == 0 && measured == len, "linked container measures %zu bytes",
+          measured);
+    rc = vgpu_image_size_bounded(img, len, &measured);
+    check(rc == 0 && measured == len, "linked container is self-consistent");
+    rc = vgpu_module_parse(img, len, 90, &m, err, sizeof err);
+    check(rc == 0, "linked container parses (%s)", rc ? err : "ok");
+    if (rc == 0) {
+        const struct vgpu_kernel_info *x = vgpu_module_find_kernel(&m, "extra_k");
+        check(m.num_kernels == N_KERNELS + 1 && x && x->num_params == 2 && vgpu_module_find_kernel(&m, "k_mixed"),
+              "linked container: every kernel of both inputs (%u)", m.num_kernels);
+        check(m.num_globals == 3 && vgpu_module_find_global(&m, "g_init"), "linked container: the cubin's globals");
+        check(m.sm == 90 && m.loadable && m.from_ptx, "linked container: sm %u, loadable, has PTX", m.sm);
+    }
+    vgpu_module_info_free(&m);
+    rc = vgpu_module_parse(img, len, 80, &m, err, sizeof err);
+    check(rc == 0 && !m.loadable, "linked container: its sm_90 cubin cannot run on sm_80");
+    vgpu_module_info_free(&m);
+
+    struct pieces pc = {{0}, {0}, 0};
+    rc = vgpu_image_inputs(img, len, 90, count_piece, &pc, err, sizeof err);
+    check(rc == 0 && pc.n == 2 && pc.kind[0] == VGPU_FATBIN_KIND_ELF && pc.arch[0] == 90 &&
+              pc.kind[1] == VGPU_FATBIN_KIND_PTX,
+          "inputs of a linked container: each entry (%zu)", pc.n);
+    pc.n = 0;
+    rc = vgpu_image_inputs(multi.data, multi.len, 90, count_piece, &pc, err, sizeof err);
+    check(rc == 0 && pc.n == 1 && pc.kind[0] == VGPU_FATBIN_KIND_ELF && pc.arch[0] == 90,
+          "inputs of an nvcc fatbin: the entry a load chooses (%zu)", pc.n);
+    pc.n = 0;
+    rc = vgpu_image_inputs(ptx.data, ptx.len, 90, count_piece, &pc, err, sizeof err);
+    check(rc == 0 && pc.n == 1 && pc.kind[0] == VGPU_FATBIN_KIND_PTX, "inputs of PTX text: itself");
+    check(vgpu_image_inputs("garbage", 8, 90, count_piece, &pc, err, sizeof err) != 0, "inputs of garbage: refused");
+    free(img);
+
+    /* the same kernels twice: a link may not define a symbol twice */
+    in[1] = (struct vgpu_image_input){VGPU_FATBIN_KIND_PTX, 0, ptx.data, ptx.len};
+    img = NULL;
+    if (vgpu_fatbin_write_linked(in, 2, &img, &len) == 0) {
+        rc = vgpu_module_parse(img, len, 90, &m, err, sizeof err);
+        check(rc != 0 && strstr(err, "two inputs"), "duplicate definitions refused (%s)", rc ? err : "accepted");
+        vgpu_module_info_free(&m);
+        /* hostile variants of a linked container fail cleanly */
+        for (size_t cut = 0; cut < len; cut += 7) {
+            rc = vgpu_module_parse(img, cut, 90, &m, err, sizeof err);
+            vgpu_module_info_free(&m);
+        }
+        check(true, "truncated linked containers: no crash");
+    }
+    free(img);
+    free(rdc.data);
+    free(k90.data);
+    free(ptx.data);
+    free(multi.data);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -775,6 +871,7 @@ int main(int argc, char **argv)
     test_ptx_text();
     test_lz4();
     test_absurd();
+    test_linked();
     fuzz_file("k90.cubin", 4000, true, true);
     fuzz_file("lz4.fatbin", 2000, false, true);
     fuzz_file("zstd.fatbin", 2000, false, true);

@@ -1,8 +1,10 @@
 /*
  * Guest entry points for modules, libraries, kernels and functions: loading module
  * images (shipped unchanged; cuModuleLoadData and friends take no length, so it is
- * measured with vgpu_image_size), symbol lookups, attributes, names and parameter
- * layouts (ops MODULE_*, LIBRARY_*, KERNEL_GET_FUNCTION, FUNC_*, FUNC_PARAM_INFO).
+ * measured with vgpu_image_size) with the caller's JIT options (jit.c: the daemon's
+ * driver compiles with them and its logs come back into the caller's buffers), symbol
+ * lookups, attributes, names and parameter layouts (ops MODULE_*, LIBRARY_*,
+ * KERNEL_GET_FUNCTION, FUNC_*, FUNC_PARAM_INFO).
  *
  * A registry of the handles the daemon handed out keeps what cannot change about
  * them (parameter layouts, names, immutable attributes, the last value set for an
@@ -24,6 +26,7 @@
 
 #include "common/fatbin.h"
 #include "common/log.h"
+#include "guest/cuda/jit.h"
 #include "guest/cuda/rpc.h"
 
 /* FUNC_GET_ATTRIBUTE / FUNC_SET_ATTRIBUTE / FUNC_SET_CACHE_CONFIG / FUNC_GET_NAME `form`:
@@ -485,38 +488,44 @@ static CUresult check_name(const char *name)
     return CUDA_SUCCESS;
 }
 
-/* Send an image of len bytes (op MODULE_LOAD or LIBRARY_LOAD) and return the handle. */
-static CUresult ship_image(uint16_t op, const void *image, size_t len, uint64_t *out)
+/* Send an image of len bytes (op MODULE_LOAD or LIBRARY_LOAD) with the JIT options and return
+ * the handle. The options' results (logs, written slots) reach the caller whenever the daemon
+ * sent them: on success, and on a failure the driver (or the daemon's image check) reported. */
+static CUresult ship_image(uint16_t op, const void *image, size_t len, const struct vg_jit *jit, uint64_t *out)
 {
     if (len == 0 || len > VGPU_MAX_MODULE_IMAGE) {
         VGPU_WARN("module image of %zu bytes refused (limit %u bytes)", len, VGPU_MAX_MODULE_IMAGE);
         return CUDA_ERROR_INVALID_VALUE;
     }
     struct wire_buf *b = vg_args();
+    vg_jit_put(b, jit);
     wire_put_u32(b, (uint32_t)len); /* the image follows as bulk: together a `bytes` field */
     struct wire_rd r;
-    CUresult rc = vg_call(op, b, image, len, &r);
+    bool answered;
+    CUresult rc = vg_call_answered(op, b, image, len, &r, &answered);
+    if (!answered) return rc;
+    uint64_t h = rc == CUDA_SUCCESS ? wire_get_u64(&r) : 0;
+    if (rc == CUDA_SUCCESS || r.left) {
+        if (!vg_jit_deliver(&r, jit) || !wire_rd_end(&r)) return vg_bad_reply(op);
+    }
     if (rc != CUDA_SUCCESS) return rc;
-    uint64_t h = wire_get_u64(&r);
-    if (!wire_rd_end(&r) || !h) return vg_bad_reply(op);
+    if (!h) return vg_bad_reply(op);
     *out = h;
     return CUDA_SUCCESS;
 }
 
 /* An in-memory image: a fatbin wrapper (its fatbin is sent), fatbin, ELF cubin or PTX. */
-static CUresult load_image(uint16_t op, const void *image, uint64_t *out)
+static CUresult load_image(uint16_t op, const void *image, const struct vg_jit *jit, uint64_t *out)
 {
     if (!image) return CUDA_ERROR_INVALID_VALUE;
     size_t len;
     if (vgpu_image_size(image, &len) != 0) return CUDA_ERROR_INVALID_IMAGE;
     const void *data = vgpu_image_unwrap(image);
     if (!data) return CUDA_ERROR_INVALID_IMAGE;
-    return ship_image(op, data, len, out);
+    return ship_image(op, data, len, jit, out);
 }
 
-/* A module file, read here (the path is the guest's) and sent with a NUL appended, so
- * that PTX text arrives terminated; binary images ignore the extra byte. */
-static CUresult load_file(uint16_t op, const char *path, uint64_t *out)
+CUresult vg_read_file(const char *path, uint8_t **out, size_t *len)
 {
     if (!path) return CUDA_ERROR_INVALID_VALUE;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -551,42 +560,22 @@ static CUresult load_file(uint16_t op, const char *path, uint64_t *out)
     }
     close(fd);
     buf[got] = 0;
-    CUresult rc = ship_image(op, buf, got + 1, out);
-    free(buf);
-    return rc;
+    *out = buf;
+    *len = got;
+    return CUDA_SUCCESS;
 }
 
-/* JIT options are ignored (the daemon's driver compiles with its defaults); outputs the
- * caller may read are made harmless: empty logs, zero sizes and wall time. */
-static void jit_outputs_clear(unsigned int n, const CUjit_option *opts, void **vals)
+/* A module file, read here (the path is the guest's) and sent with a NUL appended, so
+ * that PTX text arrives terminated; binary images ignore the extra byte. */
+static CUresult load_file(uint16_t op, const char *path, const struct vg_jit *jit, uint64_t *out)
 {
-    if (!n || !opts || !vals) return;
-    size_t info_size = 0, error_size = 0;
-    for (unsigned int i = 0; i < n; i++) {
-        if (opts[i] == CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES) info_size = (size_t)(uintptr_t)vals[i];
-        if (opts[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES) error_size = (size_t)(uintptr_t)vals[i];
-    }
-    for (unsigned int i = 0; i < n; i++) {
-        switch (opts[i]) {
-        case CU_JIT_INFO_LOG_BUFFER:
-            if (vals[i] && info_size) *(char *)vals[i] = 0;
-            break;
-        case CU_JIT_ERROR_LOG_BUFFER:
-            if (vals[i] && error_size) *(char *)vals[i] = 0;
-            break;
-        case CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES:
-        case CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES:
-            vals[i] = (void *)(uintptr_t)0;
-            break;
-        case CU_JIT_WALL_TIME: {
-            float zero = 0.0f;
-            memcpy(&vals[i], &zero, sizeof zero);
-            break;
-        }
-        default:
-            break;
-        }
-    }
+    uint8_t *buf;
+    size_t got;
+    CUresult rc = vg_read_file(path, &buf, &got);
+    if (rc != CUDA_SUCCESS) return rc;
+    rc = ship_image(op, buf, got + 1, jit, out);
+    free(buf);
+    return rc;
 }
 
 /* A request whose reply is one u64 handle. */
@@ -618,8 +607,10 @@ CUresult cuModuleLoad(CUmodule *module, const char *fname)
     CUresult rc = vg_require_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!module || !fname) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_jit jit;
+    vg_jit_none(&jit);
     uint64_t h = 0;
-    rc = load_file(VGPU_OP_MODULE_LOAD, fname, &h);
+    rc = load_file(VGPU_OP_MODULE_LOAD, fname, &jit, &h);
     return module_loaded(module, rc, h);
 }
 
@@ -628,8 +619,10 @@ CUresult cuModuleLoadData(CUmodule *module, const void *image)
     CUresult rc = vg_require_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!module || !image) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_jit jit;
+    vg_jit_none(&jit);
     uint64_t h = 0;
-    rc = load_image(VGPU_OP_MODULE_LOAD, image, &h);
+    rc = load_image(VGPU_OP_MODULE_LOAD, image, &jit, &h);
     return module_loaded(module, rc, h);
 }
 
@@ -639,9 +632,10 @@ CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned int nu
     CUresult rc = vg_require_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!module || !image) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_jit jit;
+    if ((rc = vg_jit_capture(numOptions, options, optionValues, &jit)) != CUDA_SUCCESS) return rc;
     uint64_t h = 0;
-    rc = load_image(VGPU_OP_MODULE_LOAD, image, &h);
-    if (rc == CUDA_SUCCESS) jit_outputs_clear(numOptions, options, optionValues);
+    rc = load_image(VGPU_OP_MODULE_LOAD, image, &jit, &h);
     return module_loaded(module, rc, h);
 }
 
@@ -650,8 +644,10 @@ CUresult cuModuleLoadFatBinary(CUmodule *module, const void *fatCubin)
     CUresult rc = vg_require_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!module || !fatCubin) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_jit jit;
+    vg_jit_none(&jit);
     uint64_t h = 0;
-    rc = load_image(VGPU_OP_MODULE_LOAD, fatCubin, &h);
+    rc = load_image(VGPU_OP_MODULE_LOAD, fatCubin, &jit, &h);
     return module_loaded(module, rc, h);
 }
 
@@ -660,8 +656,10 @@ CUresult vg_module_load_fatbin_wrapper(CUmodule *mod, const void *wrapper)
     CUresult rc = vg_require_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!mod || !wrapper) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_jit jit;
+    vg_jit_none(&jit);
     uint64_t h = 0;
-    rc = load_image(VGPU_OP_MODULE_LOAD, wrapper, &h);
+    rc = load_image(VGPU_OP_MODULE_LOAD, wrapper, &jit, &h);
     return module_loaded(mod, rc, h);
 }
 
@@ -768,9 +766,10 @@ CUresult cuLibraryLoadData(CUlibrary *library, const void *code, CUjit_option *j
     if (rc != CUDA_SUCCESS) return rc;
     (void)libraryOptions, (void)libraryOptionValues, (void)numLibraryOptions;
     if (!library || !code) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_jit jit;
+    if ((rc = vg_jit_capture(numJitOptions, jitOptions, jitOptionsValues, &jit)) != CUDA_SUCCESS) return rc;
     uint64_t h = 0;
-    rc = load_image(VGPU_OP_LIBRARY_LOAD, code, &h);
-    if (rc == CUDA_SUCCESS) jit_outputs_clear(numJitOptions, jitOptions, jitOptionsValues);
+    rc = load_image(VGPU_OP_LIBRARY_LOAD, code, &jit, &h);
     return library_loaded(library, rc, h);
 }
 
@@ -782,9 +781,10 @@ CUresult cuLibraryLoadFromFile(CUlibrary *library, const char *fileName, CUjit_o
     if (rc != CUDA_SUCCESS) return rc;
     (void)libraryOptions, (void)libraryOptionValues, (void)numLibraryOptions;
     if (!library || !fileName) return CUDA_ERROR_INVALID_VALUE;
+    struct vg_jit jit;
+    if ((rc = vg_jit_capture(numJitOptions, jitOptions, jitOptionsValues, &jit)) != CUDA_SUCCESS) return rc;
     uint64_t h = 0;
-    rc = load_file(VGPU_OP_LIBRARY_LOAD, fileName, &h);
-    if (rc == CUDA_SUCCESS) jit_outputs_clear(numJitOptions, jitOptions, jitOptionsValues);
+    rc = load_file(VGPU_OP_LIBRARY_LOAD, fileName, &jit, &h);
     return library_loaded(library, rc, h);
 }
 

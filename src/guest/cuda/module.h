@@ -30,4 +30,9 @@
 CUresult vg_func_pack_params(CUfunction f, void **kernelParams, uint8_t *stackbuf, size_t stackcap, uint8_t **out,
                              size_t *len);
 
+/* Read a file of the guest (a module or a link input) into a new buffer with a NUL
+ * appended: *len is the file's size without it. CUDA_ERROR_FILE_NOT_FOUND when it cannot
+ * be read, CUDA_ERROR_INVALID_VALUE when it reaches VGPU_MAX_MODULE_IMAGE (logged). */
+CUresult vg_read_file(const char *path, uint8_t **out, size_t *len);
+
 #endif

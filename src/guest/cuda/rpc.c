@@ -38,6 +38,15 @@ CUresult vg_call(uint16_t op, const struct wire_buf *args, const void *bulk, siz
     return st == VG_RPC_OK ? (CUresult)result : status_result(st);
 }
 
+CUresult vg_call_answered(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len,
+                          struct wire_rd *reply, bool *answered)
+{
+    int32_t result = 0;
+    enum vg_rpc_status st = vg_rpc_call(op, args, bulk, bulk_len, reply, &result);
+    *answered = st == VG_RPC_OK;
+    return st == VG_RPC_OK ? (CUresult)result : status_result(st);
+}
+
 CUresult vg_call_simple(uint16_t op, const struct wire_buf *args) { return vg_call(op, args, NULL, 0, NULL); }
 
 CUresult vg_call_pipelined(uint16_t op, const struct vg_rpc_pipe *p)

@@ -22,6 +22,12 @@ CUresult vg_rpc_connect(void);
  * this thread's lane) is gone, CUDA_ERROR_OUT_OF_MEMORY when args could not be built. */
 CUresult vg_call(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len, struct wire_rd *reply);
 
+/* vg_call for ops whose failing replies may carry outputs too (the JIT logs of MODULE_LOAD,
+ * LIBRARY_LOAD and LINK_*): *answered says whether the daemon answered; if so, *reply reads
+ * what follows the result word, whatever the result. */
+CUresult vg_call_answered(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len,
+                          struct wire_rd *reply, bool *answered);
+
 /* An asynchronous call: no reply; a failure surfaces at the next synchronizing call
  * on this thread. Returns an error only when the request could not be sent (no
  * session, connection gone, arguments could not be built). */

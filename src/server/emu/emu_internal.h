@@ -1,6 +1,7 @@
 /*
  * emu backend internals: what the per-family files (emu_device.c, emu_context.c,
- * emu_memory.c, emu_module.c, emu_launch.c, emu_stream_event.c, emu_vmm.c) share.
+ * emu_memory.c, emu_module.c, emu_link.c, emu_launch.c, emu_stream_event.c, emu_vmm.c)
+ * share.
  *
  * The emu backend implements the driver functions of src/server/backend.h on the
  * CPU: one simulated device (ordinal 0), device memory in host RAM (a CUdeviceptr
@@ -228,6 +229,27 @@ bool emu_func_set_plugin(struct emu_func *func, vgpu_emu_kernel_fn fn);
 void emu_func_release(struct emu_func *func);
 /* Unload every module the context with this serial loaded with cuModuleLoadData. */
 void emu_module_release_ctx(uint64_t serial);
+
+/* ---- emu_link.c: JIT options and the linker ---- */
+
+/* What the emu does with JIT options: it compiles nothing, so it reads the log buffers
+ * (with their sizes) and the wall-time slot, writes logs of its own and the sizes and time
+ * it took, and accepts every other CUjit_option of CUDA 13.0 as a no-op. The slots are
+ * written through the caller's optionValues array (a link's until it is destroyed). */
+struct emu_jit {
+    char *info, *error;            /* the caller's buffers, or NULL */
+    size_t info_cap, error_cap;    /* their sizes (NUL included) */
+    size_t info_len, error_len;    /* text written so far */
+    void **info_slot, **error_slot, **wall_slot;
+    double ms;                     /* wall time so far */
+};
+/* Read the options (CUDA_ERROR_INVALID_VALUE for missing arrays or an unknown option)
+ * and clear the logs. */
+CUresult emu_jit_begin(struct emu_jit *j, unsigned n, CUjit_option *opts, void **vals);
+/* Append a line to the info or error log (cut to the buffer). */
+void emu_jit_log(struct emu_jit *j, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Add the time since start_ns (emu_now_ns) and write the log sizes and the wall time. */
+void emu_jit_end(struct emu_jit *j, uint64_t start_ns);
 
 /* Maximum resident blocks per SM for a function (occupancy); 0 when it cannot run. */
 int emu_occupancy_blocks(uint32_t block_threads, size_t dyn_shared, uint32_t static_shared,

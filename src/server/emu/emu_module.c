@@ -1,6 +1,9 @@
 /*
- * emu backend, module and library family: cuModuleLoadData / cuLibraryLoadData parse
- * the image with src/common/fatbin.h (sm_90 preferred), allocate every global
+ * emu backend, module and library family: cuModuleLoadData(Ex) / cuLibraryLoadData parse
+ * the image with src/common/fatbin.h (sm_90 preferred; a linked container of emu_link.c
+ * with every entry), honour the JIT options' log buffers, log sizes and wall time
+ * (emu_jit_*: an info line on success, the reason in the error log when an image is
+ * refused, CUDA_ERROR_INVALID_PTX for PTX text), allocate every global
  * (__device__ and __constant__) as device memory initialised from the image, and
  * create one function object per kernel. Functions, kernels (CUkernel), modules and
  * libraries are kept in registries guarded by mod_lock, so unknown handles are
@@ -13,6 +16,7 @@
  */
 #include "server/emu/emu_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,14 +70,17 @@ static uint32_t max_dyn_shared_limit(const struct vgpu_kernel_info *k)
     return k->shared_bytes >= EMU_SHARED_PER_BLOCK_OPTIN ? 0 : EMU_SHARED_PER_BLOCK_OPTIN - k->shared_bytes;
 }
 
-/* Parse an image and build a module with its globals allocated. */
+/* Parse an image and build a module with its globals allocated. A refused image is
+ * CUDA_ERROR_INVALID_PTX when it is PTX text, CUDA_ERROR_INVALID_IMAGE otherwise, with the
+ * reason in why. */
 static CUresult module_create(const void *image, const struct emu_ctx_ref *ctx, bool library_owned,
-                              struct emu_module **out)
+                              struct emu_module **out, char *why, size_t whylen)
 {
     if (!image) return CUDA_ERROR_INVALID_VALUE;
     size_t size;
     if (vgpu_image_size(image, &size) != 0) {
         VGPU_WARN("emu: module image of unknown kind or size");
+        snprintf(why, whylen, "module image of unknown kind or size");
         return CUDA_ERROR_INVALID_IMAGE;
     }
     struct emu_module *m = calloc(1, sizeof *m);
@@ -81,8 +88,9 @@ static CUresult module_create(const void *image, const struct emu_ctx_ref *ctx, 
     char err[256] = "";
     if (vgpu_module_parse(image, size, EMU_WANT_SM, &m->info, err, sizeof err) != 0) {
         VGPU_WARN("emu: cannot load module image (%zu bytes): %s", size, err);
+        snprintf(why, whylen, "cannot load module image (%zu bytes): %s", size, err);
         free(m);
-        return CUDA_ERROR_INVALID_IMAGE;
+        return vgpu_image_kind(image) == VGPU_IMAGE_PTX ? CUDA_ERROR_INVALID_PTX : CUDA_ERROR_INVALID_IMAGE;
     }
     m->refs = 1;
     m->library_owned = library_owned;
@@ -222,14 +230,31 @@ void emu_module_release_ctx(uint64_t serial)
 
 /* ---- modules ---- */
 
-CUresult CUDAAPI emu_cuModuleLoadData(CUmodule *module, const void *image)
+/* The JIT options' logs of a load: what was refused and why, or what was found. */
+static void jit_report(struct emu_jit *j, CUresult rc, const char *why, const struct emu_module *m)
+{
+    if (rc == CUDA_SUCCESS)
+        emu_jit_log(j, false, "emu: loaded %s module: %u kernels, %u globals\n", m->info.from_ptx ? "PTX" : "cubin",
+                    m->info.num_kernels, m->info.num_globals);
+    else if (why[0])
+        emu_jit_log(j, true, "emu: %s\n", why);
+}
+
+CUresult CUDAAPI emu_cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned int numOptions,
+                                        CUjit_option *options, void **optionValues)
 {
     struct emu_ctx_ref ctx;
     CUresult rc = emu_ctx_current(&ctx);
     if (rc != CUDA_SUCCESS) return rc;
     if (!module) return CUDA_ERROR_INVALID_VALUE;
-    struct emu_module *m;
-    rc = module_create(image, &ctx, false, &m);
+    uint64_t t0 = emu_now_ns();
+    struct emu_jit jit;
+    if ((rc = emu_jit_begin(&jit, numOptions, options, optionValues)) != CUDA_SUCCESS) return rc;
+    struct emu_module *m = NULL;
+    char why[320] = "";
+    rc = module_create(image, &ctx, false, &m, why, sizeof why);
+    jit_report(&jit, rc, why, m);
+    emu_jit_end(&jit, t0);
     if (rc != CUDA_SUCCESS) return rc;
     pthread_mutex_lock(&mod_lock);
     bool ok = emu_set_add(&modules, m) == 0 && register_funcs_locked(m) == 0;
@@ -244,6 +269,11 @@ CUresult CUDAAPI emu_cuModuleLoadData(CUmodule *module, const void *image)
     }
     *module = (CUmodule)m;
     return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI emu_cuModuleLoadData(CUmodule *module, const void *image)
+{
+    return emu_cuModuleLoadDataEx(module, image, 0, NULL, NULL);
 }
 
 CUresult CUDAAPI emu_cuModuleUnload(CUmodule hmod)
@@ -321,25 +351,30 @@ CUresult CUDAAPI emu_cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmo
 
 /* ---- libraries ---- */
 
-/* JIT and library options are accepted and ignored: the emu neither compiles nor
- * loads lazily. */
+/* JIT options as emu_jit_begin takes them (logs, sizes, wall time); library options
+ * are accepted and ignored: the emu loads nothing lazily. */
 CUresult CUDAAPI emu_cuLibraryLoadData(CUlibrary *library, const void *code, CUjit_option *jitOptions,
                                        void **jitOptionsValues, unsigned int numJitOptions,
                                        CUlibraryOption *libraryOptions, void **libraryOptionValues,
                                        unsigned int numLibraryOptions)
 {
-    (void)jitOptionsValues;
     (void)libraryOptionValues;
     CUresult rc = emu_check_init();
     if (rc != CUDA_SUCCESS) return rc;
     if (!library || !code) return CUDA_ERROR_INVALID_VALUE;
-    if ((numJitOptions && !jitOptions) || (numLibraryOptions && !libraryOptions)) return CUDA_ERROR_INVALID_VALUE;
+    if (numLibraryOptions && !libraryOptions) return CUDA_ERROR_INVALID_VALUE;
+    uint64_t t0 = emu_now_ns();
+    struct emu_jit jit;
+    if ((rc = emu_jit_begin(&jit, numJitOptions, jitOptions, jitOptionsValues)) != CUDA_SUCCESS) return rc;
     /* Libraries are context-independent; globals remember the loading context only
      * for CU_POINTER_ATTRIBUTE_CONTEXT. */
     struct emu_ctx_ref ctx;
     emu_ctx_current_or_none(&ctx);
-    struct emu_module *m;
-    rc = module_create(code, &ctx, true, &m);
+    struct emu_module *m = NULL;
+    char why[320] = "";
+    rc = module_create(code, &ctx, true, &m, why, sizeof why);
+    jit_report(&jit, rc, why, m);
+    emu_jit_end(&jit, t0);
     if (rc != CUDA_SUCCESS) return rc;
     struct emu_library *lib = calloc(1, sizeof *lib);
     struct emu_kernel *kernels = calloc(m->info.num_kernels ? m->info.num_kernels : 1, sizeof *kernels);

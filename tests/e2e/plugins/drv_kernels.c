@@ -1,6 +1,6 @@
 /*
- * CPU versions of the kernels in tests/e2e/drv_kernels.cu (used by drv_basic.c)
- * for `vgpud --backend emu`. Each function is named vgpu_emu_<kernel name> and
+ * CPU versions of the kernels in tests/e2e/drv_kernels.cu (used by drv_basic.c) and
+ * link_kernels_a.cu (drv_link.c) for `vgpud --backend emu`. Each function is named vgpu_emu_<kernel name> and
  * reproduces the kernel bit for bit over the whole grid.
  */
 #include <stdint.h>
@@ -151,4 +151,22 @@ EMU_KERNEL(d_fault)
         return;
     }
     *p = v;
+}
+
+/* extern "C" __global__ void l_apply(unsigned *p, unsigned k, int n) (link_kernels_a.cu, used by
+ * drv_link.c): p[i] = link_mix(p[i], k + i), link_mix coming from link_kernels_b.cu */
+EMU_KERNEL(l_apply)
+{
+    unsigned *p, k;
+    int n;
+    ARG(p, 0);
+    ARG(k, 1);
+    ARG(n, 2);
+    struct emu_idx t = emu_idx_init(L);
+    EMU_FOR_EACH_BLOCK(t) EMU_FOR_EACH_THREAD(t)
+    {
+        int i = emu_gid_x(&t);
+        if (i < n)
+            p[i] = e2e_link_mix(p[i], k + (unsigned)i);
+    }
 }
