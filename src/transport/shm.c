@@ -32,6 +32,7 @@ struct ring_view {
     uint64_t pos;       /* our own counter (head when we produce, tail when we consume) */
     uint64_t published; /* the value of pos last stored in shared memory */
     uint64_t peer;      /* the peer's counter as last read and checked */
+    int bell;           /* our end of this ring's doorbell socket pair */
 };
 
 struct shm_conn {
@@ -40,7 +41,6 @@ struct shm_conn {
     uint8_t *map;
     size_t map_len;
     struct ring_view tx, rx;
-    int bell;         /* our end of the doorbell socket pair */
     uint64_t spin_ns; /* spin this long before sleeping */
     int timeout_ms;   /* per wait; -1: none */
     bool broken;
@@ -52,7 +52,7 @@ struct vgpu_shm_offer {
     uint8_t *map;
     size_t len;
     uint32_t g2d, d2g;
-    int bell[2]; /* [0] the daemon's end, [1] the guest's */
+    int bell_g2d[2], bell_d2g[2]; /* doorbell pairs: [0] the daemon's end, [1] the guest's */
 };
 
 static int shm_unsupported_connect(const char *where, int timeout_ms, struct vgpu_conn **out, char *err,
@@ -112,12 +112,12 @@ __attribute__((format(printf, 2, 3))) static int broken(struct shm_conn *c, cons
     return -1;
 }
 
-static void ring_bell(struct shm_conn *c)
+static void ring_bell(const struct ring_view *r)
 {
     /* Never blocks, never raises SIGPIPE: a full doorbell already wakes the peer, and a
      * vanished peer shows on the socket. */
-    ssize_t r = send(c->bell, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)r;
+    ssize_t n = send(r->bell, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n;
 }
 
 /* The peer's counters, read once, checked before use. The producer's head may only
@@ -164,17 +164,17 @@ static int tx_ready(struct shm_conn *c)
 /* Store our counter and wake the peer if it announced that it waits on it. The fence
  * pairs with the one in wait_for: either the peer sees the new counter when it checks
  * after raising its flag, or we see the flag here. */
-static void publish(struct shm_conn *c, struct ring_view *r, _Atomic uint64_t *ours, _Atomic uint32_t *peer_waits)
+static void publish(struct ring_view *r, _Atomic uint64_t *ours, _Atomic uint32_t *peer_waits)
 {
     if (r->pos == r->published) return;
     atomic_store_explicit(ours, r->pos, memory_order_release);
     r->published = r->pos;
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(peer_waits, memory_order_relaxed)) ring_bell(c);
+    if (atomic_load_explicit(peer_waits, memory_order_relaxed)) ring_bell(r);
 }
 
-static void tx_publish(struct shm_conn *c) { publish(c, &c->tx, c->tx.head, c->tx.cwait); }
-static void rx_publish(struct shm_conn *c) { publish(c, &c->rx, c->rx.tail, c->rx.pwait); }
+static void tx_publish(struct shm_conn *c) { publish(&c->tx, c->tx.head, c->tx.cwait); }
+static void rx_publish(struct shm_conn *c) { publish(&c->rx, c->rx.tail, c->rx.pwait); }
 
 /* The socket woke us: the peer closed it (end of stream), it failed, or the peer put
  * bytes on it, which the protocol forbids after the upgrade. */
@@ -192,11 +192,11 @@ static int check_socket(struct shm_conn *c)
 }
 
 /* Empty the doorbell; -1 (errno 0) when the peer closed its end. */
-static int drain_bell(struct shm_conn *c)
+static int drain_bell(const struct ring_view *r)
 {
     char buf[64];
     for (;;) {
-        ssize_t n = recv(c->bell, buf, sizeof buf, MSG_DONTWAIT);
+        ssize_t n = recv(r->bell, buf, sizeof buf, MSG_DONTWAIT);
         if (n > 0) continue;
         if (n == 0) {
             errno = 0;
@@ -209,9 +209,9 @@ static int drain_bell(struct shm_conn *c)
 }
 
 /* Block until the doorbell rings or the peer goes. 0: woken; -1: gone, failed or timed out. */
-static int sleep_on_bell(struct shm_conn *c)
+static int sleep_on_bell(struct shm_conn *c, const struct ring_view *r)
 {
-    struct pollfd p[2] = {{.fd = c->bell, .events = POLLIN}, {.fd = c->base.fd, .events = POLLIN | POLLRDHUP}};
+    struct pollfd p[2] = {{.fd = r->bell, .events = POLLIN}, {.fd = c->base.fd, .events = POLLIN | POLLRDHUP}};
     int n = poll(p, 2, c->timeout_ms);
     if (n < 0) return errno == EINTR ? 0 : -1;
     if (n == 0) {
@@ -219,7 +219,7 @@ static int sleep_on_bell(struct shm_conn *c)
         return -1;
     }
     if (p[1].revents && check_socket(c)) return -1;
-    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) return drain_bell(c);
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) return drain_bell(r);
     if (p[0].revents & POLLNVAL) {
         errno = EBADF;
         return -1;
@@ -227,10 +227,14 @@ static int sleep_on_bell(struct shm_conn *c)
     return 0;
 }
 
-/* Wait until ready(c) says 1: spin, then sleep. `flag` is our "waiting" word in the
- * ring we wait on. Data the peer published before it went is still delivered. */
-static int wait_for(struct shm_conn *c, _Atomic uint32_t *flag, int (*ready)(struct shm_conn *))
+/* Wait for data in our incoming ring (rx) or room in our outgoing one: spin, then
+ * raise our "waiting" word in that ring and sleep on its doorbell. Data the peer
+ * published before it went is still delivered. */
+static int wait_for(struct shm_conn *c, bool rx)
 {
+    const struct ring_view *ring = rx ? &c->rx : &c->tx;
+    _Atomic uint32_t *flag = rx ? ring->cwait : ring->pwait;
+    int (*ready)(struct shm_conn *) = rx ? rx_ready : tx_ready;
     for (;;) {
         int r = ready(c);
         if (r) return r < 0 ? -1 : 0;
@@ -253,7 +257,7 @@ static int wait_for(struct shm_conn *c, _Atomic uint32_t *flag, int (*ready)(str
         atomic_store_explicit(flag, 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
         r = ready(c);
-        int s = r ? 0 : sleep_on_bell(c);
+        int s = r ? 0 : sleep_on_bell(c, ring);
         int saved = errno;
         atomic_store_explicit(flag, 0, memory_order_relaxed);
         if (r) return r < 0 ? -1 : 0;
@@ -282,7 +286,7 @@ static int shm_writev_all(struct vgpu_conn *base, struct iovec *iov, int iovcnt)
             uint64_t space = r->size - (r->pos - r->peer);
             if (space == 0) {
                 tx_publish(c);
-                if (wait_for(c, r->pwait, tx_ready)) return -1;
+                if (wait_for(c, false)) return -1;
                 continue;
             }
             size_t k = n < space ? n : (size_t)space;
@@ -317,7 +321,7 @@ static int shm_read_all(struct vgpu_conn *base, void *buf, size_t n)
         }
         if (avail == 0) {
             rx_publish(c); /* a producer waiting for space can go on meanwhile */
-            if (wait_for(c, r->cwait, rx_ready)) return -1;
+            if (wait_for(c, true)) return -1;
             continue;
         }
         size_t k = n < avail ? n : (size_t)avail;
@@ -339,7 +343,8 @@ static void shm_close(struct vgpu_conn *base)
     struct shm_conn *c = (struct shm_conn *)base;
     if (!c) return;
     munmap(c->map, c->map_len);
-    close(c->bell);
+    close(c->tx.bell);
+    close(c->rx.bell);
     vgpu_conn_close(c->sock);
     free(c);
 }
@@ -354,8 +359,9 @@ const struct vgpu_transport vgpu_transport_shm = {
 };
 
 static void view_init(struct ring_view *v, const char *name, uint8_t *map, uint64_t data_off, uint32_t size,
-                      unsigned off_head)
+                      unsigned off_head, int bell)
 {
+    v->bell = bell;
     v->name = name;
     v->head = (_Atomic uint64_t *)(map + off_head);
     v->pwait = (_Atomic uint32_t *)(map + off_head + 8);
@@ -378,7 +384,7 @@ static unsigned spin_us_from_env(void)
 
 /* A connection over a mapped region; guest: we produce g2d, daemon: d2g. */
 static struct shm_conn *conn_new(struct vgpu_conn *sock, uint8_t *map, size_t len, uint32_t g2d, uint32_t d2g,
-                                 int bell, bool guest)
+                                 int bell_g2d, int bell_d2g, bool guest)
 {
     struct shm_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -388,12 +394,11 @@ static struct shm_conn *conn_new(struct vgpu_conn *sock, uint8_t *map, size_t le
     c->sock = sock;
     c->map = map;
     c->map_len = len;
-    c->bell = bell;
     c->spin_ns = (uint64_t)spin_us_from_env() * 1000u;
     c->timeout_ms = -1;
     struct ring_view g, d;
-    view_init(&g, "guest->daemon", map, VGPU_SHM_HDR_BYTES, g2d, VGPU_SHM_OFF_G2D_HEAD);
-    view_init(&d, "daemon->guest", map, (uint64_t)VGPU_SHM_HDR_BYTES + g2d, d2g, VGPU_SHM_OFF_D2G_HEAD);
+    view_init(&g, "guest->daemon", map, VGPU_SHM_HDR_BYTES, g2d, VGPU_SHM_OFF_G2D_HEAD, bell_g2d);
+    view_init(&d, "daemon->guest", map, (uint64_t)VGPU_SHM_HDR_BYTES + g2d, d2g, VGPU_SHM_OFF_D2G_HEAD, bell_d2g);
     c->tx = guest ? g : d;
     c->rx = guest ? d : g;
     return c;
@@ -421,8 +426,10 @@ void vgpu_shm_offer_free(struct vgpu_shm_offer *o)
     if (!o) return;
     if (o->map && o->map != MAP_FAILED) munmap(o->map, o->len);
     if (o->memfd >= 0) close(o->memfd);
-    if (o->bell[0] >= 0) close(o->bell[0]);
-    if (o->bell[1] >= 0) close(o->bell[1]);
+    for (int i = 0; i < 2; i++) {
+        if (o->bell_g2d[i] >= 0) close(o->bell_g2d[i]);
+        if (o->bell_d2g[i] >= 0) close(o->bell_d2g[i]);
+    }
     free(o);
 }
 
@@ -440,7 +447,7 @@ int vgpu_shm_offer_create(uint32_t g2d, uint32_t d2g, struct vgpu_shm_offer **ou
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    o->memfd = o->bell[0] = o->bell[1] = -1;
+    o->memfd = o->bell_g2d[0] = o->bell_g2d[1] = o->bell_d2g[0] = o->bell_d2g[1] = -1;
     o->g2d = g2d;
     o->d2g = d2g;
     o->len = (size_t)vgpu_shm_region_bytes(g2d, d2g);
@@ -460,7 +467,9 @@ int vgpu_shm_offer_create(uint32_t g2d, uint32_t d2g, struct vgpu_shm_offer **ou
         goto fail;
     }
     what = "socketpair";
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, o->bell)) goto fail;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, o->bell_g2d) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, o->bell_d2g))
+        goto fail;
     put32(o->map + VGPU_SHM_OFF_MAGIC, VGPU_SHM_MAGIC);
     put32(o->map + VGPU_SHM_OFF_VERSION, VGPU_SHM_LAYOUT_VERSION);
     put32(o->map + VGPU_SHM_OFF_G2D_SIZE, g2d);
@@ -481,16 +490,18 @@ fail:
 void vgpu_shm_offer_fds(const struct vgpu_shm_offer *o, int fds[VGPU_SHM_NFDS])
 {
     fds[0] = o->memfd;
-    fds[1] = o->bell[1];
+    fds[1] = o->bell_g2d[1];
+    fds[2] = o->bell_d2g[1];
 }
 
 struct vgpu_conn *vgpu_shm_offer_accept(struct vgpu_shm_offer *o, struct vgpu_conn *sock)
 {
-    struct shm_conn *c = conn_new(sock, o->map, o->len, o->g2d, o->d2g, o->bell[0], false);
+    struct shm_conn *c = conn_new(sock, o->map, o->len, o->g2d, o->d2g, o->bell_g2d[0], o->bell_d2g[0], false);
     if (!c) return NULL;
-    /* The guest has its copies: ours would only keep the doorbell alive after it goes. */
+    /* The guest has its copies: ours would only keep the doorbells alive after it goes. */
     close(o->memfd);
-    close(o->bell[1]);
+    close(o->bell_g2d[1]);
+    close(o->bell_d2g[1]);
     free(o);
     return &c->base;
 }
@@ -523,7 +534,7 @@ int vgpu_shm_attach(struct vgpu_conn *sock, const int fds[VGPU_SHM_NFDS], uint32
         snprintf(err, errlen, "the region's header does not match the reply");
         goto fail;
     }
-    struct shm_conn *c = conn_new(sock, map, (size_t)region, g2d, d2g, fds[1], true);
+    struct shm_conn *c = conn_new(sock, map, (size_t)region, g2d, d2g, fds[1], fds[2], true);
     if (!c) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -566,5 +577,8 @@ void *vgpu_shm_region(struct vgpu_conn *c, size_t *len)
 
 void vgpu_shm_kick(struct vgpu_conn *c)
 {
-    if (c && c->t == &vgpu_transport_shm) ring_bell((struct shm_conn *)c);
+    if (c && c->t == &vgpu_transport_shm) {
+        ring_bell(&((struct shm_conn *)c)->tx);
+        ring_bell(&((struct shm_conn *)c)->rx);
+    }
 }

@@ -8,9 +8,10 @@
  * Waiting is adaptive: spin (pause instruction) for VGPU_SHM_SPIN_US microseconds,
  * then announce "waiting" in the shared header and block in poll() on the doorbell and
  * the unix socket; a producer (or consumer) rings the peer's doorbell only when the peer
- * announced that it waits. The doorbell is a socket pair (one byte per ring, sent with
- * MSG_DONTWAIT|MSG_NOSIGNAL, so neither a full doorbell nor a dead peer can block or
- * signal the ringer). The socket carries nothing after the upgrade: end of stream or an
+ * announced that it waits. Each ring's doorbell is a socket pair (one byte per ring,
+ * sent with MSG_DONTWAIT|MSG_NOSIGNAL, so neither a full doorbell nor a dead peer can
+ * block or signal the ringer); with one per ring, one thread may read while another
+ * writes, as on a socket. The socket carries nothing after the upgrade: end of stream or an
  * error on it, or on the doorbell, means the peer is gone.
  *
  * Each side reads the peer's counter once per use and checks it (monotonic, never more
@@ -34,7 +35,7 @@
 #define VGPU_SHM_RING_MAX (64u << 20)
 #define VGPU_SHM_RING_DEFAULT (1u << 20)
 #define VGPU_SHM_SPIN_US_DEFAULT 30u
-#define VGPU_SHM_NFDS 2 /* the region (memfd), the guest's end of the doorbell socket pair */
+#define VGPU_SHM_NFDS 3 /* the region (memfd), the guest's ends of the g2d and d2g doorbell pairs */
 
 /* Offsets of the shared header's fields (bytes from the start of the region). The
  * four ring counters and flags sit on separate 128-byte lines; each line is written by
