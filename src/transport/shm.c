@@ -90,7 +90,7 @@ static inline void cpu_relax(void)
 #endif
 }
 
-#define SPIN_PAUSE_NS 4000u /* of the spin, how long we only pause before yielding too */
+#define SPIN_PAUSE_NS 1000u /* of the spin, how long we only pause before yielding too */
 
 static uint64_t now_ns(void)
 {
@@ -239,7 +239,7 @@ static int wait_for(struct shm_conn *c, bool rx)
         int r = ready(c);
         if (r) return r < 0 ? -1 : 0;
         if (c->spin_ns) {
-            /* Spin on the pause instruction first; after a few microseconds, yield the CPU
+            /* Spin on the pause instruction first; after a microsecond, yield the CPU
              * on every round: when the peer shares our CPU (both sides of a call
              * ping-ponging on one core of a busy machine), it runs at once instead of
              * after our whole spin. */

@@ -33,7 +33,7 @@
 #define VGPU_SHM_HDR_BYTES 4096u                   /* the header page; ring g2d follows it */
 #define VGPU_SHM_RING_MIN 4096u                    /* ring data sizes: powers of two in [MIN, MAX] */
 #define VGPU_SHM_RING_MAX (64u << 20)
-#define VGPU_SHM_RING_DEFAULT (1u << 20)
+#define VGPU_SHM_RING_DEFAULT (256u << 10)
 #define VGPU_SHM_SPIN_US_DEFAULT 30u
 #define VGPU_SHM_NFDS 3 /* the region (memfd), the guest's ends of the g2d and d2g doorbell pairs */
 
