@@ -7,7 +7,10 @@
  * that name memory which is not mirrored (skipped, never written) and a registration
  * at an address the worker uses (placed elsewhere), clients that disappear mid-session
  * (the daemon logs what it freed for them), an idle lane that outlives the handshake
- * timeout, and 16 concurrent sessions.
+ * timeout, and 16 concurrent sessions. Over a unix address also the shared-memory
+ * transport: a session on 4 KiB rings, the HELLO feature word, declined upgrades,
+ * corrupted ring counters and socket bytes (only that session ends), a client killed
+ * mid-frame, and 8 concurrent shared-memory sessions.
  *
  *   test_daemon ADDR            run every check against the daemon at ADDR
  *                               (unix:PATH or tcp:HOST:PORT)

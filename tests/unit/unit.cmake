@@ -1,4 +1,4 @@
-# Unit tests that need no GPU and no daemon: codec and frames, mirrored-memory diffs,
+# Unit tests that need no GPU and no daemon: codec and frames, shared-memory rings, mirrored-memory diffs,
 # export tables (with a stub of the guest internals), cuGetProcAddress against the
 # built guest library.
 add_executable(test_wire tests/unit/test_wire.c)
