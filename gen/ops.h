@@ -115,6 +115,8 @@
     X(PRIMARY_CTX_RESET, 0xecbe) \
     X(PRIMARY_CTX_RETAIN, 0xe704) \
     X(PRIMARY_CTX_SET_FLAGS, 0x29c8) \
+    X(SHM_READY, 0xaedc) \
+    X(SHM_UPGRADE, 0x1dd9) \
     X(STREAM_BEGIN_CAPTURE, 0xa23e) \
     X(STREAM_CAPTURE_INFO, 0x1158) \
     X(STREAM_CAPTURE_TO_GRAPH, 0x47ef) \
@@ -140,6 +142,6 @@
     X(VMM_SET_ACCESS, 0xc5d5) \
     X(VMM_UNMAP, 0x0b63) \
 
-#define VGPU_OP_COUNT 129
+#define VGPU_OP_COUNT 131
 
 #endif

@@ -37,4 +37,9 @@ enum { VGPU_LAUNCH_PLAIN = 0, VGPU_LAUNCH_COOPERATIVE = 1, VGPU_LAUNCH_EX = 2 };
 /* HELLO kinds */
 enum { VGPU_HELLO_NEW_SESSION = 0, VGPU_HELLO_JOIN_SESSION = 1 };
 
+/* HELLO features: an optional u32 after the request's token (what the guest can use)
+ * and, only when the request had one, after the reply's message (what the daemon
+ * grants). A daemon or guest without the word has none of them. */
+#define VGPU_FEATURE_SHM 0x1u /* this unix-socket lane may move to shared memory (SHM_UPGRADE) */
+
 #endif

@@ -93,7 +93,17 @@ struct lane {
     uint16_t op;          /* op being served, for logs */
     const char *malformed; /* set by a handler: why the message was rejected */
     bool outputs_on_error; /* set by a handler: a failing reply carries the outputs written so far */
+    int32_t hello_features; /* the HELLO's feature word, -1 if it had none */
+    /* Descriptors a handler attaches to its (successful) reply; they stay the handler's. */
+    int reply_fds[4];
+    int nreply_fds;
+    struct vgpu_shm_offer *shm_offer; /* SHM_UPGRADE answered, SHM_READY not yet seen */
 };
+
+/* Shared memory (ops_shm.c): the features this lane's HELLO reply grants, and dropping
+ * an upgrade the guest did not take up. */
+uint32_t shm_lane_features(struct lane *L);
+void shm_lane_drop_offer(struct lane *L);
 
 /* Returned by handlers for a message that does not decode: ends the session. */
 #define VGPU_RC_MALFORMED ((CUresult)0x7fff0001)

@@ -292,6 +292,8 @@ static void *handshake_main(void *arg)
     wire_get_str(&r, host, sizeof host);
     uint64_t sid = wire_get_u64(&r);
     const uint8_t *token = wire_get_raw(&r, VGPU_TOKEN_BYTES);
+    /* Optional feature word (protocol.md §5); anything after it is ignored. */
+    int32_t features = !r.bad && r.left >= 4 ? (int32_t)(wire_get_u32(&r) & 0x7fffffffu) : -1;
     if (h.op != VGPU_OP_HELLO || magic != VGPU_PROTOCOL_MAGIC || head_bad) {
         VGPU_WARN("connection from %s: not a vgpu hello; closed", conn->peer);
         goto out;
@@ -323,7 +325,8 @@ static void *handshake_main(void *arg)
             reply_error(conn, CUDA_ERROR_INVALID_HANDLE, "unknown session");
             goto out;
         }
-        if (vgpu_send_fd(cl->ctl_fd, "L", 1, conn->fd))
+        struct worker_lane_handover ho = {.tag = 'L', .hello_features = features};
+        if (vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, conn->fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);
         goto out; /* the worker owns the connection now; close our copy */
@@ -347,6 +350,7 @@ static void *handshake_main(void *arg)
      * its HELLO reply; the token never appears on a command line. */
     struct worker_assignment as = {.session_id = cl->session_id, .client_pid = client_pid};
     snprintf(as.transport, sizeof as.transport, "%s", conn->t->scheme);
+    as.hello_features = features;
     snprintf(as.client_name, sizeof as.client_name, "%s", name);
     snprintf(as.client_host, sizeof as.client_host, "%s", host);
     memcpy(as.token, cl->token, sizeof as.token);
@@ -371,8 +375,12 @@ static void *handshake_main(void *arg)
     cl->next = d.clients;
     d.clients = cl;
     spare_refill();
-    VGPU_INFO("client pid %d (%s@%s) connected via %s: session %llu, worker pid %d", client_pid, name, host,
-              conn->peer, (unsigned long long)cl->session_id, (int)cl->worker);
+    /* The transport: a unix lane whose guest can use shared memory asks for it next. */
+    const char *transport = conn->t == &vgpu_transport_unix && features > 0 && (features & VGPU_FEATURE_SHM)
+                                ? "shm"
+                                : conn->t->scheme;
+    VGPU_INFO("client pid %d (%s@%s) connected via %s (%s): session %llu, worker pid %d", client_pid, name, host,
+              conn->peer, transport, (unsigned long long)cl->session_id, (int)cl->worker);
     pthread_mutex_unlock(&d.lock);
 out:
     wire_buf_free(&body);

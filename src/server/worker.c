@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #include "common/frame.h"
+#include "common/frame_fds.h"
 #include "server/board.h"
+#include "transport/shm.h"
 
 const char *server_backend_name = "?";
 
@@ -26,7 +28,7 @@ static struct session the_session;
 static const struct vgpu_transport *lane_transport;
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void log_disconnect_and_exit(const char *why)
+static _Noreturn void log_disconnect_and_exit(const char *why)
 {
     pthread_mutex_lock(&exit_lock); /* one thread reports and exits */
     struct session *s = &the_session;
@@ -41,6 +43,15 @@ static void log_disconnect_and_exit(const char *why)
     /* Process exit returns every device object of this client to the driver; nothing
      * else in the daemon depends on this process. */
     _exit(0);
+}
+
+/* The guest broke the shared-memory protocol (a ring counter out of bounds, bytes on
+ * the socket): a malformed message, which ends the session. */
+static _Noreturn void shm_malformed(struct lane *L)
+{
+    VGPU_ERROR("client pid %d (%s): lane %u: malformed shared memory: %s; ending session", L->s->client_pid,
+               L->s->client_name, L->index, vgpu_shm_error(L->conn));
+    log_disconnect_and_exit("malformed message");
 }
 
 struct lane_progress *session_lane_progress(struct session *s, unsigned index, bool create)
@@ -100,6 +111,7 @@ static int send_hello_reply(struct lane *L, CUresult rc, const char *msg)
     wire_put_u32(&b, L->index);
     wire_put_raw(&b, L->s->token, VGPU_TOKEN_BYTES);
     wire_put_str(&b, msg);
+    if (L->hello_features >= 0) wire_put_u32(&b, shm_lane_features(L)); /* only to a guest that sent its own */
     int r = b.oom ? -1 : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, 0, b.data, b.len, NULL, 0);
     wire_buf_free(&b);
     return r;
@@ -123,8 +135,10 @@ static void *lane_main(void *arg)
                            h.length);
                 log_disconnect_and_exit("oversized message");
             }
+            if (errno == EPROTO && L->conn->t == &vgpu_transport_shm) shm_malformed(L);
             break; /* the lane's guest thread or process went away */
         }
+        if (L->shm_offer && h.op != VGPU_OP_SHM_READY) shm_lane_drop_offer(L);
         if (h.flags & VGPU_FRAME_REPLY) {
             VGPU_ERROR("client pid %d: sent a reply frame; ending session", L->s->client_pid);
             log_disconnect_and_exit("protocol violation");
@@ -159,9 +173,18 @@ static void *lane_main(void *arg)
         uint32_t urc = (uint32_t)rc;
         for (int i = 0; i < 4; i++) L->out.data[i] = (uint8_t)(urc >> (8 * i));
         lane_advanced(L, h.seq);
-        if (vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, h.seq, L->out.data, len, NULL, 0)) break;
+        int sent = L->nreply_fds && rc == CUDA_SUCCESS
+                       ? vgpu_frame_send_fds(L->conn, 0, VGPU_FRAME_REPLY, h.seq, L->out.data, len, L->reply_fds,
+                                             L->nreply_fds)
+                       : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, h.seq, L->out.data, len, NULL, 0);
+        L->nreply_fds = 0;
+        if (sent) {
+            if (errno == EPROTO && L->conn->t == &vgpu_transport_shm) shm_malformed(L);
+            break;
+        }
     }
 done:
+    shm_lane_drop_offer(L);
     if (L->progress) {
         atomic_store(&L->progress->open, false);
         lane_advanced(L, atomic_load(&L->progress->processed));
@@ -178,7 +201,7 @@ done:
     return NULL;
 }
 
-static int start_lane(int fd, unsigned index, bool same_thread)
+static int start_lane(int fd, unsigned index, bool same_thread, int32_t hello_features)
 {
     struct lane *L = calloc(1, sizeof *L);
     struct vgpu_conn *c = vgpu_conn_from_fd(lane_transport, fd);
@@ -191,6 +214,7 @@ static int start_lane(int fd, unsigned index, bool same_thread)
     L->s = &the_session;
     L->conn = c;
     L->index = index;
+    L->hello_features = hello_features;
     L->progress = session_lane_progress(&the_session, index, true);
     wire_buf_init(&L->in);
     wire_buf_init(&L->out);
@@ -222,12 +246,12 @@ static void *control_main(void *arg)
     int ctl = (int)(intptr_t)arg;
     unsigned next_index = 1;
     for (;;) {
-        char byte;
+        struct worker_lane_handover ho;
         int fd;
-        long n = vgpu_recv_fd(ctl, &byte, 1, &fd);
+        long n = vgpu_recv_fd(ctl, &ho, sizeof ho, &fd);
         if (n <= 0) break; /* parent gone */
         if (fd < 0) continue;
-        start_lane(fd, next_index++, false);
+        start_lane(fd, next_index++, false, n == (long)sizeof ho ? ho.hello_features : -1);
     }
     VGPU_WARN("client pid %d: daemon control channel closed; ending session", the_session.client_pid);
     log_disconnect_and_exit("daemon exiting");
@@ -281,13 +305,13 @@ int worker_main(const struct worker_args *a)
     if (rc || init != CUDA_SUCCESS) {
         if (!rc) snprintf(err, sizeof err, "cuInit failed with error %d", (int)init);
         VGPU_ERROR("client pid %d: backend %s unavailable: %s", s->client_pid, a->backend, err);
-        struct lane L = {.s = s, .conn = vgpu_conn_from_fd(lane_transport, conn_fd)};
+        struct lane L = {.s = s, .conn = vgpu_conn_from_fd(lane_transport, conn_fd), .hello_features = as.hello_features};
         if (L.conn) send_hello_reply(&L, CUDA_ERROR_NO_DEVICE, err);
         _exit(1);
     }
     board_set_live(as.board_slot, (int)getpid());
     pthread_t th;
     if (pthread_create(&th, NULL, control_main, (void *)(intptr_t)a->ctl_fd) == 0) pthread_detach(th);
-    start_lane(conn_fd, 0, true);
+    start_lane(conn_fd, 0, true, as.hello_features);
     return 0;
 }

@@ -19,9 +19,16 @@ struct worker_assignment {
     int32_t client_pid;
     int32_t board_slot; /* -1: the board is full */
     char transport[8];  /* scheme of lane 0 ("unix", "tcp") */
+    int32_t hello_features; /* lane 0's HELLO feature word (VGPU_FEATURE_*), -1 if it had none */
     char client_name[64];
     char client_host[64];
     uint8_t token[VGPU_TOKEN_BYTES];
+};
+
+/* The message that hands a further lane's connection (SCM_RIGHTS) to the worker. */
+struct worker_lane_handover {
+    char tag;               /* 'L' */
+    int32_t hello_features; /* that lane's HELLO feature word, -1 if it had none */
 };
 
 int worker_main(const struct worker_args *a);

@@ -109,7 +109,9 @@ int vgpu_send_fd(int sock, const void *data, size_t len, int fd)
     return n == (ssize_t)len ? 0 : -1;
 }
 
-long vgpu_recv_fd(int sock, void *data, size_t len, int *fd)
+long vgpu_recv_fd(int sock, void *data, size_t len, int *fd) { return vgpu_recv_fd_flags(sock, data, len, fd, 0); }
+
+long vgpu_recv_fd_flags(int sock, void *data, size_t len, int *fd, int flags)
 {
     *fd = -1;
     struct iovec iov = {data, len};
@@ -119,7 +121,7 @@ long vgpu_recv_fd(int sock, void *data, size_t len, int *fd)
     } cm;
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
     ssize_t n;
-    while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+    while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags)) < 0 && errno == EINTR) {
     }
     if (n <= 0) return (long)n;
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
@@ -180,7 +182,9 @@ int vgpu_sock_writev_fd(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int 
     return sock_writev(c, iov, iovcnt, fd);
 }
 
-int vgpu_conn_take_fd(struct vgpu_conn *c)
+int vgpu_conn_take_fd(struct vgpu_conn *c) { return c->t->take_fd ? c->t->take_fd(c) : vgpu_conn_take_fd_stashed(c); }
+
+int vgpu_conn_take_fd_stashed(struct vgpu_conn *c)
 {
     if (!c->nfds) return -1;
     int fd = c->fds[0];

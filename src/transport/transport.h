@@ -29,6 +29,9 @@ struct vgpu_transport {
      * picks up with vgpu_conn_take_fd after reading the bytes. NULL: the transport
      * cannot pass descriptors (TCP). */
     int (*writev_fd)(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int fd);
+    /* The descriptor passed with the frame just read, or -1. NULL: the ones received
+     * with the bytes (vgpu_conn_take_fd_stashed). */
+    int (*take_fd)(struct vgpu_conn *c);
     void (*close)(struct vgpu_conn *c);
 };
 
@@ -52,8 +55,11 @@ struct vgpu_conn {
 };
 #define VGPU_CONN_MAX_FDS 4
 
-/* The oldest descriptor received on c and not yet taken, or -1. The caller owns it. */
+/* The descriptor passed with the frame just read (the oldest received and not yet
+ * taken), or -1. The caller owns it. */
 int vgpu_conn_take_fd(struct vgpu_conn *c);
+/* The oldest descriptor in c->fds, or -1 (transports' take_fd build on it). */
+int vgpu_conn_take_fd_stashed(struct vgpu_conn *c);
 
 /* Bytes received on c but not yet read (a protocol step that switches a connection to
  * another channel checks this is 0). */
@@ -91,6 +97,8 @@ static inline void vgpu_conn_close(struct vgpu_conn *c)
  * the received descriptor (close-on-exec), or -1 when the message carried none. */
 int vgpu_send_fd(int sock, const void *data, size_t len, int fd);
 long vgpu_recv_fd(int sock, void *data, size_t len, int *fd);
+/* vgpu_recv_fd with recvmsg flags (MSG_DONTWAIT). */
+long vgpu_recv_fd_flags(int sock, void *data, size_t len, int *fd, int flags);
 
 /* Read/write helpers shared by the socket transports. */
 int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt);

@@ -23,9 +23,10 @@
 # killed_probe, hold_memory, unreachable, e2e_probe, drv_kernels.{fatbin,cubin,ptx},
 # link_kernels_{a,b}.{ptx,cubin,fatbin} (relocatable),
 # plugins/libvgpu_e2e_{rt,drv,work}_kernels.so, plugin_selftest; bin/hello_vgpu (make demo).
-# Tests (label "e2e"), each _{unix,tcp}: e2e_rt_basic_static, e2e_rt_basic_shared, e2e_rt_work,
-# e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_mapped, e2e_drv_link, e2e_drv_visible,
-# e2e_probe_ollama,
+# Tests (label "e2e"), each _{unix,tcp} (unix: lanes on shared memory; the main programs
+# also _unix-noshm: VGPU_SHM=0, lanes on the socket): e2e_rt_basic_static, e2e_rt_basic_shared,
+# e2e_rt_work, e2e_drv_basic, e2e_drv_threads, e2e_drv_vmm, e2e_drv_mapped, e2e_drv_link,
+# e2e_drv_pipeline, e2e_drv_visible, e2e_probe_ollama,
 # e2e_killed_probe, e2e_smi, e2e_unreachable_drv, e2e_unreachable_rt, e2e_blas_basic,
 # e2e_dnn_basic (these two skip, exit 77, when their library is absent); plus
 # e2e_plugin_selftest, e2e_plugin_symbols; with a backend other than emu also
@@ -343,8 +344,18 @@ endforeach()
 vgpu_e2e_add(e2e_drv_pipeline_nobatch_unix unix $<TARGET_FILE:vgpu_e2e_drv_pipeline>)
 set_property(TEST e2e_drv_pipeline_nobatch_unix APPEND PROPERTY ENVIRONMENT "VGPU_BATCH=0")
 # ... and without shared memory on a unix socket (pinned copies travel on the wire)
-vgpu_e2e_add(e2e_drv_pipeline_noshm_unix unix $<TARGET_FILE:vgpu_e2e_drv_pipeline>)
-set_property(TEST e2e_drv_pipeline_noshm_unix APPEND PROPERTY ENVIRONMENT "VGPU_SHM=0" "VGPU_E2E_EXPECT_SHARED=0")
+vgpu_e2e_add(e2e_drv_pipeline_unix-noshm unix-noshm $<TARGET_FILE:vgpu_e2e_drv_pipeline>)
+set_property(TEST e2e_drv_pipeline_unix-noshm APPEND PROPERTY ENVIRONMENT "VGPU_E2E_EXPECT_SHARED=0")
+# The main programs once more over a unix socket without the shared-memory upgrade
+# (VGPU_SHM=0), so that the socket path stays covered: ctests *_unix-noshm.
+foreach(_p rt_basic_static rt_work)
+  vgpu_e2e_add(e2e_${_p}_unix-noshm unix-noshm "${_e2e_out}/${_p}")
+endforeach()
+foreach(_p drv_basic drv_threads drv_vmm drv_mapped)
+  vgpu_e2e_add(e2e_${_p}_unix-noshm unix-noshm $<TARGET_FILE:vgpu_e2e_${_p}>)
+endforeach()
+vgpu_e2e_add(e2e_smi_unix-noshm unix-noshm "${_e2e_src}/smi_check.sh")
+set_property(TEST e2e_smi_unix-noshm APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")
 
 # cuBLAS/cuBLASLt (CUDA toolkit) and cuDNN (toolkit directory or the system's): handles and
 # host<->device copies through vgpu (blas_basic.cu, dnn_basic.cu). Without the library (or its
@@ -446,6 +457,10 @@ endif()
 foreach(_tr unix tcp)
   vgpu_e2e_add(e2e_drv_visible_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_visible>)
   vgpu_e2e_add(e2e_probe_ollama_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_probe_ollama>)
+endforeach()
+# killed_probe: unix (shared memory, 4 KiB rings, killed in the middle of 16 MiB copies),
+# unix-noshm (the socket) and tcp.
+foreach(_tr unix unix-noshm tcp)
   add_test(NAME e2e_killed_probe_${_tr}
     COMMAND bash "${_e2e_src}/killed_probe.sh" ${_tr} $<TARGET_FILE:vgpu_e2e_killed_probe>)
   set_tests_properties(e2e_killed_probe_${_tr} PROPERTIES

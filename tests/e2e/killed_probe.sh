@@ -2,7 +2,12 @@
 # A SIGKILLed short-lived client leaves nothing on the server (Ollama SIGKILLs its
 # discovery probes when they overrun their time limits).
 #
-#   killed_probe.sh unix|tcp KILLED_PROBE
+#   killed_probe.sh unix|unix-noshm|tcp KILLED_PROBE
+#
+# unix: the clients' lanes move to shared memory, with 4 KiB rings (VGPU_SHM_RING), and
+# the holding client copies whole 16 MiB buffers in its loop, so that it is killed in
+# the middle of a message streaming through the ring; the daemon's log must show its
+# lane on shared memory. unix-noshm: VGPU_SHM=0, the lanes stay on the socket.
 #
 # Starts a private vgpud, then:
 #   1. `KILLED_PROBE info` (a fresh client): free device memory before;
@@ -24,7 +29,7 @@ die() {
     exit 1
 }
 
-[ $# -eq 2 ] || { echo "usage: killed_probe.sh unix|tcp KILLED_PROBE" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: killed_probe.sh unix|unix-noshm|tcp KILLED_PROBE" >&2; exit 2; }
 mode=$1
 client=$2
 bin=${VGPU_E2E_BIN:-}
@@ -58,7 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$mode" = unix ]; then
+if [ "$mode" != tcp ]; then
     addr="unix:$tmp/vgpud.sock"
 else
     port=$("$probe" freeport) || die "no free TCP port"
@@ -79,6 +84,15 @@ done
 
 [ -n "${VGPU_E2E_PRELOAD:-}" ] && export LD_PRELOAD="$VGPU_E2E_PRELOAD"
 export VGPU_SERVER="$addr" LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+hold_mode=()
+case "$mode" in
+unix)
+    unset VGPU_SHM
+    export VGPU_SHM_RING=4096
+    hold_mode=(copy)
+    ;;
+unix-noshm) export VGPU_SHM=0 ;;
+esac
 
 # The daemon's worker processes (its children), one per connected client.
 workers() {
@@ -95,7 +109,7 @@ free_before=$(info)
 [ -n "$free_before" ] || die "no free memory figure before"
 echo "killed_probe: free before: $free_before"
 
-"$client" hold "$bytes" "$count" >"$tmp/hold.out" 2>&1 & # killed below, or by cleanup
+"$client" hold "$bytes" "$count" "${hold_mode[@]}" >"$tmp/hold.out" 2>&1 & # killed below, or by cleanup
 hold_pid=$!
 ready=0
 for _ in $(seq 600); do
@@ -131,6 +145,13 @@ echo "killed_probe: daemon: ${line#*] }"
 # keeps one spare worker waiting for the next client, which is not the victim's.
 victim_worker=$(grep -oE "client pid $victim \(.*\) connected via .* worker pid [0-9]+" "$tmp/vgpud.log" | grep -oE '[0-9]+$' | head -1)
 [ -n "$victim_worker" ] || die "no connect line naming the worker of pid $victim in the daemon log"
+shm_line=$(grep -E "client pid $victim \(.*\): lane 0 on shared memory" "$tmp/vgpud.log" | head -1)
+if [ "$mode" = unix ]; then
+    [ -n "$shm_line" ] || die "the killed client's lane 0 was not on shared memory"
+    echo "killed_probe: ${shm_line#*] }"
+elif [ -n "$shm_line" ]; then
+    die "the killed client's lane 0 moved to shared memory in mode $mode"
+fi
 left=
 for _ in $(seq 200); do
     left=$(workers | grep -x "$victim_worker" || true)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Run one end-to-end test program against a private vgpud.
 #
-#   run_e2e.sh unix|tcp PROGRAM [ARGS...]
+#   run_e2e.sh unix|unix-noshm|tcp PROGRAM [ARGS...]
 #       start `vgpud --listen ADDR --backend BACKEND` (ADDR a unix socket in a private
 #       temp dir, or tcp:127.0.0.1:<free port>), wait until it accepts, run
 #       `vgpu run --server ADDR -- PROGRAM ARGS...`, then stop the daemon with SIGTERM.
 #       Fails if the program fails, if the daemon dies during the run, or if it does
-#       not exit cleanly (status 0 or 143) within 10 s of SIGTERM.
+#       not exit cleanly (status 0 or 143) within 10 s of SIGTERM. unix: the lanes move
+#       to shared memory (the default; the daemon's log must show it); unix-noshm: the
+#       program runs with VGPU_SHM=0 and its lanes stay on the socket.
 #   run_e2e.sh dead-unix|dead-tcp PROGRAM [ARGS...]
 #       no daemon: run PROGRAM directly with VGPU_SERVER set to an address where
 #       nothing listens (a stale unix socket file / a closed TCP port) and vgpu's
@@ -29,7 +31,7 @@ die() {
     exit 1
 }
 
-[ $# -ge 2 ] || die "usage: run_e2e.sh unix|tcp|dead-unix|dead-tcp PROGRAM [ARGS...]"
+[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|dead-unix|dead-tcp PROGRAM [ARGS...]"
 mode=$1
 prog=$2
 shift 2
@@ -117,7 +119,7 @@ start_daemon() {
     # vgpud in place instead of forking: $! is the daemon itself)
     local launcher=()
     command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-    VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "${launcher[@]}" "$vgpud" "${args[@]}" \
+    VGPU_LOG=info VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "${launcher[@]}" "$vgpud" "${args[@]}" \
         </dev/null >>"$tmp/vgpud.log" 2>&1 &
     daemon_pid=$!
     daemon_pgid=
@@ -169,12 +171,12 @@ stop_program() {
 }
 
 case "$mode" in
-unix | tcp)
+unix | unix-noshm | tcp)
     [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
     [ -x "$vgpu" ] || die "vgpu not found: '$vgpu' (set VGPU_E2E_BIN)"
     started=0
     for _ in 1 2 3; do
-        if [ "$mode" = unix ]; then
+        if [ "$mode" != tcp ]; then
             addr="unix:$tmp/vgpud.sock"
         else
             port=$("$probe" freeport) || die "no free TCP port"
@@ -196,6 +198,7 @@ unix | tcp)
     # A sanitizer build's guest library needs the ASan runtime loaded first in
     # programs that were not built with it (the nvcc-built ones).
     if [ -n "${VGPU_E2E_PRELOAD:-}" ]; then export LD_PRELOAD="$VGPU_E2E_PRELOAD"; fi
+    if [ "$mode" = unix-noshm ]; then export VGPU_SHM=0; else unset VGPU_SHM; fi
     start=$(date +%s.%N)
     run_limited "$vgpu" run --server "$addr" -- "$prog" "$@"
     rc=$?
@@ -210,6 +213,22 @@ unix | tcp)
         failed=1
     fi
     stop_daemon
+    # the transport the lanes used (the worker logs "lane 0 on shared memory")
+    shm_lanes=$(grep -c "lane 0 on shared memory" "$tmp/vgpud.log" 2>/dev/null)
+    case "$mode" in
+    unix)
+        if [ "${shm_lanes:-0}" = 0 ]; then
+            echo "run_e2e: FAIL: no session moved to shared memory over unix" >&2
+            failed=1
+        fi
+        ;;
+    unix-noshm | tcp)
+        if [ "${shm_lanes:-0}" != 0 ]; then
+            echo "run_e2e: FAIL: a session moved to shared memory in mode $mode" >&2
+            failed=1
+        fi
+        ;;
+    esac
     echo "run_e2e: vgpud exit status after SIGTERM: $daemon_status"
     case "$daemon_status" in
     0 | 143) ;;
@@ -251,6 +270,6 @@ dead-unix | dead-tcp)
     exit 0
     ;;
 *)
-    die "unknown mode '$mode' (unix, tcp, dead-unix, dead-tcp)"
+    die "unknown mode '$mode' (unix, unix-noshm, tcp, dead-unix, dead-tcp)"
     ;;
 esac

@@ -10,8 +10,11 @@
  * elsewhere) and graph copies (MEMCPY_MIRRORED) naming host memory outside the mirrors
  * (refused), clients that disappear mid-session
  * (the daemon logs what it freed for them), an idle lane that outlives the handshake
- * timeout, 16 concurrent sessions, and shared pinned memory (unix sockets: unsealed or
- * missized memfds, unknown regions and ranges past a region are refused).
+ * timeout, 16 concurrent sessions, shared pinned memory (unix sockets: unsealed or
+ * missized memfds, unknown regions and ranges past a region are refused). Over a unix
+ * address also the shared-memory transport: a session on 4 KiB rings, the HELLO feature
+ * word, declined upgrades, corrupted ring counters and socket bytes (only that session
+ * ends), a client killed mid-frame, and 8 concurrent shared-memory sessions.
  *
  *   test_daemon ADDR            run every check against the daemon at ADDR
  *                               (unix:PATH or tcp:HOST:PORT)
@@ -33,6 +36,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +54,7 @@
 #include "common/frame.h"
 #include "common/jit_opts.h"
 #include "common/proto.h"
+#include "common/shm_upgrade.h"
 
 #define CONNECT_TIMEOUT_MS 2000
 #define IO_TIMEOUT_MS 4500    /* every send/recv; shorter than the daemon's 5 s hello timeout */
@@ -73,6 +78,7 @@ enum {
     PID_LINK_OTHER = 7,
     PID_MALFORMED = 10,
     PID_AFTER = 30,
+    PID_SHM = 60, /* .. 79 */
     PID_MANY = 100
 };
 
@@ -144,6 +150,7 @@ struct client {
     uint32_t lane;
     uint8_t token[VGPU_TOKEN_BYTES];
     char msg[256];
+    int64_t features; /* the reply's feature word, -1 if it had none */
 };
 
 static int cl_open(struct client *k, char *why)
@@ -230,6 +237,7 @@ static int hello_recv(struct client *k, char *why)
     if (tok) memcpy(k->token, tok, VGPU_TOKEN_BYTES);
     k->msg[0] = 0;
     wire_get_str(&r, k->msg, sizeof k->msg);
+    k->features = !r.bad && r.left >= 4 ? (int64_t)wire_get_u32(&r) : -1;
     if (!wire_rd_end(&r)) return fail(why, "malformed hello reply (%zu bytes)", k->in.len);
     return 0;
 }
@@ -1507,6 +1515,289 @@ static void idle_finish(void)
     report("idle_lane_outlives_hello_timeout", why[0] ? why : NULL);
 }
 
+/* ---- 10. shared memory (unix addresses only) ---- */
+
+/* A new session whose HELLO offers features, moved to shared memory with rings of
+ * `ring` bytes (the daemon must grant it). */
+static int shm_session_open(struct client *k, uint32_t pid, uint32_t ring, char *why)
+{
+    if (cl_open(k, why)) return -1;
+    struct wire_buf b;
+    wire_buf_init(&b);
+    wire_put_u32(&b, VGPU_PROTOCOL_MAGIC);
+    wire_put_u32(&b, VGPU_PROTOCOL_VERSION);
+    wire_put_u32(&b, VGPU_HELLO_NEW_SESSION);
+    wire_put_u32(&b, pid);
+    wire_put_str(&b, "test_daemon");
+    wire_put_str(&b, "localhost");
+    wire_put_u64(&b, 0);
+    wire_put_raw(&b, (const uint8_t[VGPU_TOKEN_BYTES]){0}, VGPU_TOKEN_BYTES);
+    wire_put_u32(&b, VGPU_FEATURE_SHM | 0x80000000u); /* an unknown feature is not granted */
+    int rc = hello_send_body(k, &b, why);
+    wire_buf_free(&b);
+    if (rc || hello_recv(k, why)) return -1;
+    if (k->hello_result != 0) return fail(why, "hello refused (%d): %s", k->hello_result, k->msg);
+    if (k->features != VGPU_FEATURE_SHM) return fail(why, "hello reply grants features %lld", (long long)k->features);
+    char err[256] = "";
+    rc = vgpu_shm_upgrade(&k->c, &k->seq, ring, err, sizeof err);
+    if (rc) return fail(why, "upgrade %s: %s", rc > 0 ? "declined" : "failed", err);
+    if (k->c->t != &vgpu_transport_shm) return fail(why, "upgraded connection is not shared memory");
+    vgpu_shm_set_timeout_ms(k->c, IO_TIMEOUT_MS);
+    return 0;
+}
+
+/* Setup as session_setup, over shared memory. */
+static int shm_session_setup(struct client *k, uint32_t pid, uint32_t ring, char *why)
+{
+    char name[256] = "";
+    if (shm_session_open(k, pid, ring, why) || op_init(k, why) || op_device_info(k, name, sizeof name, why))
+        return -1;
+    if (strcmp(name, EXPECTED_DEVICE)) return fail(why, "device name \"%s\"", name);
+    return op_ctx_create(k, why);
+}
+
+static void *shm_region_of(struct client *k) { return vgpu_shm_region(k->c, NULL); }
+
+static void poke64(struct client *k, unsigned off, uint64_t v)
+{
+    atomic_store((_Atomic uint64_t *)((uint8_t *)shm_region_of(k) + off), v);
+}
+
+static uint64_t peek64(struct client *k, unsigned off)
+{
+    return atomic_load((_Atomic uint64_t *)((uint8_t *)shm_region_of(k) + off));
+}
+
+/* A good session over shared memory; frames larger than the 4 KiB rings both ways. */
+static void test_shm_session(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    if (!shm_session_setup(&k, PID_BASE + PID_SHM, 4096, why) && !round_trip(&k, 1 << 20, 3, 2, why) &&
+        !round_trip(&k, 5000, 4, 3, why))
+        goodbye(&k);
+    cl_close(&k);
+    report("shm_session_round_trip", why[0] ? why : NULL);
+
+    /* a HELLO without the feature word gets a reply without one */
+    why[0] = 0;
+    if (!cl_new_session(&k, PID_BASE + PID_SHM + 1, why)) {
+        if (k.features != -1) fail(why, "reply to a HELLO without features has feature word %lld", (long long)k.features);
+        else if (!op_init(&k, why)) goodbye(&k);
+    }
+    cl_close(&k);
+    report("shm_hello_without_features_unchanged", why[0] ? why : NULL);
+}
+
+/* Upgrades the daemon declines leave the lane on its socket; SHM_READY without an
+ * upgrade is malformed. */
+static void test_shm_declined(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    if (!cl_new_session(&k, PID_BASE + PID_SHM + 2, why)) {
+        char err[256] = "";
+        int rc = vgpu_shm_upgrade(&k.c, &k.seq, 1000, err, sizeof err); /* not a power of two */
+        if (rc != 1) fail(why, "upgrade with 1000-byte rings: %d (%s), expected declined", rc, err);
+        else if (k.c->t != &vgpu_transport_unix) fail(why, "declined upgrade changed the transport");
+        else if (!strstr(err, "declined")) fail(why, "reason \"%s\"", err);
+        else if (!op_init(&k, why)) goodbye(&k);
+    }
+    cl_close(&k);
+    report("shm_bad_ring_size_declined", why[0] ? why : NULL);
+
+    why[0] = 0;
+    if (!cl_new_session(&k, PID_BASE + PID_SHM + 3, why) && !op_init(&k, why)) {
+        if (vgpu_frame_send(k.c, VGPU_OP_SHM_READY, VGPU_FRAME_NOREPLY, ++k.seq, NULL, 0, NULL, 0))
+            fail(why, "send: %s", strerror(errno));
+        else if (!wait_closed(&k, why))
+            check_disconnect_log(PID_BASE + PID_SHM + 3, "malformed message", why);
+    }
+    cl_close(&k);
+    report("shm_ready_without_upgrade_malformed", why[0] ? why : NULL);
+}
+
+/* Each way a guest can corrupt its shared memory ends its session (and only its). */
+enum shm_corruption { C_HEAD_BEYOND, C_HEAD_BACKWARDS, C_TAIL_BEYOND, C_SOCKET_BYTES, C_COUNT };
+static const char *const shm_corruption_names[C_COUNT] = {"shm_head_beyond_ring_ends_session",
+                                                          "shm_head_backwards_ends_session",
+                                                          "shm_tail_beyond_head_ends_session",
+                                                          "shm_socket_bytes_end_session"};
+
+static void test_shm_corrupt(void)
+{
+    char bwhy[WHY_LEN] = "";
+    struct client bystander;
+    int bystander_ok = !shm_session_setup(&bystander, PID_BASE + PID_SHM + 4, 4096, bwhy);
+    for (int m = 0; m < C_COUNT; m++) {
+        char why[WHY_LEN] = "";
+        struct client k;
+        uint32_t pid = PID_BASE + PID_SHM + 10 + (uint32_t)m;
+        uint64_t dptr = 0;
+        if (!shm_session_setup(&k, pid, 4096, why) && !op_alloc(&k, 64 << 10, &dptr, why)) {
+            uint64_t head = peek64(&k, VGPU_SHM_OFF_G2D_HEAD), tail = peek64(&k, VGPU_SHM_OFF_G2D_TAIL);
+            switch ((enum shm_corruption)m) {
+            case C_HEAD_BEYOND: poke64(&k, VGPU_SHM_OFF_G2D_HEAD, tail + 4096 + 1); break;
+            case C_HEAD_BACKWARDS: poke64(&k, VGPU_SHM_OFF_G2D_HEAD, head - 16); break;
+            case C_TAIL_BEYOND: poke64(&k, VGPU_SHM_OFF_D2G_TAIL, (uint64_t)1 << 40); break;
+            case C_SOCKET_BYTES:
+                if (send(k.c->fd, "x", 1, MSG_NOSIGNAL) != 1) fail(why, "send: %s", strerror(errno));
+                break;
+            case C_COUNT: break;
+            }
+            vgpu_shm_kick(k.c);
+            if (m == C_TAIL_BEYOND) {
+                /* Noticed when the daemon needs room for a reply larger than the ring; the
+                 * reply is never read here, which would store the real tail again. */
+                struct wire_buf a;
+                wire_buf_init(&a);
+                put_dtoh_args(&a, dptr, 64 << 10);
+                if (a.oom || vgpu_frame_send(k.c, VGPU_OP_MEMCPY_DTOH, 0, ++k.seq, a.data, a.len, NULL, 0))
+                    fail(why, "send: %s", strerror(errno));
+                wire_buf_free(&a);
+            }
+            if (!why[0] && !wait_closed(&k, why)) {
+                char who[64], line[1024];
+                snprintf(who, sizeof who, "client pid %u (", pid);
+                if (!log_wait_line(who, "malformed shared memory", line, sizeof line, why))
+                    check_disconnect_log((int)pid, "malformed message", why);
+            }
+        }
+        cl_close(&k);
+        if (!why[0] && bystander_ok && round_trip(&bystander, 256 << 10, (uint32_t)m, 1, why))
+            prefix_why(why, "the other shared-memory client failed afterwards: ");
+        report(shm_corruption_names[m], why[0] ? why : NULL);
+    }
+    if (bystander_ok) goodbye(&bystander);
+    cl_close(&bystander);
+    report("shm_bystander_session", bystander_ok ? NULL : bwhy);
+}
+
+/* A client SIGKILLed in the middle of a frame on shared memory: the daemon ends its
+ * session, frees its memory and serves others. */
+static void test_shm_killed_mid_frame(void)
+{
+    char why[WHY_LEN] = "";
+    int pfd[2];
+    if (pipe(pfd)) {
+        fail(why, "pipe: %s", strerror(errno));
+        report("shm_killed_mid_frame_cleaned_up", why);
+        return;
+    }
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        fail(why, "fork: %s", strerror(errno));
+        report("shm_killed_mid_frame_cleaned_up", why);
+        return;
+    }
+    if (child == 0) {
+        close(pfd[0]);
+        alarm(30);
+        char cwhy[WHY_LEN] = "";
+        struct client k;
+        uint64_t d = 0;
+        bool ok = !shm_session_setup(&k, (uint32_t)getpid(), 4096, cwhy) && !op_alloc(&k, 2 << 20, &d, cwhy);
+        if (ok) { /* a MEMCPY_HTOD of 1 MiB, of which 20000 bytes are sent */
+            static uint8_t body[20 + 20000];
+            struct wire_buf a;
+            wire_buf_init(&a);
+            wire_put_u64(&a, d);
+            wire_put_u64(&a, 0);
+            wire_put_u32(&a, 1);
+            memcpy(body, a.data, a.len);
+            struct vgpu_frame_hdr h = {.length = (uint32_t)a.len + (1u << 20), .op = VGPU_OP_MEMCPY_HTOD, .seq = ++k.seq};
+            uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+            vgpu_frame_hdr_encode(&h, hdr);
+            struct iovec iov[2] = {{hdr, sizeof hdr}, {body, sizeof body}};
+            if (k.c->t->writev_all(k.c, iov, 2)) ok = false, snprintf(cwhy, sizeof cwhy, "partial frame not sent");
+            wire_buf_free(&a);
+        }
+        char msg[WHY_LEN + 1];
+        snprintf(msg, sizeof msg, "%c%s", ok ? 'Y' : 'N', cwhy);
+        ssize_t w = write(pfd[1], msg, strlen(msg));
+        (void)w;
+        for (;;) pause();
+    }
+    close(pfd[1]);
+    char msg[WHY_LEN + 2] = "";
+    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+    int n;
+    while ((n = poll(&p, 1, 10000)) < 0 && errno == EINTR) {
+    }
+    ssize_t r = n > 0 ? read(pfd[0], msg, sizeof msg - 1) : -1;
+    if (r <= 0) fail(why, "child did not set up its session within 10 s");
+    else {
+        msg[r] = 0;
+        if (msg[0] != 'Y') fail(why, "child's session: %s", msg + 1);
+    }
+    close(pfd[0]);
+    kill(child, SIGKILL);
+    int st;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!why[0])
+        check_disconnect_log((int)child, "(connection closed): freed 1 allocations and 0 VMM allocations (2097152 bytes)",
+                             why);
+    struct client k;
+    memset(&k, 0, sizeof k);
+    if (!why[0] && !shm_session_setup(&k, PID_BASE + PID_SHM + 5, 4096, why) && !round_trip(&k, 1 << 20, 9, 1, why))
+        goodbye(&k);
+    cl_close(&k);
+    report("shm_killed_mid_frame_cleaned_up", why[0] ? why : NULL);
+}
+
+/* Concurrent sessions over shared memory, with spinning and sleeping lanes. */
+static void *shm_many_main(void *p)
+{
+    struct many_arg *m = p;
+    pthread_barrier_wait(m->start);
+    struct client k;
+    if (!shm_session_setup(&k, PID_BASE + PID_SHM + 20 + (uint32_t)m->i, m->i % 2 ? 4096 : 65536, m->why) &&
+        !round_trip(&k, 256 << 10, (uint32_t)m->i, 4, m->why))
+        goodbye(&k);
+    cl_close(&k);
+    return NULL;
+}
+
+static void test_shm_concurrent(void)
+{
+    enum { N = 8 };
+    char why[WHY_LEN] = "";
+    struct many_arg args[N];
+    pthread_t th[N];
+    bool started[N] = {false};
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct many_arg){.i = i, .start = &start};
+        args[i].why[0] = 0;
+        started[i] = pthread_create(&th[i], NULL, shm_many_main, &args[i]) == 0;
+        if (!started[i]) fail(why, "pthread_create failed");
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (!started[i]) continue;
+        pthread_join(th[i], NULL);
+        if (!args[i].why[0]) ok++;
+        else if (!why[0]) snprintf(why, sizeof why, "session %d: %s", i, args[i].why);
+    }
+    pthread_barrier_destroy(&start);
+    report("shm_concurrent_8_sessions", ok == N && !why[0] ? NULL : why);
+}
+
+static void test_shm(void)
+{
+    if (strncmp(g_addr, "unix:", 5) != 0) return; /* shared memory is for unix-socket lanes */
+    test_shm_session();
+    test_shm_declined();
+    test_shm_corrupt();
+    test_shm_killed_mid_frame();
+    test_shm_concurrent();
+}
+
 /* ---- helpers for the wrapper script ---- */
 
 static int probe(const char *addr)
@@ -1557,6 +1848,7 @@ int main(int argc, char **argv)
     test_abrupt_close();
     test_killed_client();
     test_concurrent();
+    test_shm();
     idle_finish();
     printf("%d passed, %d failed (%.2f s)\n", g_pass, g_fail, now_s() - t0);
     return g_fail ? 1 : 0;

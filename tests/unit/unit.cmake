@@ -1,4 +1,4 @@
-# Unit tests that need no GPU and no daemon: codec and frames, mirrored-memory diffs,
+# Unit tests that need no GPU and no daemon: codec and frames, shared-memory rings, mirrored-memory diffs,
 # export tables (with a stub of the guest internals), cuGetProcAddress against the
 # built guest library.
 add_executable(test_wire tests/unit/test_wire.c)
@@ -19,3 +19,8 @@ add_test(NAME unit_procaddr COMMAND test_procaddr $<TARGET_FILE:cuda_guest>
 add_executable(test_mirror_diff tests/unit/test_mirror_diff.c)
 target_link_libraries(test_mirror_diff PRIVATE vgpu_common)
 add_test(NAME unit_mirror_diff COMMAND test_mirror_diff)
+
+add_executable(test_shm_ring tests/unit/test_shm_ring.c)
+target_link_libraries(test_shm_ring PRIVATE vgpu_common)
+add_test(NAME unit_shm_ring COMMAND test_shm_ring)
+set_tests_properties(unit_shm_ring PROPERTIES TIMEOUT 120)

@@ -17,6 +17,7 @@
 
 #include "common/frame.h"
 #include "common/log.h"
+#include "common/shm_upgrade.h"
 #include "common/util.h"
 #include "transport/transport.h"
 
@@ -37,6 +38,7 @@ struct vg_lane {
     uint64_t seq;
     struct wire_buf in, args;
     unsigned index;
+    uint32_t features; /* what the daemon granted in its HELLO reply (VGPU_FEATURE_*) */
     bool primary;
     /* Posted frames not yet written (see "Batching" below). `send_lock` serialises
      * every write to conn: the owning thread, the flusher and other threads' fences
@@ -128,6 +130,7 @@ static int hello(struct vg_lane *l, uint32_t kind, char *err, size_t errlen)
     wire_put_str(&b, host);
     wire_put_u64(&b, G.session);
     wire_put_raw(&b, G.token, VGPU_TOKEN_BYTES);
+    wire_put_u32(&b, vgpu_shm_wanted(G.addr) ? VGPU_FEATURE_SHM : 0);
     int rc = b.oom ? -1 : vgpu_frame_send(l->conn, VGPU_OP_HELLO, 0, 0, b.data, b.len, NULL, 0);
     wire_buf_free(&b);
     if (rc) {
@@ -148,6 +151,7 @@ static int hello(struct vg_lane *l, uint32_t kind, char *err, size_t errlen)
     const uint8_t *token = wire_get_raw(&r, VGPU_TOKEN_BYTES);
     char msg[256] = "";
     wire_get_str(&r, msg, sizeof msg);
+    l->features = !r.bad && r.left >= 4 ? wire_get_u32(&r) : 0; /* older daemons send no feature word */
     if (!(h.flags & VGPU_FRAME_REPLY) || !wire_rd_end(&r)) {
         snprintf(err, errlen, "malformed hello reply");
         return -1;
@@ -166,6 +170,21 @@ static int hello(struct vg_lane *l, uint32_t kind, char *err, size_t errlen)
     return 0;
 }
 
+/* A unix-socket lane moves to shared memory when the daemon grants it; when that
+ * fails, the lane stays on its socket. -1 only when the connection itself failed. */
+static int shm_upgrade(struct vg_lane *l, char *err, size_t errlen)
+{
+    if (!(l->features & VGPU_FEATURE_SHM)) return 0;
+    char why[256];
+    int rc = vgpu_shm_upgrade(&l->conn, &l->seq, vgpu_shm_ring_bytes(), why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "moving to shared memory: %s", why);
+        return -1;
+    }
+    if (rc > 0) VGPU_INFO("lane %u stays on the unix socket: no shared memory (%s)", l->index, why);
+    return 0;
+}
+
 static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
 {
     struct vg_lane *l = calloc(1, sizeof *l);
@@ -177,7 +196,8 @@ static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
     wire_buf_init(&l->args);
     wire_buf_init(&l->out);
     pthread_mutex_init(&l->send_lock, NULL);
-    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen) || hello(l, kind, err, errlen)) {
+    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen) || hello(l, kind, err, errlen) ||
+        shm_upgrade(l, err, errlen)) {
         lane_free(l);
         return NULL;
     }

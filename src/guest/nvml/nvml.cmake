@@ -25,7 +25,7 @@ if(COMMAND vgpu_e2e_add AND VGPU_E2E_OUT_DIR)
   set_target_properties(vgpu_e2e_nvml_basic PROPERTIES OUTPUT_NAME nvml_basic
                         RUNTIME_OUTPUT_DIRECTORY ${VGPU_E2E_OUT_DIR})
   add_dependencies(vgpu_e2e_nvml_basic cuda_guest nvml_guest)
-  foreach(_tr unix tcp)
+  foreach(_tr unix unix-noshm tcp)
     vgpu_e2e_add(e2e_nvml_basic_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_nvml_basic>)
   endforeach()
 endif()
