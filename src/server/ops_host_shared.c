@@ -6,8 +6,9 @@
  * guest's pages: no bytes on the wire, and asynchronous device-to-host copies complete
  * later, as CUDA's do.
  *
- * HOST_SHARED_REGISTER  u64 size, u32 flags, fd passed with the frame
- *                       -> u64 region, u64 daemon address
+ * HOST_SHARED_REGISTER  u64 size, u32 flags (PORTABLE, DEVICEMAP, WRITECOMBINED), fd passed
+ *                       with the frame -> u64 region, u64 daemon address, u64 device address
+ *                       (DEVICEMAP: kernels use the same pages; else 0)
  * HOST_SHARED_FREE      u64 region -> ()
  * MEMCPY_HTOD_SHARED    u64 dst, u64 region, u64 offset, u64 size, u64 stream, u32 flags
  * MEMCPY_DTOH_SHARED    u64 src, u64 region, u64 offset, u64 size, u64 stream, u32 flags
@@ -70,7 +71,7 @@ CUresult op_HOST_SHARED_REGISTER(struct lane *L, struct wire_rd *in, struct wire
     int seals = fcntl(fd, F_GET_SEALS);
     if (size == 0 || size > SIZE_MAX || fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size ||
         seals < 0 || (seals & REQUIRED_SEALS) != REQUIRED_SEALS ||
-        (flags & ~(uint32_t)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_WRITECOMBINED))) {
+        (flags & ~(uint32_t)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED))) {
         VGPU_WARN("client pid %d: shared host memory refused (not a sealed memfd of %llu bytes)", L->s->client_pid,
                   (unsigned long long)size);
         close(fd);
@@ -79,8 +80,16 @@ CUresult op_HOST_SHARED_REGISTER(struct lane *L, struct wire_rd *in, struct wire
     void *base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (base == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
-    /* Page-locked for the driver's DMA engines; PORTABLE: every context may use it. */
-    CUresult rc = drv.cuMemHostRegister_v2(base, (size_t)size, CU_MEMHOSTREGISTER_PORTABLE);
+    /* Page-locked for the driver's DMA engines; PORTABLE: every context may use it;
+     * DEVICEMAP: kernels read and write these very pages. */
+    bool mapped = flags & CU_MEMHOSTALLOC_DEVICEMAP;
+    CUresult rc = drv.cuMemHostRegister_v2(base, (size_t)size,
+                                           CU_MEMHOSTREGISTER_PORTABLE | (mapped ? CU_MEMHOSTREGISTER_DEVICEMAP : 0));
+    CUdeviceptr dev = 0;
+    if (rc == CUDA_SUCCESS && mapped) {
+        rc = drv.cuMemHostGetDevicePointer_v2(&dev, base, 0);
+        if (rc != CUDA_SUCCESS) drv.cuMemHostUnregister(base);
+    }
     if (rc != CUDA_SUCCESS) {
         munmap(base, (size_t)size);
         return rc;
@@ -102,6 +111,7 @@ CUresult op_HOST_SHARED_REGISTER(struct lane *L, struct wire_rd *in, struct wire
     }
     wire_put_u64(out, id);
     wire_put_u64(out, (uint64_t)(uintptr_t)base);
+    wire_put_u64(out, dev);
     return CUDA_SUCCESS;
 }
 

@@ -150,9 +150,10 @@ CUresult op_POINTER_GET_ATTRIBUTE(struct lane *L, struct wire_rd *in, struct wir
     case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS:
     case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID: size = 8; break;
     /* A host pointer of the daemon means something to the guest only in mirrored
-     * memory, which the guest translates to its own address. */
+     * memory, which the guest translates to its own address, and in shared pinned
+     * memory, which has one address in both. */
     case CU_POINTER_ATTRIBUTE_HOST_POINTER:
-        if (!mirror_covers(p)) return CUDA_ERROR_INVALID_VALUE;
+        if (!mirror_covers(p) && !host_shared_range(p, 1)) return CUDA_ERROR_INVALID_VALUE;
         size = 8;
         break;
     default: return CUDA_ERROR_INVALID_VALUE;

@@ -648,7 +648,8 @@ static int shared_register(struct client *k, uint64_t size, int fd, int32_t *res
     wire_buf_free(&a);
     if (!rc && *result == 0) {
         *id = wire_get_u64(&r);
-        (void)wire_get_u64(&r);
+        (void)wire_get_u64(&r); /* the daemon's address */
+        (void)wire_get_u64(&r); /* the device address (0: not DEVICEMAP) */
         if (!wire_rd_end(&r)) return fail(why, "HOST_SHARED_REGISTER: bad reply");
     }
     return rc;

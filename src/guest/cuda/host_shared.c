@@ -1,8 +1,10 @@
 /*
  * Pinned host memory shared with a same-host daemon (see src/server/ops_host_shared.c).
- * cuMemAllocHost/cuMemHostAlloc (without DEVICEMAP) create a memfd, seal its size, map it
- * and pass it to vgpud over the lane's unix socket; the daemon maps the same pages and
- * page-locks them with the driver. Copies between this memory and the device then carry
+ * cuMemAllocHost/cuMemHostAlloc create a memfd, seal its size, map it and pass it to vgpud
+ * over the lane's unix socket; the daemon maps the same pages and page-locks them with the
+ * driver. With DEVICEMAP the driver maps them for kernels too, and the guest maps the pages
+ * at their device address, so host and device pointer are equal and both sides see every
+ * write: no mirror, no synchronization points. Copies between this memory and the device then carry
  * no data on the wire (memcpy.c), and an asynchronous device-to-host copy returns at once
  * and lands in stream order, as with the real driver.
  *
@@ -66,12 +68,28 @@ CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *
         struct wire_rd r;
         rc = vg_call_fd(VGPU_OP_HOST_SHARED_REGISTER, a, fd, &r);
         if (rc == CUDA_SUCCESS) {
-            uint64_t id = wire_get_u64(&r), at = wire_get_u64(&r);
-            if (!wire_rd_end(&r) || !id || !at) {
+            uint64_t id = wire_get_u64(&r), at = wire_get_u64(&r), dev = wire_get_u64(&r);
+            bool mapped = flags & CU_MEMHOSTALLOC_DEVICEMAP;
+            if (!wire_rd_end(&r) || !id || !at || (mapped && !dev)) {
                 rc = vg_bad_reply(VGPU_OP_HOST_SHARED_REGISTER);
             } else {
                 *region = id;
                 *daemon = at;
+                /* Mapped memory: kernels use the device address, host code the host one,
+                 * and under unified addressing they are equal. Map the pages there too, or
+                 * give up (the caller then mirrors the memory instead). */
+                if (mapped && dev != (uint64_t)(uintptr_t)p) {
+                    void *q = mmap((void *)(uintptr_t)dev, len, PROT_READ | PROT_WRITE,
+                                   MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+                    if (q == (void *)(uintptr_t)dev) {
+                        munmap(p, len);
+                        p = q;
+                    } else {
+                        if (q != MAP_FAILED) munmap(q, len);
+                        (void)vg_host_shared_free_region(id);
+                        rc = CUDA_ERROR_NOT_SUPPORTED;
+                    }
+                }
             }
         }
     }
@@ -84,11 +102,16 @@ CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *
     return CUDA_SUCCESS;
 }
 
-CUresult vg_host_shared_free(uint64_t region, void *p, size_t size)
+CUresult vg_host_shared_free_region(uint64_t region)
 {
     struct wire_buf *a = vg_args();
     wire_put_u64(a, region);
-    CUresult rc = vg_call_simple(VGPU_OP_HOST_SHARED_FREE, a);
+    return vg_call_simple(VGPU_OP_HOST_SHARED_FREE, a);
+}
+
+CUresult vg_host_shared_free(uint64_t region, void *p, size_t size)
+{
+    CUresult rc = vg_host_shared_free_region(region);
     /* The pages are ours either way: a lost daemon no longer uses them. */
     munmap(p, vg_host_shared_size(size));
     return rc == CUDA_ERROR_DEVICE_UNAVAILABLE ? CUDA_SUCCESS : rc;

@@ -458,6 +458,11 @@ CUresult CUDAAPI cuPointerGetAttribute(void *data, CUpointer_attribute attribute
     struct vg_mirror_info mi;
     bool by_guest = false;
     if (vg_mirror_lookup(ptr, &mi, &by_guest)) return mirror_attribute(data, attribute, ptr, size, &mi, by_guest);
+    unsigned pflags = 0;
+    uint64_t region, offset;
+    if (vg_pinned_shared((const void *)(uintptr_t)ptr, 1, &region, &offset, NULL) &&
+        vg_pinned_lookup((const void *)(uintptr_t)ptr, &pflags, NULL, NULL) && (pflags & CU_MEMHOSTALLOC_DEVICEMAP))
+        return remote_attribute(data, attribute, ptr, size); /* one address in guest, daemon and device */
     if (!vg_is_device_range(ptr, 1) && vg_pinned_lookup((const void *)(uintptr_t)ptr, NULL, NULL, NULL))
         return pinned_attribute(data, attribute, (const void *)(uintptr_t)ptr);
     return remote_attribute(data, attribute, ptr, size);
@@ -491,7 +496,11 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
     if (Flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED))
         return CUDA_ERROR_INVALID_VALUE;
     void *p = NULL;
-    if (Flags & CU_MEMHOSTALLOC_DEVICEMAP) { /* kernels use it: the daemon holds it, the guest a mirror */
+    /* Shared with a same-host daemon when possible: copies are then DMA from these pages
+     * and, with DEVICEMAP, kernels use the very same pages. */
+    uint64_t region = 0, shared_at = 0;
+    if (vg_host_shared_alloc(&p, bytesize, Flags, &region, &shared_at) != CUDA_SUCCESS) region = 0;
+    if (!region && (Flags & CU_MEMHOSTALLOC_DEVICEMAP)) { /* kernels use it: the daemon holds it, the guest a mirror */
         CUresult rc = vg_mirror_host_alloc(&p, bytesize, Flags);
         if (rc != CUDA_SUCCESS) return rc;
         if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize,
@@ -502,12 +511,7 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
         *pp = p;
         return CUDA_SUCCESS;
     }
-    /* Shared with a same-host daemon when possible: copies are then DMA from these pages. */
-    uint64_t region = 0, shared_at = 0;
-    if (vg_host_shared_alloc(&p, bytesize, Flags, &region, &shared_at) != CUDA_SUCCESS) {
-        region = 0;
-        if (posix_memalign(&p, 4096, bytesize)) return CUDA_ERROR_OUT_OF_MEMORY;
-    }
+    if (!region && posix_memalign(&p, 4096, bytesize)) return CUDA_ERROR_OUT_OF_MEMORY;
     if (range_add(&pinned_ranges, (struct range){.base = (uint64_t)(uintptr_t)p, .size = bytesize, .flags = Flags,
                                                  .allocated_here = true, .shared = region,
                                                  .shared_at = shared_at})) {
@@ -627,6 +631,13 @@ CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsig
 {
     REQUIRE_INIT();
     if (!pdptr || !p || Flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    unsigned pflags = 0;
+    uint64_t region, offset;
+    if (vg_pinned_shared(p, 1, &region, &offset, NULL) && vg_pinned_lookup(p, &pflags, NULL, NULL)) {
+        if (!(pflags & CU_MEMHOSTALLOC_DEVICEMAP)) return CUDA_ERROR_INVALID_VALUE;
+        *pdptr = (CUdeviceptr)(uintptr_t)p; /* mapped at its device address (host_shared.c) */
+        return CUDA_SUCCESS;
+    }
     struct vg_mirror_info mi;
     bool by_guest = false;
     if (!vg_mirror_lookup((uint64_t)(uintptr_t)p, &mi, &by_guest) || !by_guest || mi.kind == VG_MIRROR_MANAGED)
