@@ -58,7 +58,10 @@ int handles_add(struct session *s, enum handle_kind kind, uint64_t value, uint64
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
-    if ((t->used + t->tombstones + 1) * 4 > t->cap * 3 && grow(t)) {
+    bool memory = kind == H_MEMORY || kind == H_MEM_HANDLE;
+    if (memory && server_memory_limit && (size > server_memory_limit || t->memory_bytes > server_memory_limit - size)) {
+        rc = -1; /* past the client's quota: the caller frees it and answers out of memory */
+    } else if ((t->used + t->tombstones + 1) * 4 > t->cap * 3 && grow(t)) {
         rc = -1;
     } else {
         size_t i = slot_of(value, (uint8_t)kind, t->cap);
@@ -170,4 +173,54 @@ bool wire_function(struct session *s, uint64_t v, CUfunction *out)
         return true;
     }
     return false;
+}
+
+unsigned long long server_memory_limit;
+
+bool quota_allows(struct session *s, uint64_t bytes)
+{
+    if (!server_memory_limit) return true;
+    pthread_mutex_lock(&s->lock);
+    bool ok = bytes <= server_memory_limit && s->handles.memory_bytes <= server_memory_limit - bytes;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+void quota_clamp(struct session *s, size_t *free_bytes, size_t *total_bytes)
+{
+    if (!server_memory_limit) return;
+    if (*total_bytes > server_memory_limit) *total_bytes = (size_t)server_memory_limit;
+    if (!free_bytes) return;
+    pthread_mutex_lock(&s->lock);
+    uint64_t used = s->handles.memory_bytes;
+    pthread_mutex_unlock(&s->lock);
+    uint64_t left = used < server_memory_limit ? server_memory_limit - used : 0;
+    if (*free_bytes > left) *free_bytes = (size_t)left;
+}
+
+uint64_t quota_process_used(int pid)
+{
+    if (!server_memory_limit) return 0;
+    static struct board_entry e[BOARD_SLOTS];
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    int n = board_snapshot(e, BOARD_SLOTS);
+    uint64_t sum = 0;
+    for (int i = 0; i < n; i++)
+        if (e[i].client_pid == pid) sum += e[i].memory_bytes;
+    pthread_mutex_unlock(&lock);
+    return sum;
+}
+
+void quota_nvml_view(unsigned long long *total, unsigned long long *free_bytes, unsigned long long *used,
+                     uint64_t mine)
+{
+    if (!server_memory_limit) return;
+    unsigned long long limit = server_memory_limit < *total ? server_memory_limit : *total;
+    unsigned long long u = mine < limit ? mine : limit;
+    unsigned long long f = limit - u;
+    if (f > *free_bytes) f = *free_bytes;
+    *total = limit;
+    *used = u;
+    *free_bytes = f;
 }

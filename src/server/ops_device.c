@@ -42,6 +42,7 @@ CUresult op_DEVICE_INFO(struct lane *L, struct wire_rd *in, struct wire_buf *out
         if ((rc = drv.cuDeviceGetName(name, sizeof name, dev)) != CUDA_SUCCESS) return rc;
         if ((rc = drv.cuDeviceGetUuid_v2(&uuid, dev)) != CUDA_SUCCESS) return rc;
         if ((rc = drv.cuDeviceTotalMem_v2(&total, dev)) != CUDA_SUCCESS) return rc;
+        quota_clamp(L->s, NULL, &total);
         if ((rc = drv.cuDeviceGetPCIBusId(pci, sizeof pci, dev)) != CUDA_SUCCESS) return rc;
         wire_put_str(out, name);
         wire_put_raw(out, uuid.bytes, 16);

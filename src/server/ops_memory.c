@@ -54,6 +54,7 @@ CUresult op_MEM_ALLOC(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
     uint64_t bytes = wire_get_u64(in);
     IN_END(L, in);
+    if (!quota_allows(L->s, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
     CUdeviceptr p = 0;
     CUresult rc = drv.cuMemAlloc_v2(&p, (size_t)bytes);
     if (rc != CUDA_SUCCESS) return rc;
@@ -101,6 +102,7 @@ CUresult op_MEM_GET_INFO(struct lane *L, struct wire_rd *in, struct wire_buf *ou
     IN_END(L, in);
     size_t f = 0, t = 0;
     CUresult rc = drv.cuMemGetInfo_v2(&f, &t);
+    if (rc == CUDA_SUCCESS) quota_clamp(L->s, &f, &t);
     wire_put_u64(out, f);
     wire_put_u64(out, t);
     return rc;

@@ -212,6 +212,8 @@ CUresult op_NVML_MEMORY_INFO(struct lane *L, struct wire_rd *in, struct wire_buf
     nvmlMemory_t m1;
     memset(&m1, 0, sizeof m1);
     rc = CALL(nvmlDeviceGetMemoryInfo, d, &m1);
+    uint64_t mine = quota_process_used(L->s->client_pid);
+    if (rc == NVML_SUCCESS) quota_nvml_view(&m1.total, &m1.free, &m1.used, mine);
     wire_put_i32(out, (int32_t)rc);
     if (rc == NVML_SUCCESS) {
         wire_put_u64(out, m1.total);
@@ -222,6 +224,10 @@ CUresult op_NVML_MEMORY_INFO(struct lane *L, struct wire_rd *in, struct wire_buf
     memset(&m2, 0, sizeof m2);
     m2.version = nvmlMemory_v2;
     rc = CALL(nvmlDeviceGetMemoryInfo_v2, d, &m2);
+    if (rc == NVML_SUCCESS) {
+        quota_nvml_view(&m2.total, &m2.free, &m2.used, mine);
+        if (server_memory_limit) m2.reserved = 0;
+    }
     wire_put_i32(out, (int32_t)rc);
     if (rc == NVML_SUCCESS) {
         wire_put_u64(out, m2.total);

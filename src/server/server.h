@@ -181,6 +181,24 @@ bool stream_is_capturing(CUstream s);
  * this worker's client, by the daemon's address (ops_host_shared.c): graphs may name it. */
 bool host_shared_range(uint64_t p, uint64_t len);
 
+/* The device memory quota of this worker's client (--client-memory-limit), 0 for none.
+ * The client sees it as the device's total memory (DEVICE_INFO, MEM_GET_INFO, NVML);
+ * handles_add refuses device memory (H_MEMORY, H_MEM_HANDLE) past it, and the caller
+ * frees the allocation and answers CUDA_ERROR_OUT_OF_MEMORY. */
+extern unsigned long long server_memory_limit;
+/* Whether `bytes` more would stay within the quota (a check before allocating). */
+bool quota_allows(struct session *s, uint64_t bytes);
+/* The total (and free) device memory as the client sees it, within its quota. */
+void quota_clamp(struct session *s, size_t *free_bytes, size_t *total_bytes);
+
+/* Device memory held by every session of client process `pid` (the status board: the
+ * NVML session of a process sees what its CUDA session holds). */
+uint64_t quota_process_used(int pid);
+/* NVML's memory numbers as a client under a quota sees them: total = the quota, used =
+ * what its process holds (`mine`), free = the rest (also bounded by the device's free). */
+void quota_nvml_view(unsigned long long *total, unsigned long long *free_bytes, unsigned long long *used,
+                     uint64_t mine);
+
 /* Which backend this worker runs, for HELLO replies and logs. */
 extern const char *server_backend_name;
 
