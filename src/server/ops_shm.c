@@ -65,7 +65,7 @@ CUresult op_SHM_READY(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     IN_END(L, in);
     if (!L->shm_offer) REJECT(L, "SHM_READY without an accepted SHM_UPGRADE");
     struct vgpu_conn *c = vgpu_shm_offer_accept(L->shm_offer, L->conn);
-    if (!c) REJECT(L, "out of memory moving the lane to shared memory"); /* the guest has moved on */
+    if (!c) REJECT(L, "bytes after SHM_READY, or out of memory moving the lane to shared memory");
     L->shm_offer = NULL;
     L->conn = c;
     if (L->index == 0)

@@ -186,13 +186,18 @@ static void rx_publish(struct shm_conn *c) { publish(&c->rx, c->rx.tail, c->rx.p
  * stream, error, or anything else on the socket (broken). */
 static int take_fd_message(struct shm_conn *c, bool wait)
 {
-    if (wait) {
-        struct pollfd p = {.fd = c->base.fd, .events = POLLIN};
-        if (poll(&p, 1, FD_WAIT_MS) <= 0) return broken(c, "a descriptor announced by a frame did not arrive");
-    }
     char b = 0;
     int fd = -1;
-    long n = vgpu_recv_fd_flags(c->base.fd, &b, 1, &fd, MSG_DONTWAIT);
+    long n;
+    uint64_t deadline = now_ns() + (uint64_t)FD_WAIT_MS * 1000000u;
+    for (;;) {
+        n = vgpu_recv_fd_flags(c->base.fd, &b, 1, &fd, MSG_DONTWAIT);
+        if (!wait || n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
+        uint64_t now = now_ns();
+        struct pollfd p = {.fd = c->base.fd, .events = POLLIN};
+        if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) < 0)
+            return broken(c, "a descriptor announced by a frame did not arrive");
+    }
     if (n == 0) {
         errno = 0;
         return -1;
@@ -545,8 +550,17 @@ void vgpu_shm_offer_fds(const struct vgpu_shm_offer *o, int fds[VGPU_SHM_NFDS])
 
 struct vgpu_conn *vgpu_shm_offer_accept(struct vgpu_shm_offer *o, struct vgpu_conn *sock)
 {
+    /* The read of SHM_READY may have taken bytes the guest sent on the socket after it:
+     * only descriptor messages (FD_MARK) may be among them, which move to the new
+     * connection with their descriptors. */
+    size_t pending = vgpu_conn_pending(sock);
+    if (pending > sock->nfds) return NULL;
+    for (size_t i = 0; i < pending; i++)
+        if (sock->rbuf[sock->rpos + i] != FD_MARK) return NULL;
     struct shm_conn *c = conn_new(sock, o->map, o->len, o->g2d, o->d2g, o->bell_g2d[0], o->bell_d2g[0], false);
     if (!c) return NULL;
+    sock->rpos += pending;
+    while (sock->nfds && c->base.nfds < VGPU_CONN_MAX_FDS) c->base.fds[c->base.nfds++] = vgpu_conn_take_fd_stashed(sock);
     /* The guest has its copies: ours would only keep the doorbells alive after it goes. */
     close(o->memfd);
     close(o->bell_g2d[1]);

@@ -240,8 +240,37 @@ static void *poster(void *arg)
     return NULL;
 }
 
+/* CUDA called from a thread-exit destructor that runs after vgpu's own (a key created
+ * after cuInit, as libraries' per-thread cleanups are): it must get a working lane. */
+static pthread_key_t late_key;
+static CUresult late_result = CUDA_ERROR_UNKNOWN;
+static void late_destructor(void *arg)
+{
+    (void)arg;
+    CUdeviceptr p = 0;
+    CUresult rc = cuCtxSetCurrent(ctx);
+    if (rc == CUDA_SUCCESS) rc = cuMemAlloc(&p, 4096);
+    if (rc == CUDA_SUCCESS) rc = cuMemsetD8(p, 1, 4096);
+    if (rc == CUDA_SUCCESS) rc = cuMemFree(p);
+    late_result = rc;
+}
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    CU(cuCtxSetCurrent(ctx));
+    CU(cuCtxSynchronize()); /* this thread has a lane */
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
 static void threads(void)
 {
+    pthread_key_create(&late_key, late_destructor);
+    pthread_t lt;
+    pthread_create(&lt, NULL, late_thread, NULL);
+    pthread_join(lt, NULL);
+    check(late_result == CUDA_SUCCESS, "threads.cuda_from_late_thread_destructor", "got %d", (int)late_result);
+
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
     for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);

@@ -84,6 +84,10 @@ static struct {
 } G = {.lock = PTHREAD_MUTEX_INITIALIZER, .states_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static __thread struct vg_lane *tls_lane;
+static __thread bool tls_had_lane; /* this thread's lane was closed at thread exit before */
+static void (*reopen_hook)(void);
+
+void vg_rpc_on_lane_reopen(void (*fn)(void)) { reopen_hook = fn; }
 static __thread bool tls_skip_fences;
 
 void vg_rpc_thread_skip_fences(void) { tls_skip_fences = true; }
@@ -112,7 +116,12 @@ static void lane_free(struct vg_lane *l)
 static void lane_destructor(void *p)
 {
     struct vg_lane *l = p;
-    if (l && !l->primary) lane_free(l);
+    /* Later thread-exit destructors may still call CUDA: they must open a new lane, not
+     * reuse this one. */
+    tls_lane = NULL;
+    tls_had_lane = true;
+    /* In a forked child the lane (its socket, buffer and locks) is the parent's: leave it. */
+    if (l && !l->primary && !atomic_load(&G.forked)) lane_free(l);
 }
 
 static int hello(struct vg_lane *l, uint32_t kind, char *err, size_t errlen)
@@ -277,6 +286,7 @@ static struct vg_lane *lane_get(void)
     }
     tls_lane = l;
     pthread_setspecific(G.key, l);
+    if (tls_had_lane && reopen_hook) reopen_hook(); /* the new daemon thread knows nothing yet */
     return l;
 }
 

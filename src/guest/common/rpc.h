@@ -68,6 +68,11 @@ enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *
  * call on this thread's lane. VG_RPC_OK once the frame is written. */
 enum vg_rpc_status vg_rpc_post(uint16_t op, const struct wire_buf *args, const void *bulk, size_t bulk_len);
 
+/* fn runs on a thread whose lane closed at thread exit and that calls again (from a
+ * later thread-exit destructor): a new lane and daemon thread serve it, and fn restores
+ * what the old one knew (libcuda: the current context). */
+void vg_rpc_on_lane_reopen(void (*fn)(void));
+
 /* Per-thread scratch argument buffer, reset on each use. */
 struct wire_buf *vg_rpc_args(void);
 

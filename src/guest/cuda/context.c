@@ -218,6 +218,18 @@ static CUresult lane_set_current(CUcontext ctx)
     return vg_call_simple(VGPU_OP_CTX_SET_CURRENT, a);
 }
 
+static CUresult lane_restore(CUcontext ctx);
+
+/* A thread calling CUDA from a late thread-exit destructor got a fresh lane: make its
+ * current context current there too. */
+static void lane_reopened(void)
+{
+    CUcontext top = stack_top();
+    if (top) (void)lane_restore(top);
+}
+
+void vg_ctx_install_reopen_hook(void) { vg_rpc_on_lane_reopen(lane_reopened); }
+
 /* Make ctx current on the lane after a pop or a destroy. A context that no longer exists
  * (destroyed while deeper in the stack) leaves the lane with none: the real driver
  * keeps it current and fails the calls that use it, the daemon fails them too. */

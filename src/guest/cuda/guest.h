@@ -43,6 +43,9 @@ CUresult vg_primary_ctx_handle(CUdevice dev, CUcontext *out);
 
 /* The calling thread's current context (NULL if none). */
 CUcontext vg_current_ctx(void);
+/* Have a thread's reopened lane (a CUDA call from a late thread-exit destructor) get
+ * its current context back (context.c; installed before the session opens). */
+void vg_ctx_install_reopen_hook(void);
 
 /* Load a module from a cudart fatbin wrapper (magic 0x466243B1). */
 CUresult vg_module_load_fatbin_wrapper(CUmodule *mod, const void *wrapper);

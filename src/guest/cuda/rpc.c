@@ -16,7 +16,11 @@ static CUresult status_result(enum vg_rpc_status st)
     }
 }
 
-CUresult vg_rpc_connect(void) { return vg_rpc_open("CUDA") == 0 ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE; }
+CUresult vg_rpc_connect(void)
+{
+    vg_ctx_install_reopen_hook();
+    return vg_rpc_open("CUDA") == 0 ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE;
+}
 
 struct wire_buf *vg_args(void) { return vg_rpc_args(); }
 
