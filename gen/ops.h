@@ -10,6 +10,7 @@
 #define VGPU_GEN_OPS_H
 
 #define VGPU_OPS(X) \
+    X(AUTH, 0x5ded) \
     X(CTX_CREATE, 0x335c) \
     X(CTX_DESTROY, 0x4d2b) \
     X(CTX_GET_CACHE_CONFIG, 0x2e1f) \
@@ -142,6 +143,6 @@
     X(VMM_SET_ACCESS, 0xc5d5) \
     X(VMM_UNMAP, 0x0b63) \
 
-#define VGPU_OP_COUNT 131
+#define VGPU_OP_COUNT 132
 
 #endif

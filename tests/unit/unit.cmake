@@ -29,3 +29,9 @@ set_tests_properties(unit_shm_ring PROPERTIES TIMEOUT 120)
 add_executable(test_config tests/unit/test_config.c src/server/config.c)
 target_link_libraries(test_config PRIVATE vgpu_common)
 add_test(NAME unit_config COMMAND test_config)
+
+# SHA-256 / HMAC-SHA256 (FIPS 180-2, RFC 4231 vectors) and the handshake's proofs and
+# decoders (src/common/auth.c, src/server/handshake.c).
+add_executable(test_auth tests/unit/test_auth.c src/server/handshake.c src/server/config.c)
+target_link_libraries(test_auth PRIVATE vgpu_common)
+add_test(NAME unit_auth COMMAND test_auth)
