@@ -76,6 +76,9 @@ static struct {
     gid_t *allow_gids;
     size_t nallow_gids;
     struct hs_key *keys; /* the tenants' tokens, by tenant index */
+    char **merged_args;  /* options from the file and the command line (merge_options) */
+    int *merged_lines;
+    int merged_n;
     bool unix_restricted; /* allow lists or tenant users/groups exist: unix peers must match one */
 } d = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_session = 1};
 
@@ -657,9 +660,13 @@ static bool cmdline_has(int argc, char **argv, const char *name)
 
 /* The options vgpud parses: the configuration file's [server] entries as "--name value"
  * (those the command line does not give), then the command line. `line` holds each
- * argument's line in the file, 0 for the command line. */
+ * argument's line in the file, negative for the "--name" strings made here (freed by
+ * free_options), 0 for the command line. */
 static int merge_options(int argc, char **argv, const struct vgpu_config *cfg, char ***out, int **line, int *nout)
 {
+    *out = NULL;
+    *line = NULL;
+    *nout = 0;
     size_t cap = (size_t)argc + 2 * cfg->noptions + 1;
     char **args = calloc(cap, sizeof *args);
     int *lines = calloc(cap, sizeof *lines);
@@ -674,7 +681,7 @@ static int merge_options(int argc, char **argv, const struct vgpu_config *cfg, c
         const struct vgpu_config_option *o = &cfg->options[i];
         if (cmdline_has(argc, argv, o->name)) continue;
         char *flag = malloc(strlen(o->name) + 3);
-        if (!flag) return -1; /* vgpud exits */
+        if (!flag) break; /* vgpud fails on the options missing */
         sprintf(flag, "--%s", o->name);
         if (option_is_flag(o->name)) {
             if (!strcmp(o->value, "false") || !strcmp(o->value, "no") || !strcmp(o->value, "0")) {
@@ -684,13 +691,16 @@ static int merge_options(int argc, char **argv, const struct vgpu_config *cfg, c
             if (strcmp(o->value, "true") && strcmp(o->value, "yes") && strcmp(o->value, "1")) {
                 fprintf(stderr, "vgpud: %s line %d: '%s' takes true or false\n", d.config_path, o->line, o->name);
                 free(flag);
+                *out = args;
+                *line = lines;
+                *nout = n;
                 return -1;
             }
-            lines[n] = o->line;
+            lines[n] = -o->line;
             args[n++] = flag;
             continue;
         }
-        lines[n] = o->line;
+        lines[n] = -o->line;
         args[n++] = flag;
         lines[n] = o->line;
         args[n++] = o->value;
@@ -727,10 +737,14 @@ static int vgpud_main(int argc, char **argv)
             fprintf(stderr, "vgpud: configuration: %s\n", err);
             return 2;
         }
-        if (merge_options(argc, argv, &d.cfg, &args, &arg_line, &nargs)) return 2;
+        int merged = merge_options(argc, argv, &d.cfg, &args, &arg_line, &nargs);
+        d.merged_args = args;
+        d.merged_lines = arg_line;
+        d.merged_n = nargs;
+        if (merged) return 2;
     }
     for (int i = 1; i < nargs; i++) {
-        option_line = arg_line ? arg_line[i] : 0;
+        option_line = arg_line ? abs(arg_line[i]) : 0;
         const char *a = args[i];
         const char *v = i + 1 < nargs ? args[i + 1] : NULL;
 #define TAKE() (i++, v)
@@ -837,9 +851,25 @@ static int vgpud_main(int argc, char **argv)
     return daemon_main(addrs, naddrs);
 }
 
+/* What the option parsing allocated. */
+static void free_options(void)
+{
+    for (int i = 1; d.merged_args && i < d.merged_n; i++)
+        if (d.merged_lines[i] < 0) free(d.merged_args[i]); /* a "--name" made by merge_options */
+    free(d.merged_args);
+    free(d.merged_lines);
+    config_free(&d.cfg);
+    free(d.allow_uids);
+    free(d.allow_gids);
+    free(d.keys);
+}
+
 int main(int argc, char **argv)
 {
     int rc = vgpud_main(argc, argv);
     if (rc == 2 && option_line) fprintf(stderr, "vgpud: (that option is from %s line %d)\n", d.config_path, option_line);
+    /* Only a refused command line: a daemon that ran may still have handshake threads
+     * reading the tenants as it exits (and what d points to is not a leak). */
+    if (rc == 2) free_options();
     return rc;
 }
