@@ -10,7 +10,7 @@
  * and allow-list checks with ids taken from the HELLO. Seeds (real messages) are in
  * tests/fuzz/corpus/handshake/ (written by gen_handshake_seeds.c).
  *
- *   clang -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -I. -I/usr/local/cuda/include \
+ *   clang -g -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -I. -I/usr/local/cuda/include \
  *       tests/fuzz/fuzz_handshake.c src/server/handshake.c src/common/auth.c src/common/sha256.c \
  *       src/common/wire.c src/common/util.c -o fuzz_handshake
  */
