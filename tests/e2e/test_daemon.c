@@ -241,7 +241,13 @@ static int hello_recv(struct client *k, char *why)
         k->pending = false;
         struct vgpu_hello_result res;
         char err[256];
-        if (vgpu_hello_exchange(k->c, &k->params, &k->in, &res, err, sizeof err)) return fail(why, "%s", err);
+        /* The answers may wait for a worker to start, one after another when many sessions
+         * open at once (slow under sanitizers on a loaded machine): allow 30 s for them. */
+        struct timeval slow = {30, 0}, normal = {IO_TIMEOUT_MS / 1000, (IO_TIMEOUT_MS % 1000) * 1000};
+        setsockopt(k->c->fd, SOL_SOCKET, SO_RCVTIMEO, &slow, sizeof slow);
+        int rc = vgpu_hello_exchange(k->c, &k->params, &k->in, &res, err, sizeof err);
+        setsockopt(k->c->fd, SOL_SOCKET, SO_RCVTIMEO, &normal, sizeof normal);
+        if (rc) return fail(why, "%s", err);
         k->hello_result = res.result;
         k->session = res.session;
         k->lane = res.lane;
