@@ -149,8 +149,15 @@ if [ $rc = 2 ] && grep -q "bad --emu-memory 'lots'" "$tmp/out" && grep -q "bad2.
     pass startup_refuses_bad_server_option
 else fail startup_refuses_bad_server_option "status $rc"; fi
 
-port=$(free_port)
-if start_daemon noauth "tcp:127.0.0.1:$port" --listen "tcp:127.0.0.1:$port" --tcp-no-auth; then
+started=0
+for _ in 1 2 3; do # a free port can be taken before vgpud binds it: try another
+    port=$(free_port)
+    if start_daemon noauth "tcp:127.0.0.1:$port" --listen "tcp:127.0.0.1:$port" --tcp-no-auth; then
+        started=1
+        break
+    fi
+done
+if [ $started = 1 ]; then
     guest "tcp:127.0.0.1:$port" "$auth_probe" cuda
     rc=$?
     if [ $rc != 0 ]; then fail tcp_no_auth_admits_anyone "exit status $rc"
@@ -165,10 +172,12 @@ fi
 # ---- two tenants from a configuration file
 mktoken "$tmp/alice.token"
 mktoken "$tmp/bob.token"
-port=$(free_port)
-tcp="tcp:127.0.0.1:$port"
-sock="unix:$tmp/d.sock"
-cat >"$tmp/vgpud.conf" <<EOF
+started=0
+for _ in 1 2 3; do # a free port can be taken before vgpud binds it: try another
+    port=$(free_port)
+    tcp="tcp:127.0.0.1:$port"
+    sock="unix:$tmp/d.sock"
+    cat >"$tmp/vgpud.conf" <<EOF
 # two tenants with their own quotas; anonymous unix clients get client-memory-limit
 [server]
 listen = $tcp
@@ -184,8 +193,13 @@ weight = 2
 token-file = $tmp/bob.token
 memory-limit = 48M
 EOF
-# the command line wins over the file: anonymous clients get 72M, not 80M
-if start_daemon tenants "$sock" --config "$tmp/vgpud.conf" --client-memory-limit 72M; then
+    # the command line wins over the file: anonymous clients get 72M, not 80M
+    if start_daemon tenants "$sock" --config "$tmp/vgpud.conf" --client-memory-limit 72M; then
+        started=1
+        break
+    fi
+done
+if [ $started = 1 ]; then
     VGPU_TOKEN_FILE=$tmp/alice.token guest "$tcp" "$auth_probe" cuda
     rc=$?
     if [ $rc = 0 ] && grep -q "tenant alice" "$log"; then pass token_accepted_tcp
