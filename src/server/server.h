@@ -199,6 +199,11 @@ uint64_t quota_process_used(int pid);
 void quota_nvml_view(unsigned long long *total, unsigned long long *free_bytes, unsigned long long *used,
                      uint64_t mine);
 
+/* The client's tenant ("" for none) and its compute weight (1..1000, default 1), from
+ * the worker's assignment: the compute share (sched.h) schedules by them. */
+extern char server_tenant[64];
+extern unsigned server_compute_weight;
+
 /* Which backend this worker runs, for HELLO replies and logs. */
 extern const char *server_backend_name;
 

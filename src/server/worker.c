@@ -23,6 +23,8 @@
 #include "transport/shm.h"
 
 const char *server_backend_name = "?";
+char server_tenant[64] = "";
+unsigned server_compute_weight = 1;
 
 static struct session the_session;
 static const struct vgpu_transport *lane_transport;
