@@ -204,4 +204,10 @@ int backend_open_cuda(const char *path, char *err, size_t errlen);
 /* Fill `drv` with the CPU emulation. memory_bytes sizes the simulated device. */
 int backend_open_emu(unsigned long long memory_bytes, char *err, size_t errlen);
 
+/* The emulated device's engine: emu calls enter() before it runs a kernel and
+ * leave(ns the kernel ran) after, on the launching thread. vgpud's workers pass their
+ * scheduler's (one engine shared by all workers, and GPU time charged to the tenant);
+ * unset (the unit test), kernels simply run. */
+void backend_emu_set_engine(void (*enter)(void), void (*leave)(uint64_t busy_ns));
+
 #endif

@@ -204,6 +204,13 @@ void quota_nvml_view(unsigned long long *total, unsigned long long *free_bytes, 
 extern char server_tenant[64];
 extern unsigned server_compute_weight;
 
+/* cuGraphLaunch through the compute share (ops_launch.c). */
+CUresult server_submit_graph(CUgraphExec e, CUstream stream);
+
+/* Bumped whenever a context may be destroyed, so nothing keeps using objects of a
+ * context that ended (ops_launch.c's GPU timers). */
+extern _Atomic uint64_t server_ctx_epoch;
+
 /* Which backend this worker runs, for HELLO replies and logs. */
 extern const char *server_backend_name;
 

@@ -20,6 +20,7 @@
 #include "common/frame.h"
 #include "common/frame_fds.h"
 #include "server/board.h"
+#include "server/sched.h"
 #include "transport/shm.h"
 
 const char *server_backend_name = "?";
@@ -312,6 +313,8 @@ int worker_main(const struct worker_args *a)
         _exit(1);
     }
     board_set_live(as.board_slot, (int)getpid());
+    sched_join(server_tenant, s->id, server_compute_weight);
+    if (!strcmp(a->backend, "emu")) backend_emu_set_engine(sched_engine_enter, sched_engine_leave);
     pthread_t th;
     if (pthread_create(&th, NULL, control_main, (void *)(intptr_t)a->ctl_fd) == 0) pthread_detach(th);
     start_lane(conn_fd, 0, true, as.hello_features);
