@@ -6,7 +6,7 @@
  * killed takes nobody else with it.
  *
  *   vgpud --listen ADDR [--listen ADDR...] --backend auto|cuda|emu
- *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE]
+ *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE] [--client-pinned-limit SIZE]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +53,7 @@ static struct {
     const char *driver;
     unsigned long long emu_memory;
     unsigned long long client_memory_limit; /* 0: none */
+    unsigned long long client_pinned_limit; /* 0: none */
     char self_exe[PATH_MAX];
     pthread_mutex_t lock;
     struct client *clients;
@@ -65,12 +66,15 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: vgpud --listen ADDR [--listen ADDR...] [--backend auto|cuda|emu]\n"
                "             [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE]\n"
+               "             [--client-pinned-limit SIZE]\n"
                "  ADDR: unix:PATH or tcp:HOST:PORT\n"
                "  --backend auto (default): cuda when a driver and a GPU are present, else emu\n"
                "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
                "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n"
                "  --client-memory-limit SIZE: device memory quota of each client, seen by it as the\n"
-               "      device's total memory (default: none)\n");
+               "      device's total memory (default: none)\n"
+               "  --client-pinned-limit SIZE: pinned host memory the daemon holds for each client\n"
+               "      (cuMemAllocHost, cuMemHostAlloc, cuMemHostRegister; default: none)\n");
 }
 
 static void on_signal(int sig)
@@ -131,9 +135,10 @@ static int start_worker(pid_t *pid_out, int *ctl_out)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return -1;
-    char mem[32], limit[32];
+    char mem[32], limit[32], pinned[32];
     snprintf(mem, sizeof mem, "%llu", d.emu_memory);
     snprintf(limit, sizeof limit, "%llu", d.client_memory_limit);
+    snprintf(pinned, sizeof pinned, "%llu", d.client_pinned_limit);
     pid_t pid = fork();
     if (pid < 0) {
         close(sv[0]);
@@ -147,7 +152,8 @@ static int start_worker(pid_t *pid_out, int *ctl_out)
         /* dup2 clears close-on-exec on 4 and 5 only; the temporaries close at exec. */
         if (kfd < 0 || bfd < 0 || dup2(kfd, 4) < 0 || dup2(bfd, 5) < 0) _exit(127);
         char *argv[] = {d.self_exe, "--worker", "--backend", (char *)d.backend, "--emu-memory", mem,
-                        "--client-memory-limit", limit, d.driver ? "--driver" : NULL, (char *)d.driver, NULL};
+                        "--client-memory-limit", limit, "--client-pinned-limit", pinned,
+                        d.driver ? "--driver" : NULL, (char *)d.driver, NULL};
         execv(d.self_exe, argv);
         _exit(127);
     }
@@ -545,6 +551,11 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vgpud: bad --client-memory-limit '%s'\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--client-pinned-limit") && v) {
+            if (vgpu_parse_size(TAKE(), &d.client_pinned_limit)) {
+                fprintf(stderr, "vgpud: bad --client-pinned-limit '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--worker")) worker = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
@@ -562,6 +573,7 @@ int main(int argc, char **argv)
         wa.driver = d.driver;
         wa.emu_memory = d.emu_memory;
         server_memory_limit = d.client_memory_limit;
+        server_pinned_limit = d.client_pinned_limit;
         return worker_main(&wa);
     }
     if (naddrs == 0) {
