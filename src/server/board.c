@@ -44,7 +44,7 @@ int board_attach(int fd)
     return 0;
 }
 
-int board_reserve(uint64_t session_id, int client_pid, const char *name, const char *host)
+int board_reserve(uint64_t session_id, int client_pid, const char *name, const char *host, const char *tenant)
 {
     if (!board) return -1;
     for (int i = 0; i < BOARD_SLOTS; i++) {
@@ -60,6 +60,7 @@ int board_reserve(uint64_t session_id, int client_pid, const char *name, const c
         atomic_store(&s->memory_bytes, 0);
         snprintf(s->client_name, sizeof s->client_name, "%s", name ? name : "?");
         snprintf(s->client_host, sizeof s->client_host, "%s", host ? host : "?");
+        snprintf(s->tenant, sizeof s->tenant, "%s", tenant ? tenant : "");
         return i;
     }
     return -1;
@@ -99,6 +100,8 @@ int board_snapshot(struct board_entry *out, int max)
         e->client_name[sizeof e->client_name - 1] = 0;
         memcpy(e->client_host, s->client_host, sizeof e->client_host);
         e->client_host[sizeof e->client_host - 1] = 0;
+        memcpy(e->tenant, s->tenant, sizeof e->tenant);
+        e->tenant[sizeof e->tenant - 1] = 0;
     }
     return n;
 }

@@ -24,12 +24,13 @@ struct board_slot {
     _Atomic uint64_t memory_bytes; /* device memory the client holds */
     char client_name[64];
     char client_host[64];
+    char tenant[64]; /* "" for none */
 };
 
 struct board_entry { /* a copy of a live slot */
     int client_pid, worker_pid;
     uint64_t session_id, started_unix_ms, memory_bytes;
-    char client_name[64], client_host[64];
+    char client_name[64], client_host[64], tenant[64];
 };
 
 /* Daemon: create the board (a memfd); returns its fd, or -1. */
@@ -37,7 +38,7 @@ int board_create(void);
 /* Worker: map the board passed as fd (and attach the scheduler's region). */
 int board_attach(int fd);
 /* Daemon: reserve a free slot for a new client; -1 when full. */
-int board_reserve(uint64_t session_id, int client_pid, const char *name, const char *host);
+int board_reserve(uint64_t session_id, int client_pid, const char *name, const char *host, const char *tenant);
 /* Daemon: free a slot whose worker ended. */
 void board_release(int slot);
 /* Worker: its slot is live / its memory changed by delta bytes. */

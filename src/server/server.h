@@ -214,8 +214,8 @@ uint64_t quota_process_used(int pid);
 void quota_nvml_view(unsigned long long *total, unsigned long long *free_bytes, unsigned long long *used,
                      uint64_t mine);
 
-/* The client's tenant ("" for none) and its compute weight (1..1000, default 1), from
- * the worker's assignment: the compute share (sched.h) schedules by them. */
+/* This worker's client's tenant ("" for none) and its share of GPU time (1..1000, 1 for
+ * clients without a tenant), from the daemon's assignment. */
 extern char server_tenant[64];
 extern unsigned server_compute_weight;
 

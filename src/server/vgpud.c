@@ -7,6 +7,7 @@
  *
  *   vgpud --listen ADDR [--listen ADDR...] --backend auto|cuda|emu
  *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE] [--client-pinned-limit SIZE]
+ *         [--config FILE] [--token-file FILE] [--tcp-no-auth] [--allow-users LIST] [--allow-groups LIST]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "server/board.h"
+#include "server/config.h"
 #include "server/worker.h"
 
 #define MAX_LISTEN 16
@@ -60,6 +62,15 @@ static struct {
     uint64_t next_session;
     int signal_pipe[2];
     int board_fd;
+    /* Tenants and authentication (docs/config.md) */
+    const char *config_path;
+    struct vgpu_config cfg; /* [server] entries and the tenants ("default" from --token-file too) */
+    const char *token_file;
+    bool tcp_no_auth;
+    uid_t *allow_uids;
+    size_t nallow_uids;
+    gid_t *allow_gids;
+    size_t nallow_gids;
 } d = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_session = 1};
 
 static void usage(FILE *f)
@@ -67,14 +78,22 @@ static void usage(FILE *f)
     fprintf(f, "usage: vgpud --listen ADDR [--listen ADDR...] [--backend auto|cuda|emu]\n"
                "             [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE]\n"
                "             [--client-pinned-limit SIZE]\n"
+               "             [--config FILE] [--token-file FILE] [--tcp-no-auth]\n"
+               "             [--allow-users LIST] [--allow-groups LIST]\n"
                "  ADDR: unix:PATH or tcp:HOST:PORT\n"
                "  --backend auto (default): cuda when a driver and a GPU are present, else emu\n"
                "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
                "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n"
                "  --client-memory-limit SIZE: device memory quota of each client, seen by it as the\n"
-               "      device's total memory (default: none)\n"
+               "      device's total memory (default: none; tenants have their own, see --config)\n"
                "  --client-pinned-limit SIZE: pinned host memory the daemon holds for each client\n"
-               "      (cuMemAllocHost, cuMemHostAlloc, cuMemHostRegister; default: none)\n");
+               "      (cuMemAllocHost, cuMemHostAlloc, cuMemHostRegister; default: none; tenants: pinned-limit)\n"
+               "  --config FILE: options ([server]) and tenants ([tenant NAME]), see docs/config.md;\n"
+               "      the command line wins over the file\n"
+               "  --token-file FILE: the token of tenant \"default\" (first line of FILE, mode 600)\n"
+               "  --tcp-no-auth: accept clients without a token over TCP (else a token is required)\n"
+               "  --allow-users LIST, --allow-groups LIST: unix-socket peers (names or ids, comma\n"
+               "      separated) allowed without being a tenant\n");
 }
 
 static void on_signal(int sig)
@@ -135,10 +154,8 @@ static int start_worker(pid_t *pid_out, int *ctl_out)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return -1;
-    char mem[32], limit[32], pinned[32];
+    char mem[32];
     snprintf(mem, sizeof mem, "%llu", d.emu_memory);
-    snprintf(limit, sizeof limit, "%llu", d.client_memory_limit);
-    snprintf(pinned, sizeof pinned, "%llu", d.client_pinned_limit);
     pid_t pid = fork();
     if (pid < 0) {
         close(sv[0]);
@@ -151,8 +168,8 @@ static int start_worker(pid_t *pid_out, int *ctl_out)
         int kfd = fcntl(sv[1], F_DUPFD_CLOEXEC, 10), bfd = fcntl(d.board_fd, F_DUPFD_CLOEXEC, 10);
         /* dup2 clears close-on-exec on 4 and 5 only; the temporaries close at exec. */
         if (kfd < 0 || bfd < 0 || dup2(kfd, 4) < 0 || dup2(bfd, 5) < 0) _exit(127);
+        /* The client's quota and tenant arrive with the assignment, not on the command line. */
         char *argv[] = {d.self_exe, "--worker", "--backend", (char *)d.backend, "--emu-memory", mem,
-                        "--client-memory-limit", limit, "--client-pinned-limit", pinned,
                         d.driver ? "--driver" : NULL, (char *)d.driver, NULL};
         execv(d.self_exe, argv);
         _exit(127);
@@ -358,13 +375,17 @@ static void *handshake_main(void *arg)
     int wctl;
     /* The worker, once assigned, learns the token from the assignment and returns it in
      * its HELLO reply; the token never appears on a command line. */
-    struct worker_assignment as = {.session_id = cl->session_id, .client_pid = client_pid};
+    struct worker_assignment as = {.session_id = cl->session_id,
+                                   .client_pid = client_pid,
+                                   .memory_limit = d.client_memory_limit,
+                                   .pinned_limit = d.client_pinned_limit,
+                                   .compute_weight = 1};
     snprintf(as.transport, sizeof as.transport, "%s", conn->t->scheme);
     as.hello_features = features;
     snprintf(as.client_name, sizeof as.client_name, "%s", name);
     snprintf(as.client_host, sizeof as.client_host, "%s", host);
     memcpy(as.token, cl->token, sizeof as.token);
-    cl->board_slot = as.board_slot = board_reserve(cl->session_id, client_pid, name, host);
+    cl->board_slot = as.board_slot = board_reserve(cl->session_id, client_pid, name, host, as.tenant);
     bool assigned = take_worker(&wpid, &wctl) == 0;
     if (assigned && assign_worker(wctl, &as, conn->fd)) {
         /* The spare died meanwhile: start one now. */
@@ -519,7 +540,76 @@ static int daemon_main(const char **addrs, int naddrs)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* vgpud's options that take no value: in a configuration file they are written
+ * `NAME = true` (or false, which leaves them off). */
+static bool option_is_flag(const char *name)
+{
+    static const char *const flags[] = {"tcp-no-auth", NULL};
+    for (int i = 0; flags[i]; i++)
+        if (!strcmp(flags[i], name)) return true;
+    return false;
+}
+
+/* Whether the command line gives option --name (then the file's values of it are ignored). */
+static bool cmdline_has(int argc, char **argv, const char *name)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--", 2) && !strcmp(argv[i] + 2, name)) return true;
+    return false;
+}
+
+/* The options vgpud parses: the configuration file's [server] entries as "--name value"
+ * (those the command line does not give), then the command line. `line` holds each
+ * argument's line in the file, 0 for the command line. */
+static int merge_options(int argc, char **argv, const struct vgpu_config *cfg, char ***out, int **line, int *nout)
+{
+    size_t cap = (size_t)argc + 2 * cfg->noptions + 1;
+    char **args = calloc(cap, sizeof *args);
+    int *lines = calloc(cap, sizeof *lines);
+    if (!args || !lines) {
+        free(args);
+        free(lines);
+        return -1;
+    }
+    int n = 0;
+    args[n++] = argv[0];
+    for (size_t i = 0; i < cfg->noptions; i++) {
+        const struct vgpu_config_option *o = &cfg->options[i];
+        if (cmdline_has(argc, argv, o->name)) continue;
+        char *flag = malloc(strlen(o->name) + 3);
+        if (!flag) return -1; /* vgpud exits */
+        sprintf(flag, "--%s", o->name);
+        if (option_is_flag(o->name)) {
+            if (!strcmp(o->value, "false") || !strcmp(o->value, "no") || !strcmp(o->value, "0")) {
+                free(flag);
+                continue;
+            }
+            if (strcmp(o->value, "true") && strcmp(o->value, "yes") && strcmp(o->value, "1")) {
+                fprintf(stderr, "vgpud: %s line %d: '%s' takes true or false\n", d.config_path, o->line, o->name);
+                free(flag);
+                return -1;
+            }
+            lines[n] = o->line;
+            args[n++] = flag;
+            continue;
+        }
+        lines[n] = o->line;
+        args[n++] = flag;
+        lines[n] = o->line;
+        args[n++] = o->value;
+    }
+    for (int i = 1; i < argc; i++) args[n++] = argv[i];
+    *out = args;
+    *line = lines;
+    *nout = n;
+    return 0;
+}
+
+/* The configuration file line of the option being parsed (0: the command line), for
+ * error messages. */
+static int option_line;
+
+static int vgpud_main(int argc, char **argv)
 {
     vgpu_log_set_tag("vgpud");
     if (!getenv("VGPU_LOG")) vgpu_log_set_level(VGPU_LOG_INFO);
@@ -529,9 +619,23 @@ int main(int argc, char **argv)
     struct worker_args wa = {.ctl_fd = 4, .board_fd = 5};
     bool worker = false;
     d.emu_memory = 16ull << 30;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    /* --config first: its [server] entries are options like the command line's. */
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config")) d.config_path = argv[i + 1];
+    int nargs = argc, *arg_line = NULL;
+    char **args = argv;
+    if (d.config_path) {
+        char err[600];
+        if (config_load(d.config_path, &d.cfg, err, sizeof err)) {
+            fprintf(stderr, "vgpud: configuration: %s\n", err);
+            return 2;
+        }
+        if (merge_options(argc, argv, &d.cfg, &args, &arg_line, &nargs)) return 2;
+    }
+    for (int i = 1; i < nargs; i++) {
+        option_line = arg_line ? arg_line[i] : 0;
+        const char *a = args[i];
+        const char *v = i + 1 < nargs ? args[i + 1] : NULL;
 #define TAKE() (i++, v)
         if (!strcmp(a, "--listen") && v) {
             if (naddrs == MAX_LISTEN) {
@@ -556,6 +660,17 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vgpud: bad --client-pinned-limit '%s'\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--config") && v) (void)TAKE(); /* read before this loop */
+        else if (!strcmp(a, "--token-file") && v) d.token_file = TAKE();
+        else if (!strcmp(a, "--tcp-no-auth")) d.tcp_no_auth = true;
+        else if ((!strcmp(a, "--allow-users") || !strcmp(a, "--allow-groups")) && v) {
+            char err[300] = "";
+            bool users = !strcmp(a, "--allow-users");
+            if (users ? config_parse_uid_list(TAKE(), &d.allow_uids, &d.nallow_uids, err, sizeof err)
+                      : config_parse_gid_list(TAKE(), &d.allow_gids, &d.nallow_gids, err, sizeof err)) {
+                fprintf(stderr, "vgpud: bad %s '%s': %s\n", a, v, err);
+                return 2;
+            }
         } else if (!strcmp(a, "--worker")) worker = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
@@ -567,13 +682,12 @@ int main(int argc, char **argv)
         }
 #undef TAKE
     }
+    option_line = 0;
     if (worker) {
         vgpu_log_set_tag("vgpud-worker");
         wa.backend = backend;
         wa.driver = d.driver;
         wa.emu_memory = d.emu_memory;
-        server_memory_limit = d.client_memory_limit;
-        server_pinned_limit = d.client_pinned_limit;
         return worker_main(&wa);
     }
     if (naddrs == 0) {
@@ -583,6 +697,15 @@ int main(int argc, char **argv)
     if (strcmp(backend, "auto") && strcmp(backend, "cuda") && strcmp(backend, "emu")) {
         fprintf(stderr, "vgpud: --backend must be auto, cuda or emu\n");
         return 2;
+    }
+    if (d.token_file) {
+        struct vgpu_tenant t = {.name = "default", .weight = 1};
+        char err[600];
+        if (config_read_token_file(d.token_file, t.token, &t.token_len, err, sizeof err) ||
+            config_add_tenant(&d.cfg, &t, err, sizeof err)) {
+            fprintf(stderr, "vgpud: --token-file: %s\n", err);
+            return 2;
+        }
     }
     ssize_t n = readlink("/proc/self/exe", d.self_exe, sizeof d.self_exe - 1);
     if (n <= 0) {
@@ -600,4 +723,11 @@ int main(int argc, char **argv)
     }
     d.backend = backend;
     return daemon_main(addrs, naddrs);
+}
+
+int main(int argc, char **argv)
+{
+    int rc = vgpud_main(argc, argv);
+    if (rc == 2 && option_line) fprintf(stderr, "vgpud: (that option is from %s line %d)\n", d.config_path, option_line);
+    return rc;
 }

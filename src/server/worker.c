@@ -24,7 +24,7 @@
 #include "transport/shm.h"
 
 const char *server_backend_name = "?";
-char server_tenant[64] = "";
+char server_tenant[64];
 unsigned server_compute_weight = 1;
 
 static struct session the_session;
@@ -270,6 +270,7 @@ static int receive_assignment(int ctl, struct worker_assignment *as, int *conn_f
     as->transport[sizeof as->transport - 1] = 0;
     as->client_name[sizeof as->client_name - 1] = 0;
     as->client_host[sizeof as->client_host - 1] = 0;
+    as->tenant[sizeof as->tenant - 1] = 0;
     return 0;
 }
 
@@ -299,6 +300,10 @@ int worker_main(const struct worker_args *a)
     snprintf(s->client_name, sizeof s->client_name, "%s", as.client_name);
     snprintf(s->client_host, sizeof s->client_host, "%s", as.client_host);
     memcpy(s->token, as.token, sizeof s->token);
+    snprintf(server_tenant, sizeof server_tenant, "%s", as.tenant);
+    server_memory_limit = as.memory_limit;
+    server_pinned_limit = as.pinned_limit;
+    server_compute_weight = as.compute_weight >= 1 && as.compute_weight <= 1000 ? as.compute_weight : 1;
     const char *where;
     char addr[16];
     snprintf(addr, sizeof addr, "%s:", as.transport);

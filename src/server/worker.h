@@ -23,6 +23,12 @@ struct worker_assignment {
     char client_name[64];
     char client_host[64];
     uint8_t token[VGPU_TOKEN_BYTES];
+    /* The client's tenant (docs/config.md): "" for none. */
+    char tenant[64];
+    uint64_t memory_limit;    /* device memory quota in bytes, 0 for none */
+    uint32_t compute_weight;  /* share of GPU time, 1..1000 */
+    uint8_t token_derived;    /* 1: the guest derived the session token itself; the HELLO reply omits it */
+    uint64_t pinned_limit;    /* pinned host memory the daemon may hold for it, 0 for none */
 };
 
 /* The message that hands a further lane's connection (SCM_RIGHTS) to the worker. */

@@ -24,3 +24,8 @@ add_executable(test_shm_ring tests/unit/test_shm_ring.c)
 target_link_libraries(test_shm_ring PRIVATE vgpu_common)
 add_test(NAME unit_shm_ring COMMAND test_shm_ring)
 set_tests_properties(unit_shm_ring PROPERTIES TIMEOUT 120)
+
+# vgpud's configuration file parser (src/server/config.c).
+add_executable(test_config tests/unit/test_config.c src/server/config.c)
+target_link_libraries(test_config PRIVATE vgpu_common)
+add_test(NAME unit_config COMMAND test_config)
