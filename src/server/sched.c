@@ -162,6 +162,7 @@ void sched_join(const char *name, uint64_t session_id, unsigned weight)
     else /* '#' cannot start a config tenant name */
         snprintf(my_name, sizeof my_name, "#%llu", (unsigned long long)session_id);
     my_weight = weight < 1 ? 1 : weight > 1000 ? 1000 : weight;
+    if (name && *name) VGPU_INFO("compute share: tenant %s, weight %u", my_name, my_weight);
     rejoin();
 }
 
