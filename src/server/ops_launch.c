@@ -90,8 +90,7 @@ static bool gpu_timer_ready(void)
  * launch is to be bracketed (its start event then is recorded). */
 static bool launch_begin(CUstream stream)
 {
-    if (stream_is_capturing(stream)) return false; /* nothing runs now */
-    sched_before_submit();
+    sched_before_submit(); /* (a launch into a capture is delayed too: rare, and bounded) */
     if (strcmp(server_backend_name, "cuda") || !gpu_timer_ready()) return false;
     t_timer.since++;
     if (t_timer.armed) {
@@ -103,7 +102,7 @@ static bool launch_begin(CUstream stream)
             sched_charge((uint64_t)((double)ms * 1e6) * t_timer.represented);
         t_timer.armed = false;
     }
-    if (t_timer.since < GPU_TIMER_EVERY) return false;
+    if (t_timer.since < GPU_TIMER_EVERY || stream_is_capturing(stream)) return false; /* a capture runs nothing */
     return drv.cuEventRecordWithFlags(t_timer.start, stream, 0) == CUDA_SUCCESS;
 }
 

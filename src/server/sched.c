@@ -21,12 +21,12 @@ struct sched_slot {
     _Atomic uint64_t used_ns;  /* GPU time charged */
     _Atomic uint64_t vtime;    /* virtual time: used / weight, raised when it becomes active */
     _Atomic uint64_t active_ns; /* CLOCK_MONOTONIC of the last submission, wait or charge */
-    _Atomic uint64_t launches;
     _Atomic uint64_t delayed_ns; /* time its submissions were held back */
     char name[64];             /* written under table_lock before gen changes */
 };
 
 struct sched_shared {
+    atomic_uint nslots;         /* slots ever used: scans stop there */
     pthread_mutex_t table_lock; /* claims of slots (robust, process-shared) */
     pthread_mutex_t engine;     /* emu: the device's one engine (robust, process-shared) */
     struct sched_slot slots[SCHED_TENANTS];
@@ -97,8 +97,9 @@ static int robust_lock(pthread_mutex_t *m, uint64_t timeout_ms)
 static bool min_other_active(uint64_t now, uint64_t *min_vtime)
 {
     bool any = false;
-    for (int i = 0; i < SCHED_TENANTS; i++) {
-        if (i == my_slot) continue;
+    unsigned n = atomic_load_explicit(&area->nslots, memory_order_acquire);
+    for (unsigned i = 0; i < n && i < SCHED_TENANTS; i++) {
+        if ((int)i == my_slot) continue;
         struct sched_slot *t = &area->slots[i];
         uint64_t active = atomic_load_explicit(&t->active_ns, memory_order_relaxed);
         if (!active || now - active > SCHED_ACTIVE_MS * MS || active > now + SCHED_ACTIVE_MS * MS) continue;
@@ -133,11 +134,11 @@ static int join_locked(uint64_t now)
     atomic_store(&t->used_ns, 0);
     atomic_store(&t->vtime, 0);
     atomic_store(&t->active_ns, 0);
-    atomic_store(&t->launches, 0);
     atomic_store(&t->delayed_ns, 0);
     snprintf(t->name, sizeof t->name, "%s", my_name);
     static _Atomic uint64_t salt; /* a new generation, different from the slot's last one */
     atomic_store(&t->gen, atomic_load(&t->gen) + 1 + (atomic_fetch_add(&salt, 1) & 0xff) * 0x10000);
+    if ((unsigned)i >= atomic_load(&area->nslots)) atomic_store_explicit(&area->nslots, (unsigned)i + 1, memory_order_release);
     return i;
 }
 
@@ -174,12 +175,22 @@ static struct sched_slot *mine(void)
     return my_slot >= 0 ? &area->slots[my_slot] : NULL;
 }
 
+/* Per lane: until when (and below which virtual time of ours) the last full check
+ * stands, so a stream of launches scans the table about once a millisecond. Others'
+ * virtual times only grow, and a tenant that becomes active starts level with the
+ * least of the rest, so a pass stays valid until ours reaches the limit. */
+static _Thread_local uint64_t t_recheck_ns, t_vtime_limit;
+
 uint64_t sched_before_submit(void)
 {
     struct sched_slot *t = mine();
     if (!t) return 0;
     uint64_t now = now_ns(), min_v = 0;
     uint64_t last = atomic_load(&t->active_ns);
+    if (now - last <= SCHED_ACTIVE_MS * MS && now < t_recheck_ns && atomic_load(&t->vtime) < t_vtime_limit) {
+        if (now - last > MS) atomic_store(&t->active_ns, now);
+        return 0;
+    }
     if (now - last > SCHED_ACTIVE_MS * MS && min_other_active(now, &min_v)) {
         /* Becoming active: start level with the least of the others, never behind (no
          * credit for idle time). */
@@ -188,15 +199,17 @@ uint64_t sched_before_submit(void)
         }
     }
     atomic_store(&t->active_ns, now);
-    atomic_fetch_add(&t->launches, 1);
     uint64_t start = now;
-    while (min_other_active(now, &min_v) && atomic_load(&t->vtime) > min_v + SCHED_SLICE_NS &&
+    bool others;
+    while ((others = min_other_active(now, &min_v)) && atomic_load(&t->vtime) > min_v + SCHED_SLICE_NS &&
            now - start < SCHED_MAX_WAIT_MS * MS) {
         struct timespec pause = {0, 1000000}; /* 1 ms: the others' kernels run meanwhile */
         nanosleep(&pause, NULL);
         now = now_ns();
         atomic_store(&t->active_ns, now); /* a waiting tenant is still active */
     }
+    t_recheck_ns = now + MS;
+    t_vtime_limit = others ? min_v + SCHED_SLICE_NS : UINT64_MAX;
     if (now > start) atomic_fetch_add(&t->delayed_ns, now - start);
     return now - start;
 }
@@ -205,9 +218,11 @@ void sched_charge(uint64_t gpu_ns)
 {
     struct sched_slot *t = mine();
     if (!t || !gpu_ns) return;
-    atomic_fetch_add(&t->used_ns, gpu_ns);
+    atomic_fetch_add_explicit(&t->used_ns, gpu_ns, memory_order_relaxed);
     atomic_fetch_add(&t->vtime, gpu_ns / my_weight);
-    atomic_store(&t->active_ns, now_ns());
+    /* Work that ran for a while keeps its tenant active from its end (short work: the
+     * submission just did). */
+    if (gpu_ns > MS) atomic_store(&t->active_ns, now_ns());
 }
 
 static _Thread_local bool engine_held;
@@ -216,7 +231,12 @@ void sched_engine_enter(void)
 {
     engine_held = false;
     if (!area) return;
-    int rc = robust_lock(&area->engine, SCHED_ENGINE_WAIT_MS);
+    int rc = pthread_mutex_trylock(&area->engine); /* the usual case: free (no clock read) */
+    if (rc == EOWNERDEAD) {
+        pthread_mutex_consistent(&area->engine);
+        rc = 0;
+    }
+    if (rc == EBUSY) rc = robust_lock(&area->engine, SCHED_ENGINE_WAIT_MS);
     if (rc == 0) {
         engine_held = true;
     } else {
@@ -237,7 +257,8 @@ int sched_snapshot(struct sched_tenant_info *out, int max)
 {
     int n = 0;
     if (!area || robust_lock(&area->table_lock, 0)) return 0;
-    for (int i = 0; i < SCHED_TENANTS && n < max; i++) {
+    unsigned used = atomic_load(&area->nslots);
+    for (unsigned i = 0; i < used && i < SCHED_TENANTS && n < max; i++) {
         struct sched_slot *t = &area->slots[i];
         if (atomic_load(&t->gen) == 0) continue;
         struct sched_tenant_info *e = &out[n++];
@@ -245,7 +266,6 @@ int sched_snapshot(struct sched_tenant_info *out, int max)
         e->name[sizeof e->name - 1] = 0;
         e->weight = atomic_load(&t->weight);
         e->used_ns = atomic_load(&t->used_ns);
-        e->launches = atomic_load(&t->launches);
         e->delayed_ns = atomic_load(&t->delayed_ns);
     }
     pthread_mutex_unlock(&area->table_lock);

@@ -60,7 +60,7 @@ void sched_engine_leave(uint64_t busy_ns);
 struct sched_tenant_info {
     char name[64];
     unsigned weight;
-    uint64_t used_ns, launches, delayed_ns;
+    uint64_t used_ns, delayed_ns;
 };
 /* Copies the tenants in use; returns how many (at most max). */
 int sched_snapshot(struct sched_tenant_info *out, int max);
