@@ -227,10 +227,10 @@ void sched_charge(uint64_t gpu_ns)
 
 static _Thread_local bool engine_held;
 
-void sched_engine_enter(void)
+bool sched_engine_enter(void)
 {
     engine_held = false;
-    if (!area) return;
+    if (!area) return false;
     int rc = pthread_mutex_trylock(&area->engine); /* the usual case: free (no clock read) */
     if (rc == EOWNERDEAD) {
         pthread_mutex_consistent(&area->engine);
@@ -244,6 +244,7 @@ void sched_engine_enter(void)
          * GPU with several engines would, rather than deadlock. */
         VGPU_DEBUG("compute share: engine busy for %d ms; running a kernel beside it", SCHED_ENGINE_WAIT_MS);
     }
+    return engine_held;
 }
 
 void sched_engine_leave(uint64_t busy_ns)
@@ -266,6 +267,7 @@ int sched_snapshot(struct sched_tenant_info *out, int max)
         e->name[sizeof e->name - 1] = 0;
         e->weight = atomic_load(&t->weight);
         e->used_ns = atomic_load(&t->used_ns);
+        e->vtime = atomic_load(&t->vtime);
         e->delayed_ns = atomic_load(&t->delayed_ns);
     }
     pthread_mutex_unlock(&area->table_lock);

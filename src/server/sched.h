@@ -51,16 +51,17 @@ uint64_t sched_before_submit(void);
 /* GPU time used by this worker's tenant. */
 void sched_charge(uint64_t gpu_ns);
 
-/* emu backend hooks: one engine for all workers. enter: take it (a bounded wait);
- * leave: release it and charge the time it was held. */
-void sched_engine_enter(void);
+/* emu backend hooks: one engine for all workers. enter: take it (a bounded wait; false
+ * when it runs without: the wait ran out); leave: release it and charge the time it was
+ * held. */
+bool sched_engine_enter(void);
 void sched_engine_leave(uint64_t busy_ns);
 
 /* A copy of a tenant slot, for tools and tests. */
 struct sched_tenant_info {
     char name[64];
     unsigned weight;
-    uint64_t used_ns, delayed_ns;
+    uint64_t used_ns, vtime, delayed_ns;
 };
 /* Copies the tenants in use; returns how many (at most max). */
 int sched_snapshot(struct sched_tenant_info *out, int max);

@@ -21,10 +21,10 @@
 
 /* ---- the engine ---- */
 
-static void (*engine_enter)(void);
+static bool (*engine_enter)(void);
 static void (*engine_leave)(uint64_t busy_ns);
 
-void backend_emu_set_engine(void (*enter)(void), void (*leave)(uint64_t busy_ns))
+void backend_emu_set_engine(bool (*enter)(void), void (*leave)(uint64_t busy_ns))
 {
     engine_enter = enter;
     engine_leave = leave;
@@ -347,7 +347,7 @@ static CUresult launch(CUfunction f, const unsigned grid[3], const unsigned bloc
         .shared_mem_bytes = shared,
         .fault = &fault,
     };
-    if (engine_enter) engine_enter();
+    if (engine_enter) (void)engine_enter();
     uint64_t started = emu_now_ns();
     emu_mem_read_lock();
     fn(&l, params);
