@@ -61,6 +61,22 @@ static _Thread_local struct {
     uint64_t represented; /* launches the armed sample stands for */
 } t_timer;
 
+/* A lane thread ends: its events go (unless their context may have ended with them). */
+static pthread_key_t timer_key;
+static pthread_once_t timer_key_once = PTHREAD_ONCE_INIT;
+
+static void gpu_timer_drop(void *unused)
+{
+    (void)unused;
+    if (t_timer.start && t_timer.epoch == atomic_load(&server_ctx_epoch)) {
+        drv.cuEventDestroy_v2(t_timer.start);
+        drv.cuEventDestroy_v2(t_timer.end);
+    }
+    memset(&t_timer, 0, sizeof t_timer);
+}
+
+static void timer_key_create(void) { (void)pthread_key_create(&timer_key, gpu_timer_drop); }
+
 static bool gpu_timer_ready(void)
 {
     CUcontext cur = NULL;
@@ -82,6 +98,8 @@ static bool gpu_timer_ready(void)
         }
         t_timer.ctx = cur;
         t_timer.epoch = epoch;
+        pthread_once(&timer_key_once, timer_key_create);
+        (void)pthread_setspecific(timer_key, &t_timer); /* non-NULL: the destructor runs */
     }
     return true;
 }
