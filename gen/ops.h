@@ -10,6 +10,7 @@
 #define VGPU_GEN_OPS_H
 
 #define VGPU_OPS(X) \
+    X(AUTH, 0x5ded) \
     X(CTX_CREATE, 0x335c) \
     X(CTX_DESTROY, 0x4d2b) \
     X(CTX_GET_CACHE_CONFIG, 0x2e1f) \
@@ -105,6 +106,7 @@
     X(NVML_MEMORY_INFO, 0x471a) \
     X(NVML_PROCESSES, 0x47e4) \
     X(NVML_PROCESS_NAME, 0x4cfe) \
+    X(NVML_PROCESS_TENANT, 0x07f4) \
     X(NVML_UTILIZATION, 0x5fcc) \
     X(OCCUPANCY_AVAILABLE_DSMEM, 0x8be7) \
     X(OCCUPANCY_MAX_BLOCKS, 0xfb82) \
@@ -142,6 +144,6 @@
     X(VMM_SET_ACCESS, 0xc5d5) \
     X(VMM_UNMAP, 0x0b63) \
 
-#define VGPU_OP_COUNT 131
+#define VGPU_OP_COUNT 133
 
 #endif

@@ -810,6 +810,8 @@ def gen_nvml_exports_map(exports):
     out += "".join(f"    {n};\n" for n in exports)
     # vgpu's marker, so vgpud's cuda backend can refuse to load this library as NVIDIA's NVML.
     out += "    vgpu_guest_library_marker;\n"
+    # vgpu's own query for `vgpu smi`: a client's tenant (NVML has no such notion).
+    out += "    vgpu_nvml_process_tenant;\n"
     out += "  local:\n    *;\n};\n"
     return out
 

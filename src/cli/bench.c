@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -248,14 +249,29 @@ static int start_daemon(const char *bin_dir, const char *backend, char *unix_add
     if (port < 0) return -1;
     snprintf(unix_addr, ulen, "unix:%s/vgpud.sock", daemon_dir);
     snprintf(tcp_addr, tlen, "tcp:127.0.0.1:%d", port);
-    char vgpud[PATH_MAX + 8], log[128];
+    char vgpud[PATH_MAX + 8], log[128], token_file[128];
     snprintf(vgpud, sizeof vgpud, "%s/vgpud", bin_dir);
     snprintf(log, sizeof log, "%s/vgpud.log", daemon_dir);
+    /* TCP needs a token: a fresh one, which the measured programs inherit as VGPU_TOKEN
+     * (so the TCP columns include authentication, as real clients do). */
+    snprintf(token_file, sizeof token_file, "%s/token", daemon_dir);
+    uint8_t raw[16];
+    char token[2 * sizeof raw + 1];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) return -1;
+    for (size_t i = 0; i < sizeof raw; i++) snprintf(token + 2 * i, 3, "%02x", raw[i]);
+    int tfd = open(token_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (tfd < 0 || write(tfd, token, strlen(token)) != (ssize_t)strlen(token)) {
+        if (tfd >= 0) close(tfd);
+        return -1;
+    }
+    close(tfd);
+    setenv("VGPU_TOKEN", token, 1);
     daemon_pid = fork();
     if (daemon_pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0) dup2(fd, 2);
-        execl(vgpud, vgpud, "--listen", unix_addr, "--listen", tcp_addr, "--backend", backend, (char *)NULL);
+        execl(vgpud, vgpud, "--listen", unix_addr, "--listen", tcp_addr, "--backend", backend, "--token-file",
+              token_file, (char *)NULL);
         _exit(127);
     }
     if (daemon_pid < 0) return -1;
@@ -281,6 +297,8 @@ static void stop_daemon(void)
         daemon_pid = 0;
         char path[128];
         snprintf(path, sizeof path, "%s/vgpud.log", daemon_dir);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/token", daemon_dir);
         unlink(path);
         rmdir(daemon_dir);
     }

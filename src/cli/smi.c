@@ -38,6 +38,8 @@ static struct {
     __typeof__(nvmlDeviceGetPowerUsage) *power;
     __typeof__(nvmlDeviceGetPowerManagementLimit) *power_limit;
     __typeof__(nvmlDeviceGetComputeRunningProcesses_v3) *processes;
+    /* vgpu's own export (src/guest/nvml/process.c); NULL with a library without it */
+    nvmlReturn_t (*process_tenant)(unsigned int pid, char *tenant, unsigned int length);
 } nv;
 
 static int load_nvml(void)
@@ -76,6 +78,7 @@ static int load_nvml(void)
     LOAD(power_limit, nvmlDeviceGetPowerManagementLimit)
     LOAD(processes, nvmlDeviceGetComputeRunningProcesses_v3)
 #undef LOAD
+    *(void **)&nv.process_tenant = dlsym(h, "vgpu_nvml_process_tenant"); /* optional */
     return 0;
 }
 
@@ -91,6 +94,7 @@ struct client_row {
     unsigned pid;
     unsigned long long memory;
     char name[64];
+    char tenant[64]; /* "" for none or unknown */
 };
 
 /* Minimal JSON string escaping for names that came from other machines. */
@@ -172,6 +176,8 @@ int cmd_smi(int argc, char **argv)
                 c->pid = procs[k].pid;
                 c->memory = procs[k].usedGpuMemory;
                 if (nv.process_name(c->pid, c->name, sizeof c->name) != NVML_SUCCESS) snprintf(c->name, sizeof c->name, "?");
+                if (!nv.process_tenant || nv.process_tenant(c->pid, c->tenant, sizeof c->tenant) != NVML_SUCCESS)
+                    c->tenant[0] = 0;
             }
         }
         free(procs);
@@ -202,6 +208,8 @@ int cmd_smi(int argc, char **argv)
         for (unsigned j = 0; j < nclients; j++) {
             printf("%s{\"pid\":%u,\"name\":", j ? "," : "", clients[j].pid);
             json_str(clients[j].name);
+            printf(",\"tenant\":");
+            json_str(clients[j].tenant);
             printf(",\"memory_used\":%llu}", clients[j].memory);
         }
         printf("]}\n");
@@ -224,9 +232,10 @@ int cmd_smi(int argc, char **argv)
         }
         printf("+-----+--------------------------------+-----------------------+------+------+-----------------+--------------+\n");
         printf("Clients of this vgpud:%s\n", nclients ? "" : " none");
-        if (nclients) printf("  %8s  %-32s %12s\n", "PID", "PROCESS", "MEMORY");
+        if (nclients) printf("  %8s  %-32s %-16s %12s\n", "PID", "PROCESS", "TENANT", "MEMORY");
         for (unsigned j = 0; j < nclients; j++)
-            printf("  %8u  %-32.32s %8llu MiB\n", clients[j].pid, clients[j].name, clients[j].memory >> 20);
+            printf("  %8u  %-32.32s %-16.16s %8llu MiB\n", clients[j].pid, clients[j].name,
+                   clients[j].tenant[0] ? clients[j].tenant : "-", clients[j].memory >> 20);
     }
     free(rows);
     free(clients);

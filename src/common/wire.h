@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define VGPU_PROTOCOL_MAGIC 0x55504756u /* "VGPU" */
-#define VGPU_PROTOCOL_VERSION 1u
+#define VGPU_PROTOCOL_VERSION 2u /* 2: authenticated handshake (common/auth.h) */
 
 /* Hard limits. A frame over VGPU_MAX_FRAME_PAYLOAD, or a field over its limit where
  * the protocol fixes one, ends the session; a request merely too large for the device

@@ -363,7 +363,7 @@ static int add_option(struct vgpu_config *c, const char *key, const char *value,
                       size_t errlen)
 {
     if (c->noptions >= 4096) {
-        set_err(err, errlen, "too many [server] entries");
+        set_err(err, errlen, "line %d: more than 4096 [server] entries", line);
         return -1;
     }
     struct vgpu_config_option *grown = realloc(c->options, (c->noptions + 1) * sizeof *grown);

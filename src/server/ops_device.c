@@ -9,6 +9,7 @@
  * DEVICE_CAN_ACCESS_PEER: i32 dev, i32 peer        -> i32 can
  * HELLO:           only valid as a lane's first frame (read by vgpud.c); a later one
  *                  reaches op_HELLO, which rejects it as malformed.
+ * AUTH:            the handshake's second guest message (read by vgpud.c); later, malformed.
  * GOODBYE:         ends the lane; the lane loop handles it before dispatch.
  */
 #include "server/server.h"
@@ -87,6 +88,13 @@ CUresult op_HELLO(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     (void)in;
     (void)out;
     REJECT(L, "hello after the handshake");
+}
+
+CUresult op_AUTH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    (void)in;
+    (void)out;
+    REJECT(L, "authentication after the handshake");
 }
 
 CUresult op_GOODBYE(struct lane *L, struct wire_rd *in, struct wire_buf *out)

@@ -12,6 +12,7 @@
  *                    (an unknown query answers NVML_ERROR_NOT_SUPPORTED)
  * NVML_PROCESSES:    u32 index -> u32 count, count x {u32 pid, u64 used_bytes}
  * NVML_PROCESS_NAME: u32 pid -> str name
+ * NVML_PROCESS_TENANT: u32 pid -> str tenant ("" for none; vgpu's own, for `vgpu smi`)
  *
  * Processes are the daemon's clients: the table names the processes holding the device
  * (vgpud workers, as NVML on the host sees them); each is reported under the pid of
@@ -447,6 +448,27 @@ CUresult op_NVML_PROCESSES(struct lane *L, struct wire_rd *in, struct wire_buf *
     free(procs);
     free(board);
     return CUDA_SUCCESS;
+}
+
+CUresult op_NVML_PROCESS_TENANT(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    uint32_t pid = wire_get_u32(in);
+    IN_END(L, in);
+    nvmlReturn_t rc;
+    pthread_once(&setup_once, setup);
+    if ((rc = setup_rc) != NVML_SUCCESS) return (CUresult)rc;
+    int nb;
+    struct board_entry *board = board_copy(&nb);
+    if (!board) return (CUresult)NVML_ERROR_MEMORY;
+    rc = NVML_ERROR_NOT_FOUND;
+    for (int k = 0; k < nb; k++)
+        if ((uint32_t)board[k].client_pid == pid) {
+            wire_put_str(out, board[k].tenant);
+            rc = NVML_SUCCESS;
+            break;
+        }
+    free(board);
+    return (CUresult)rc;
 }
 
 CUresult op_NVML_PROCESS_NAME(struct lane *L, struct wire_rd *in, struct wire_buf *out)

@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,16 +23,19 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/auth.h"
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/proto.h"
 #include "common/util.h"
 #include "server/board.h"
 #include "server/config.h"
+#include "server/handshake.h"
 #include "server/worker.h"
 
 #define MAX_LISTEN 16
@@ -71,6 +76,8 @@ static struct {
     size_t nallow_uids;
     gid_t *allow_gids;
     size_t nallow_gids;
+    struct hs_key *keys; /* the tenants' tokens, by tenant index */
+    bool unix_restricted; /* allow lists or tenant users/groups exist: unix peers must match one */
 } d = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_session = 1};
 
 static void usage(FILE *f)
@@ -138,12 +145,7 @@ static void reply_error(struct vgpu_conn *c, CUresult rc, const char *msg)
 {
     struct wire_buf b;
     wire_buf_init(&b);
-    wire_put_i32(&b, rc);
-    wire_put_u32(&b, VGPU_PROTOCOL_VERSION);
-    wire_put_u64(&b, 0);
-    wire_put_u32(&b, 0);
-    wire_put_raw(&b, (uint8_t[VGPU_TOKEN_BYTES]){0}, VGPU_TOKEN_BYTES);
-    wire_put_str(&b, msg);
+    vgpu_hello_error_put(&b, rc, msg);
     if (!b.oom) (void)vgpu_frame_send(c, 0, VGPU_FRAME_REPLY, 0, b.data, b.len, NULL, 0);
     wire_buf_free(&b);
 }
@@ -290,15 +292,74 @@ static int assign_worker(int ctl_fd, const struct worker_assignment *a, int conn
     return vgpu_send_fd(ctl_fd, a, sizeof *a, conn_fd);
 }
 
-/* Read the HELLO of one new connection and route it. Runs in its own thread so a
- * slow or silent client never blocks accepting others. */
+/* Send one handshake answer (op 0, REPLY, seq 0). */
+static int send_answer(struct vgpu_conn *c, const struct wire_buf *b)
+{
+    return b->oom ? -1 : vgpu_frame_send(c, 0, VGPU_FRAME_REPLY, 0, b->data, b->len, NULL, 0);
+}
+
+/* A unix peer's uid and groups (its primary group and the uid's supplementary groups). */
+static int unix_peer_ids(struct vgpu_conn *conn, uid_t *uid, gid_t *gids, size_t cap, size_t *ngids)
+{
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) || len != sizeof cr) return -1;
+    *uid = cr.uid;
+    gids[0] = cr.gid;
+    *ngids = 1;
+    struct passwd pw, *res = NULL;
+    char buf[16384];
+    if (getpwuid_r(cr.uid, &pw, buf, sizeof buf, &res) == 0 && res) {
+        int n = (int)cap;
+        if (getgrouplist(res->pw_name, cr.gid, gids, &n) >= 0 && n > 0) *ngids = (size_t)n;
+    }
+    return 0;
+}
+
+/* Who a new session's client is: a tenant (index) or -1 for none. 0 when admitted;
+ * -1 refused, with the reason for the daemon's log (never told to the peer). */
+static int authenticate_new(struct vgpu_conn *conn, const struct hs_auth *a,
+                            const uint8_t transcript[VGPU_SHA256_BYTES], int *tenant, char *why, size_t whylen)
+{
+    *tenant = -1;
+    if (a->method == VGPU_AUTH_TOKEN) {
+        *tenant = hs_find_key(d.keys, d.cfg.ntenants, transcript, a->proof);
+        if (*tenant >= 0) return 0;
+        snprintf(why, whylen, "wrong token");
+        return -1;
+    }
+    if (conn->t != &vgpu_transport_unix) { /* the network: a token unless --tcp-no-auth */
+        if (d.tcp_no_auth) return 0;
+        snprintf(why, whylen, "no token");
+        return -1;
+    }
+    if (!d.unix_restricted) return 0; /* the socket's file permissions are the gate */
+    uid_t uid;
+    gid_t gids[256];
+    size_t ngids;
+    if (unix_peer_ids(conn, &uid, gids, sizeof gids / sizeof gids[0], &ngids)) {
+        snprintf(why, whylen, "cannot read its credentials: %s", strerror(errno));
+        return -1;
+    }
+    *tenant = hs_unix_tenant(d.cfg.tenants, d.cfg.ntenants, uid, gids, ngids);
+    if (*tenant >= 0 || hs_allowed(d.allow_uids, d.nallow_uids, d.allow_gids, d.nallow_gids, uid, gids, ngids))
+        return 0;
+    snprintf(why, whylen, "uid %u (gid %u) is neither allowed nor a tenant's", (unsigned)uid, (unsigned)gids[0]);
+    return -1;
+}
+
+/* Read the handshake of one new connection (HELLO, CHALLENGE, AUTH: docs/protocol.md §5)
+ * and route it. Runs in its own thread so a slow or silent client never blocks
+ * accepting others. */
 static void *handshake_main(void *arg)
 {
     struct vgpu_conn *conn = arg;
     struct timeval tv = {HELLO_TIMEOUT_MS / 1000, (HELLO_TIMEOUT_MS % 1000) * 1000};
     setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct wire_buf body;
+    struct wire_buf body, hello, answer;
     wire_buf_init(&body);
+    wire_buf_init(&hello);
+    wire_buf_init(&answer);
     struct vgpu_frame_hdr h;
     if (vgpu_frame_recv(conn, &h, &body)) {
         /* A bare connect-and-close is a liveness probe (scripts waiting for the daemon). */
@@ -306,58 +367,87 @@ static void *handshake_main(void *arg)
         else VGPU_DEBUG("connection from %s closed before its hello", conn->peer);
         goto out;
     }
-    struct wire_rd r;
-    wire_rd_init(&r, body.data, body.len);
-    uint32_t magic = wire_get_u32(&r), version = wire_get_u32(&r);
-    bool head_bad = r.bad;
-    /* Only magic and version are common to every protocol version: the rest is read
-     * with this version's layout, and need not parse when the versions differ. */
-    uint32_t kind = wire_get_u32(&r);
-    int client_pid = (int)wire_get_u32(&r);
-    char name[64] = "", host[64] = "";
-    wire_get_str(&r, name, sizeof name);
-    wire_get_str(&r, host, sizeof host);
-    uint64_t sid = wire_get_u64(&r);
-    const uint8_t *token = wire_get_raw(&r, VGPU_TOKEN_BYTES);
-    /* Optional feature word (protocol.md §5); anything after it is ignored. */
-    int32_t features = !r.bad && r.left >= 4 ? (int32_t)(wire_get_u32(&r) & 0x7fffffffu) : -1;
-    if (h.op != VGPU_OP_HELLO || magic != VGPU_PROTOCOL_MAGIC || head_bad) {
-        VGPU_WARN("connection from %s: not a vgpu hello; closed", conn->peer);
-        goto out;
-    }
-    if (version != VGPU_PROTOCOL_VERSION) {
+    struct hs_hello hi;
+    switch (hs_decode_hello(h.op, body.data, body.len, &hi)) {
+    case HS_OK: break;
+    case HS_NOT_HELLO: VGPU_WARN("connection from %s: not a vgpu hello; closed", conn->peer); goto out;
+    case HS_MALFORMED: VGPU_WARN("connection from %s: malformed hello; closed", conn->peer); goto out;
+    case HS_VERSION: {
         char msg[128];
-        snprintf(msg, sizeof msg, "protocol version mismatch: client speaks %u, daemon speaks %u", version,
+        snprintf(msg, sizeof msg, "protocol version mismatch: client speaks %u, daemon speaks %u", hi.version,
                  VGPU_PROTOCOL_VERSION);
-        if (r.bad) VGPU_WARN("connection from %s: %s", conn->peer, msg);
-        else VGPU_WARN("client pid %d (%s@%s): %s", client_pid, name, host, msg);
+        if (!hi.ids_parsed) VGPU_WARN("connection from %s: %s", conn->peer, msg);
+        else VGPU_WARN("client pid %u (%s@%s): %s", hi.pid, hi.name, hi.host, msg);
         reply_error(conn, CUDA_ERROR_NOT_SUPPORTED, msg);
         goto out;
     }
-    if (r.bad) {
-        VGPU_WARN("connection from %s: malformed hello; closed", conn->peer);
+    }
+    /* Challenge with a fresh nonce; the proof covers both messages (common/auth.h). */
+    uint8_t nonce[VGPU_AUTH_NONCE_BYTES], transcript[VGPU_SHA256_BYTES], proof[VGPU_AUTH_PROOF_BYTES] = {0};
+    if (getrandom(nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce) goto out;
+    wire_put_raw(&hello, body.data, body.len);
+    vgpu_challenge_put(&answer, nonce);
+    if (hello.oom || send_answer(conn, &answer)) goto out;
+    vgpu_auth_transcript(hello.data, hello.len, answer.data, answer.len, transcript);
+    struct hs_auth auth;
+    if (vgpu_frame_recv(conn, &h, &body)) {
+        VGPU_WARN("connection from %s: no answer to the challenge (%s)", conn->peer,
+                  errno ? strerror(errno) : "connection closed");
         goto out;
     }
-    /* The hello timeout is a socket option: it would stay with the connection in the
+    if (hs_decode_auth(h.op, body.data, body.len, &auth)) {
+        VGPU_WARN("connection from %s: malformed authentication; closed", conn->peer);
+        goto out;
+    }
+    /* The receive timeout is a socket option: it would stay with the connection in the
      * worker and end any lane that idles longer. Lanes wait for requests forever. */
     struct timeval no_timeout = {0, 0};
     setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &no_timeout, sizeof no_timeout);
-    pthread_mutex_lock(&d.lock);
-    if (kind == VGPU_HELLO_JOIN_SESSION) {
-        struct client *cl = find_client(sid);
-        if (!cl || !vgpu_consttime_equal(cl->token, token, VGPU_TOKEN_BYTES)) {
-            pthread_mutex_unlock(&d.lock);
+    if (hi.kind == VGPU_HELLO_JOIN_SESSION) {
+        /* A lane proves its session's token the same way; the token never crosses the wire. */
+        uint8_t token[VGPU_TOKEN_BYTES];
+        pthread_mutex_lock(&d.lock);
+        struct client *cl = find_client(hi.session);
+        if (cl) memcpy(token, cl->token, sizeof token);
+        pthread_mutex_unlock(&d.lock);
+        struct hs_key key = {token, sizeof token};
+        if (!cl || auth.method != VGPU_AUTH_TOKEN || hs_find_key(&key, 1, transcript, auth.proof) != 0) {
             VGPU_WARN("connection from %s: join of unknown session %llu refused", conn->peer,
-                      (unsigned long long)sid);
+                      (unsigned long long)hi.session);
             reply_error(conn, CUDA_ERROR_INVALID_HANDLE, "unknown session");
             goto out;
         }
-        struct worker_lane_handover ho = {.tag = 'L', .hello_features = features};
-        if (vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, conn->fd))
+        vgpu_auth_daemon_proof(token, sizeof token, transcript, auth.proof, proof);
+        wire_buf_reset(&answer);
+        vgpu_auth_ok_put(&answer, proof);
+        if (send_answer(conn, &answer)) goto out;
+        pthread_mutex_lock(&d.lock);
+        cl = find_client(hi.session); /* its worker may have ended meanwhile: then the guest sees end of stream */
+        struct worker_lane_handover ho = {.tag = 'L', .hello_features = (int32_t)(hi.features & 0x7fffffffu)};
+        if (cl && vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, conn->fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);
         goto out; /* the worker owns the connection now; close our copy */
     }
+    int tenant;
+    char why[200];
+    if (authenticate_new(conn, &auth, transcript, &tenant, why, sizeof why)) {
+        /* One answer for every refusal: the peer learns nothing about why. */
+        VGPU_WARN("connection from %s (client pid %u, %s@%s): authentication failed: %s", conn->peer, hi.pid, hi.name,
+                  hi.host, why);
+        reply_error(conn, CUDA_ERROR_NOT_PERMITTED, "authentication failed");
+        goto out;
+    }
+    const struct vgpu_tenant *t = tenant >= 0 ? &d.cfg.tenants[tenant] : NULL;
+    bool by_token = auth.method == VGPU_AUTH_TOKEN;
+    if (by_token) vgpu_auth_daemon_proof(t->token, t->token_len, transcript, auth.proof, proof);
+    wire_buf_reset(&answer);
+    vgpu_auth_ok_put(&answer, proof);
+    if (send_answer(conn, &answer)) goto out;
+    int client_pid = (int)hi.pid;
+    const char *name = hi.name, *host = hi.host;
+    int32_t features = (int32_t)(hi.features & 0x7fffffffu);
+    pthread_mutex_lock(&d.lock);
     struct client *cl = calloc(1, sizeof *cl);
     if (!cl) {
         pthread_mutex_unlock(&d.lock);
@@ -366,20 +456,30 @@ static void *handshake_main(void *arg)
     cl->session_id = d.next_session++;
     cl->client_pid = client_pid;
     snprintf(cl->name, sizeof cl->name, "%s", name);
-    if (getrandom(cl->token, sizeof cl->token, 0) != (ssize_t)sizeof cl->token) {
+    /* A session opened with a token gets a token both sides derive from it: it never
+     * crosses the wire. Other sessions get a random one, sent in the HELLO reply. */
+    if (by_token) vgpu_auth_session_token(t->token, t->token_len, transcript, cl->token);
+    else if (getrandom(cl->token, sizeof cl->token, 0) != (ssize_t)sizeof cl->token) {
         free(cl);
         pthread_mutex_unlock(&d.lock);
         goto out;
     }
     pid_t wpid;
     int wctl;
-    /* The worker, once assigned, learns the token from the assignment and returns it in
-     * its HELLO reply; the token never appears on a command line. */
+    /* The worker, once assigned, learns the token from the assignment; the token never
+     * appears on a command line. */
     struct worker_assignment as = {.session_id = cl->session_id,
                                    .client_pid = client_pid,
                                    .memory_limit = d.client_memory_limit,
                                    .pinned_limit = d.client_pinned_limit,
-                                   .compute_weight = 1};
+                                   .compute_weight = 1,
+                                   .token_derived = by_token};
+    if (t) {
+        snprintf(as.tenant, sizeof as.tenant, "%s", t->name);
+        if (t->has_memory_limit) as.memory_limit = t->memory_limit;
+        if (t->has_pinned_limit) as.pinned_limit = t->pinned_limit;
+        as.compute_weight = t->weight;
+    }
     snprintf(as.transport, sizeof as.transport, "%s", conn->t->scheme);
     as.hello_features = features;
     snprintf(as.client_name, sizeof as.client_name, "%s", name);
@@ -393,6 +493,7 @@ static void *handshake_main(void *arg)
         close(wctl);
         assigned = take_worker(&wpid, &wctl) == 0 && assign_worker(wctl, &as, conn->fd) == 0;
     }
+    explicit_bzero(as.token, sizeof as.token);
     if (!assigned) {
         pthread_mutex_unlock(&d.lock);
         VGPU_ERROR("client pid %d: cannot start a worker: %s", client_pid, strerror(errno));
@@ -407,14 +508,16 @@ static void *handshake_main(void *arg)
     d.clients = cl;
     spare_refill();
     /* The transport: a unix lane whose guest can use shared memory asks for it next. */
-    const char *transport = conn->t == &vgpu_transport_unix && features > 0 && (features & VGPU_FEATURE_SHM)
-                                ? "shm"
-                                : conn->t->scheme;
-    VGPU_INFO("client pid %d (%s@%s) connected via %s (%s): session %llu, worker pid %d", client_pid, name, host,
-              conn->peer, transport, (unsigned long long)cl->session_id, (int)cl->worker);
+    const char *transport =
+        conn->t == &vgpu_transport_unix && (features & VGPU_FEATURE_SHM) ? "shm" : conn->t->scheme;
+    VGPU_INFO("client pid %d (%s@%s) connected via %s (%s), tenant %s: session %llu, worker pid %d", client_pid, name,
+              host, conn->peer, transport, t ? t->name : "(none)", (unsigned long long)cl->session_id,
+              (int)cl->worker);
     pthread_mutex_unlock(&d.lock);
 out:
     wire_buf_free(&body);
+    wire_buf_free(&hello);
+    wire_buf_free(&answer);
     vgpu_conn_close(conn);
     atomic_fetch_sub(&handshakes_pending, 1);
     return NULL;
@@ -706,6 +809,26 @@ static int vgpud_main(int argc, char **argv)
             fprintf(stderr, "vgpud: --token-file: %s\n", err);
             return 2;
         }
+    }
+    bool any_token = false;
+    for (size_t i = 0; i < d.cfg.ntenants; i++) any_token |= d.cfg.tenants[i].token_len > 0;
+    for (int i = 0; i < naddrs; i++) {
+        if (strncmp(addrs[i], "tcp:", 4)) continue;
+        if (!any_token && !d.tcp_no_auth) {
+            fprintf(stderr,
+                    "vgpud: listening on %s needs a token (--token-file FILE, or tenants with token-file in "
+                    "--config), or --tcp-no-auth to accept anyone who can reach the port\n",
+                    addrs[i]);
+            return 2;
+        }
+        if (d.tcp_no_auth) VGPU_WARN("%s: --tcp-no-auth: clients without a token are accepted over TCP", addrs[i]);
+    }
+    d.keys = calloc(d.cfg.ntenants ? d.cfg.ntenants : 1, sizeof *d.keys);
+    if (!d.keys) return 1;
+    d.unix_restricted = d.nallow_uids || d.nallow_gids;
+    for (size_t i = 0; i < d.cfg.ntenants; i++) {
+        d.keys[i] = (struct hs_key){d.cfg.tenants[i].token, d.cfg.tenants[i].token_len};
+        d.unix_restricted |= d.cfg.tenants[i].nuids || d.cfg.tenants[i].ngids;
     }
     ssize_t n = readlink("/proc/self/exe", d.self_exe, sizeof d.self_exe - 1);
     if (n <= 0) {

@@ -28,6 +28,7 @@ char server_tenant[64];
 unsigned server_compute_weight = 1;
 
 static struct session the_session;
+static bool token_derived; /* the guest derived the session token: never send it */
 static const struct vgpu_transport *lane_transport;
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -112,7 +113,10 @@ static int send_hello_reply(struct lane *L, CUresult rc, const char *msg)
     wire_put_u32(&b, VGPU_PROTOCOL_VERSION);
     wire_put_u64(&b, L->s->id);
     wire_put_u32(&b, L->index);
-    wire_put_raw(&b, L->s->token, VGPU_TOKEN_BYTES);
+    /* The session token goes only to lane 0 of a session opened without a token (a unix
+     * peer, or TCP with --tcp-no-auth); joins prove it, and token sessions derive it. */
+    static const uint8_t no_token[VGPU_TOKEN_BYTES];
+    wire_put_raw(&b, L->index == 0 && !token_derived ? L->s->token : no_token, VGPU_TOKEN_BYTES);
     wire_put_str(&b, msg);
     if (L->hello_features >= 0) wire_put_u32(&b, shm_lane_features(L)); /* only to a guest that sent its own */
     int r = b.oom ? -1 : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, 0, b.data, b.len, NULL, 0);
@@ -300,6 +304,7 @@ int worker_main(const struct worker_args *a)
     snprintf(s->client_name, sizeof s->client_name, "%s", as.client_name);
     snprintf(s->client_host, sizeof s->client_host, "%s", as.client_host);
     memcpy(s->token, as.token, sizeof s->token);
+    token_derived = as.token_derived != 0;
     snprintf(server_tenant, sizeof server_tenant, "%s", as.tenant);
     server_memory_limit = as.memory_limit;
     server_pinned_limit = as.pinned_limit;

@@ -1,6 +1,7 @@
 /* Stream-socket plumbing shared by the unix and TCP transports, and address dispatch. */
 #include "transport/transport.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,24 @@ int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
         if (!c) {
             close(fd);
             return -1;
+        }
+        /* Name a network peer by its address in logs (authentication failures above all). */
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        char host[INET6_ADDRSTRLEN] = "";
+        if (l->t == &vgpu_transport_tcp && getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+            int port = 0;
+            if (sa.ss_family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+                port = ntohs(in->sin_port);
+            } else if (sa.ss_family == AF_INET6) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+                port = ntohs(in6->sin6_port);
+            }
+            if (host[0]) snprintf(c->peer, sizeof c->peer, "tcp:%s%s%s:%d (fd %d)", sa.ss_family == AF_INET6 ? "[" : "",
+                                  host, sa.ss_family == AF_INET6 ? "]" : "", port, fd);
         }
         *out = c;
         return 0;

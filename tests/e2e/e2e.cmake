@@ -240,8 +240,9 @@ add_executable(vgpu_e2e_drv_mapped "${_e2e_src}/drv_mapped.c" "${_e2e_out}/gen/d
 add_executable(vgpu_e2e_drv_pipeline "${_e2e_src}/drv_pipeline.c" "${_e2e_out}/gen/drv_kernels_fatbin.c")
 add_executable(vgpu_e2e_drv_link "${_e2e_src}/drv_link.c" ${_e2e_link_embedded})
 add_executable(vgpu_e2e_drv_quota "${_e2e_src}/drv_quota.c")
+add_executable(vgpu_e2e_auth_probe "${_e2e_src}/auth_probe.c")
 foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads vgpu_e2e_drv_vmm vgpu_e2e_hold_memory
-           vgpu_e2e_drv_mapped vgpu_e2e_drv_pipeline vgpu_e2e_drv_link vgpu_e2e_drv_quota)
+           vgpu_e2e_drv_mapped vgpu_e2e_drv_pipeline vgpu_e2e_drv_link vgpu_e2e_drv_quota vgpu_e2e_auth_probe)
   target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
   target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
   target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
@@ -260,6 +261,7 @@ set_target_properties(vgpu_e2e_drv_mapped PROPERTIES OUTPUT_NAME drv_mapped)
 set_target_properties(vgpu_e2e_drv_pipeline PROPERTIES OUTPUT_NAME drv_pipeline)
 set_target_properties(vgpu_e2e_drv_link PROPERTIES OUTPUT_NAME drv_link)
 set_target_properties(vgpu_e2e_drv_quota PROPERTIES OUTPUT_NAME drv_quota)
+set_target_properties(vgpu_e2e_auth_probe PROPERTIES OUTPUT_NAME auth_probe)
 # unreachable's rt mode: static cudart, which dlopens libcuda.so.1 itself
 target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" rt)
 # the generated sources are not ours to lint
@@ -472,3 +474,9 @@ foreach(_tr unix unix-noshm tcp)
   set_tests_properties(e2e_killed_probe_${_tr} PROPERTIES
     LABELS "e2e" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
 endforeach()
+
+# Tenants and authentication (auth_test.sh: its own daemons, a --config file with two
+# tenants, tokens over TCP, unix peer credentials against allow lists).
+add_test(NAME e2e_auth
+  COMMAND bash "${_e2e_src}/auth_test.sh" $<TARGET_FILE:vgpu_e2e_auth_probe> $<TARGET_FILE:vgpu_e2e_drv_quota>)
+set_tests_properties(e2e_auth PROPERTIES LABELS "e2e" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")

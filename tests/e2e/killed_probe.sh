@@ -69,7 +69,10 @@ else
     port=$("$probe" freeport) || die "no free TCP port"
     addr="tcp:127.0.0.1:$port"
 fi
-args=(--listen "$addr" --backend "$backend")
+# A token (required over TCP), which the clients prove through VGPU_TOKEN_FILE.
+(umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token") || die "cannot write a token"
+export VGPU_TOKEN_FILE="$tmp/token"
+args=(--listen "$addr" --backend "$backend" --token-file "$tmp/token")
 [ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ] && args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")
 echo "killed_probe: $vgpud ${args[*]}"
 VGPU_LOG=info VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "$vgpud" "${args[@]}" </dev/null >"$tmp/vgpud.log" 2>&1 &

@@ -3,9 +3,10 @@
 #
 #   run_daemon_test.sh unix|tcp VGPUD TEST_DAEMON
 #
-# Starts `VGPUD --backend emu --listen ADDR` (ADDR a unix socket in a private temp dir,
-# or tcp:127.0.0.1:<free port>) with its stderr in a log file, waits until it accepts,
-# runs `TEST_DAEMON ADDR` with VGPU_DAEMON_TEST_LOG naming that log, then stops the
+# Starts `VGPUD --backend emu --listen ADDR --token-file FILE` (ADDR a unix socket in a
+# private temp dir, or tcp:127.0.0.1:<free port>; FILE a fresh random token) with its
+# stderr in a log file, waits until it accepts, runs `TEST_DAEMON ADDR` with
+# VGPU_DAEMON_TEST_LOG naming that log (and, over TCP, VGPU_TOKEN the token), then stops the
 # daemon with SIGTERM. Fails if the test fails, if the daemon died during the test, or
 # if it does not exit with status 0 within 10 s of SIGTERM. VGPU_DAEMON_TEST_KEEP=1
 # keeps the temp dir.
@@ -73,11 +74,11 @@ trap 'exit 143' TERM
 # Start vgpud on $1 and wait (up to 15 s) until it accepts. 0 on success.
 start_daemon() {
     local addr=$1 i launcher=()
-    echo "run_daemon_test: starting $vgpud --backend emu --listen $addr"
+    echo "run_daemon_test: starting $vgpud --backend emu --listen $addr --token-file $tmp/token"
     # its own process group, so that cleanup can take stray workers with it (without
     # job control, setsid execs vgpud in place: $! is the daemon itself)
     command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-    VGPU_LOG=info "${launcher[@]}" "$vgpud" --backend emu --listen "$addr" </dev/null >>"$log" 2>&1 &
+    VGPU_LOG=info "${launcher[@]}" "$vgpud" --backend emu --listen "$addr" --token-file "$tmp/token" </dev/null >>"$log" 2>&1 &
     daemon_pid=$!
     daemon_pgid=
     [ ${#launcher[@]} -gt 0 ] && daemon_pgid=$daemon_pid
@@ -101,6 +102,12 @@ show_log() {
     cat "$log" 2>/dev/null
     echo "---- end of vgpud log ----"
 }
+
+# The daemon has a token (tenant "default"); the test proves it over TCP, where it is
+# required, and connects without one over the unix socket, where it is not.
+(umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token") || die "cannot write a token"
+if [ "$mode" = tcp ]; then VGPU_TOKEN=$(cat "$tmp/token"); export VGPU_TOKEN; else unset VGPU_TOKEN; fi
+unset VGPU_TOKEN_FILE
 
 started=0
 for _ in 1 2 3; do

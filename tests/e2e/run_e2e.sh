@@ -2,8 +2,9 @@
 # Run one end-to-end test program against a private vgpud.
 #
 #   run_e2e.sh unix|unix-noshm|tcp PROGRAM [ARGS...]
-#       start `vgpud --listen ADDR --backend BACKEND` (ADDR a unix socket in a private
-#       temp dir, or tcp:127.0.0.1:<free port>), wait until it accepts, run
+#       start `vgpud --listen ADDR --backend BACKEND --token-file FILE` (ADDR a unix
+#       socket in a private temp dir, or tcp:127.0.0.1:<free port>; FILE a fresh token,
+#       which the program proves over TCP via VGPU_TOKEN_FILE), wait until it accepts, run
 #       `vgpu run --server ADDR -- PROGRAM ARGS...`, then stop the daemon with SIGTERM.
 #       Fails if the program fails, if the daemon dies during the run, or if it does
 #       not exit cleanly (status 0 or 143) within 10 s of SIGTERM. unix: the lanes move
@@ -110,7 +111,7 @@ show_daemon_log() {
 # Start vgpud listening on $1; wait until it accepts. 0 on success.
 start_daemon() {
     local listen=$1 i
-    local args=(--listen "$listen" --backend "$backend")
+    local args=(--listen "$listen" --backend "$backend" --token-file "$tmp/token")
     if [ -n "${VGPU_E2E_CLIENT_MEMORY_LIMIT:-}" ]; then
         args+=(--client-memory-limit "$VGPU_E2E_CLIENT_MEMORY_LIMIT")
     fi
@@ -180,6 +181,11 @@ stop_program() {
 
 case "$mode" in
 unix | unix-noshm | tcp)
+    # The daemon has a token (tenant "default"), required over TCP: the program proves
+    # it there (VGPU_TOKEN_FILE); over the unix socket it connects without one.
+    (umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token") || die "cannot write a token"
+    unset VGPU_TOKEN VGPU_TOKEN_FILE
+    [ "$mode" = tcp ] && export VGPU_TOKEN_FILE="$tmp/token"
     [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
     [ -x "$vgpu" ] || die "vgpu not found: '$vgpu' (set VGPU_E2E_BIN)"
     started=0

@@ -5,7 +5,8 @@
  * connections, a good session (init, device info, memory round trip), malformed
  * messages of several kinds (JIT options and link requests among them), link states that
  * only their session can name and JIT error logs that come back with a failure, lane joins
- * with a wrong and a right token, mirror pushes that name memory which is not mirrored
+ * with a wrong and a right token, authentication (a malformed AUTH, a replayed join proof,
+ * over TCP a missing and a wrong token), mirror pushes that name memory which is not mirrored
  * (skipped, never written), a registration at an address the worker uses (placed
  * elsewhere) and graph copies (MEMCPY_MIRRORED) naming host memory outside the mirrors
  * (refused), clients that disappear mid-session
@@ -51,6 +52,7 @@
 
 #include <cuda.h>
 
+#include "common/auth.h"
 #include "common/frame.h"
 #include "common/jit_opts.h"
 #include "common/proto.h"
@@ -151,7 +153,14 @@ struct client {
     uint8_t token[VGPU_TOKEN_BYTES];
     char msg[256];
     int64_t features; /* the reply's feature word, -1 if it had none */
+    /* a handshake hello_send prepared and hello_recv runs (common/auth.h) */
+    bool pending;
+    struct vgpu_hello_params params;
+    uint8_t key[1024];
 };
+
+/* The tenant token for new sessions: VGPU_TOKEN (run_daemon_test.sh sets it over TCP). */
+static const char *g_token;
 
 static int cl_open(struct client *k, char *why)
 {
@@ -201,28 +210,46 @@ static int hello_send_body(struct client *k, const struct wire_buf *b, char *why
     return 0;
 }
 
-/* A HELLO laid out like the guest library's (src/guest/cuda/rpc.c). */
+/* Prepare a handshake like the guest library's (src/guest/common/rpc.c), run by
+ * hello_recv: a new session proves g_token (if set), a join proves `token`. */
 static int hello_send(struct client *k, uint32_t version, uint32_t kind, uint32_t pid, uint64_t session,
                       const uint8_t *token, char *why)
 {
-    struct wire_buf b;
-    wire_buf_init(&b);
-    wire_put_u32(&b, VGPU_PROTOCOL_MAGIC);
-    wire_put_u32(&b, version);
-    wire_put_u32(&b, kind);
-    wire_put_u32(&b, pid);
-    wire_put_str(&b, "test_daemon");
-    wire_put_str(&b, "localhost");
-    wire_put_u64(&b, session);
-    wire_put_raw(&b, token ? token : (const uint8_t[VGPU_TOKEN_BYTES]){0}, VGPU_TOKEN_BYTES);
-    int rc = hello_send_body(k, &b, why);
-    wire_buf_free(&b);
-    return rc;
+    (void)why;
+    k->pending = true;
+    k->params = (struct vgpu_hello_params){
+        .version = version, .kind = kind, .pid = pid, .name = "test_daemon", .host = "localhost", .session = session};
+    if (kind == VGPU_HELLO_JOIN_SESSION && token) {
+        memcpy(k->key, token, VGPU_TOKEN_BYTES);
+        k->params.key = k->key;
+        k->params.keylen = VGPU_TOKEN_BYTES;
+    } else if (kind == VGPU_HELLO_NEW_SESSION && g_token) {
+        size_t n = strlen(g_token);
+        if (n > sizeof k->key) n = sizeof k->key;
+        memcpy(k->key, g_token, n);
+        k->params.key = k->key;
+        k->params.keylen = n;
+    }
+    return 0;
 }
 
-/* Receive and decode the HELLO reply into k (whatever its result). */
+/* Receive and decode the HELLO reply into k (whatever its result): run the handshake
+ * hello_send prepared, or read the answer to a HELLO body sent as it is. */
 static int hello_recv(struct client *k, char *why)
 {
+    if (k->pending) {
+        k->pending = false;
+        struct vgpu_hello_result res;
+        char err[256];
+        if (vgpu_hello_exchange(k->c, &k->params, &k->in, &res, err, sizeof err)) return fail(why, "%s", err);
+        k->hello_result = res.result;
+        k->session = res.session;
+        k->lane = res.lane;
+        memcpy(k->token, res.token, VGPU_TOKEN_BYTES);
+        snprintf(k->msg, sizeof k->msg, "%s", res.msg);
+        k->features = res.features;
+        return 0;
+    }
     struct vgpu_frame_hdr h;
     if (vgpu_frame_recv(k->c, &h, &k->in))
         return fail(why, "no hello reply: %s", errno ? strerror(errno) : "connection closed");
@@ -1315,6 +1342,98 @@ static void test_join(void)
     report("join_right_token_accepted", why[0] ? why : NULL);
 }
 
+/* 6b. Authentication (protocol version 2, common/auth.h): a malformed AUTH is cut off
+ * without a reply; a join proof made for another challenge (a replay) is refused; over
+ * TCP (where run_daemon_test.sh gives the daemon a token) a missing and a wrong token get
+ * the same refusal. */
+static int raw_hello_and_challenge(struct client *k, uint32_t kind, uint64_t session, struct wire_buf *hello,
+                                   char *why)
+{
+    uint8_t nonce[VGPU_AUTH_NONCE_BYTES] = {7};
+    vgpu_hello_put(hello, VGPU_PROTOCOL_VERSION, kind, PID_BASE + PID_JOIN, "test_daemon", "localhost", session,
+                   nonce, 0);
+    if (cl_open(k, why) || hello_send_body(k, hello, why)) return -1;
+    struct vgpu_frame_hdr h;
+    if (vgpu_frame_recv(k->c, &h, &k->in)) return fail(why, "no challenge: %s", strerror(errno));
+    struct wire_rd r;
+    wire_rd_init(&r, k->in.data, k->in.len);
+    int32_t result = wire_get_i32(&r);
+    (void)wire_get_u32(&r);
+    (void)wire_get_raw(&r, VGPU_AUTH_NONCE_BYTES);
+    if (!(h.flags & VGPU_FRAME_REPLY) || result != 0 || !wire_rd_end(&r))
+        return fail(why, "malformed challenge (%zu bytes, result %d)", k->in.len, result);
+    return 0;
+}
+
+static void test_auth(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    struct wire_buf hello;
+    wire_buf_init(&hello);
+    if (!raw_hello_and_challenge(&k, VGPU_HELLO_NEW_SESSION, 0, &hello, why)) {
+        static const uint8_t short_auth[5] = {1, 0, 0, 0, 9};
+        if (vgpu_frame_send(k.c, VGPU_OP_AUTH, 0, 0, short_auth, sizeof short_auth, NULL, 0))
+            fail(why, "send: %s", strerror(errno));
+        else wait_closed(&k, why);
+    }
+    cl_close(&k);
+    wire_buf_free(&hello);
+    report("auth_malformed_closed", why[0] ? why : NULL);
+
+    /* a join whose proof was made over another transcript (as a replayed AUTH would be) */
+    why[0] = 0;
+    struct client lane0;
+    wire_buf_init(&hello);
+    if (!cl_new_session(&lane0, PID_BASE + PID_JOIN, why) &&
+        !raw_hello_and_challenge(&k, VGPU_HELLO_JOIN_SESSION, lane0.session, &hello, why)) {
+        uint8_t t[VGPU_SHA256_BYTES], proof[VGPU_AUTH_PROOF_BYTES];
+        static const uint8_t old_challenge[4] = {0};
+        vgpu_auth_transcript(hello.data, hello.len, old_challenge, sizeof old_challenge, t);
+        vgpu_auth_guest_proof(lane0.token, VGPU_TOKEN_BYTES, t, proof);
+        struct wire_buf a;
+        wire_buf_init(&a);
+        vgpu_auth_put(&a, VGPU_AUTH_TOKEN, proof);
+        if (vgpu_frame_send(k.c, VGPU_OP_AUTH, 0, 0, a.data, a.len, NULL, 0)) fail(why, "send: %s", strerror(errno));
+        else if (!hello_recv(&k, why)) {
+            if (k.hello_result != CUDA_ERROR_INVALID_HANDLE) fail(why, "replayed join proof answered %d", k.hello_result);
+            else wait_closed(&k, why);
+        }
+        wire_buf_free(&a);
+    }
+    cl_close(&k);
+    if (lane0.c) goodbye(&lane0);
+    cl_close(&lane0);
+    wire_buf_free(&hello);
+    report("auth_join_replay_refused", why[0] ? why : NULL);
+
+    if (!g_token) return; /* unix: no token needed */
+    char msgs[2][256] = {"", ""};
+    for (int i = 0; i < 2; i++) {
+        why[0] = 0;
+        const char *name = i ? "auth_wrong_token_refused" : "auth_missing_token_refused";
+        if (!cl_open(&k, why)) {
+            hello_send(&k, VGPU_PROTOCOL_VERSION, VGPU_HELLO_NEW_SESSION, PID_BASE + PID_JOIN, 0, NULL, why);
+            if (i) {
+                memcpy(k.key, "not the token", 13);
+                k.params.key = k.key;
+                k.params.keylen = 13;
+            } else {
+                k.params.key = NULL;
+            }
+            if (!hello_recv(&k, why)) {
+                if (k.hello_result != CUDA_ERROR_NOT_PERMITTED)
+                    fail(why, "answered %d (%s), expected CUDA_ERROR_NOT_PERMITTED", k.hello_result, k.msg);
+                else if (!wait_closed(&k, why)) snprintf(msgs[i], sizeof msgs[i], "%s", k.msg);
+            }
+        }
+        cl_close(&k);
+        if (!why[0] && i == 1 && strcmp(msgs[0], msgs[1]))
+            fail(why, "the refusals differ: \"%s\" / \"%s\"", msgs[0], msgs[1]);
+        report(name, why[0] ? why : NULL);
+    }
+}
+
 /* 7a. A client that allocates and then drops its connection mid-request. */
 static void test_abrupt_close(void)
 {
@@ -1525,18 +1644,10 @@ static int shm_session_open(struct client *k, uint32_t pid, uint32_t ring, char 
     if (cl_open(k, why)) return -1;
     struct wire_buf b;
     wire_buf_init(&b);
-    wire_put_u32(&b, VGPU_PROTOCOL_MAGIC);
-    wire_put_u32(&b, VGPU_PROTOCOL_VERSION);
-    wire_put_u32(&b, VGPU_HELLO_NEW_SESSION);
-    wire_put_u32(&b, pid);
-    wire_put_str(&b, "test_daemon");
-    wire_put_str(&b, "localhost");
-    wire_put_u64(&b, 0);
-    wire_put_raw(&b, (const uint8_t[VGPU_TOKEN_BYTES]){0}, VGPU_TOKEN_BYTES);
-    wire_put_u32(&b, VGPU_FEATURE_SHM | 0x80000000u); /* an unknown feature is not granted */
-    int rc = hello_send_body(k, &b, why);
-    wire_buf_free(&b);
-    if (rc || hello_recv(k, why)) return -1;
+    hello_send(k, VGPU_PROTOCOL_VERSION, VGPU_HELLO_NEW_SESSION, pid, 0, NULL, why);
+    k->params.features = VGPU_FEATURE_SHM | 0x80000000u; /* an unknown feature is not granted */
+    int rc;
+    if (hello_recv(k, why)) return -1;
     if (k->hello_result != 0) return fail(why, "hello refused (%d): %s", k->hello_result, k->msg);
     if (k->features != VGPU_FEATURE_SHM) return fail(why, "hello reply grants features %lld", (long long)k->features);
     char err[256] = "";
@@ -1580,14 +1691,14 @@ static void test_shm_session(void)
     cl_close(&k);
     report("shm_session_round_trip", why[0] ? why : NULL);
 
-    /* a HELLO without the feature word gets a reply without one */
+    /* a HELLO asking for no feature is granted none */
     why[0] = 0;
     if (!cl_new_session(&k, PID_BASE + PID_SHM + 1, why)) {
-        if (k.features != -1) fail(why, "reply to a HELLO without features has feature word %lld", (long long)k.features);
+        if (k.features != 0) fail(why, "reply to a HELLO without features grants features %lld", (long long)k.features);
         else if (!op_init(&k, why)) goodbye(&k);
     }
     cl_close(&k);
-    report("shm_hello_without_features_unchanged", why[0] ? why : NULL);
+    report("shm_hello_without_features_grants_none", why[0] ? why : NULL);
 }
 
 /* Upgrades the daemon declines leave the lane on its socket; SHM_READY without an
@@ -1835,6 +1946,7 @@ int main(int argc, char **argv)
         return 2;
     }
     g_addr = argv[1];
+    g_token = getenv("VGPU_TOKEN") && getenv("VGPU_TOKEN")[0] ? getenv("VGPU_TOKEN") : NULL;
     signal(SIGPIPE, SIG_IGN);
     double t0 = now_s();
     idle_start(); /* before any thread: it forks */
@@ -1845,6 +1957,7 @@ int main(int argc, char **argv)
     test_malformed();
     test_link();
     test_join();
+    test_auth();
     test_mirror();
     test_abrupt_close();
     test_killed_client();

@@ -4,6 +4,7 @@
  * See rpc.h. */
 #include "guest/common/rpc.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/auth.h"
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/shm_upgrade.h"
@@ -72,6 +75,8 @@ static struct {
     char api[16]; /* "CUDA", "NVML": for messages */
     uint64_t session;
     uint8_t token[VGPU_TOKEN_BYTES];
+    uint8_t auth[1024]; /* the tenant token (VGPU_TOKEN / VGPU_TOKEN_FILE); auth_len 0: none */
+    size_t auth_len;
     bool open;
     atomic_bool lost; /* the session ended: every call fails from now on */
     atomic_bool forked; /* a child forked after the session opened: the session is the parent's */
@@ -124,58 +129,89 @@ static void lane_destructor(void *p)
     if (l && !l->primary && !atomic_load(&G.forked)) lane_free(l);
 }
 
-static int hello(struct vg_lane *l, uint32_t kind, char *err, size_t errlen)
+/* The handshake (common/auth.h): HELLO, the daemon's challenge, AUTH with a proof of the
+ * tenant token (new session) or of the session token (join), the daemon's proof, then
+ * its HELLO reply. -1 on failure; *auth_failed when authentication was refused. */
+static int hello(struct vg_lane *l, uint32_t kind, bool *auth_failed, char *err, size_t errlen)
 {
-    struct wire_buf b;
-    wire_buf_init(&b);
     char name[64], host[64] = "";
     vgpu_process_name(name, sizeof name);
     gethostname(host, sizeof host - 1);
-    wire_put_u32(&b, VGPU_PROTOCOL_MAGIC);
-    wire_put_u32(&b, VGPU_PROTOCOL_VERSION);
-    wire_put_u32(&b, kind);
-    wire_put_u32(&b, (uint32_t)getpid());
-    wire_put_str(&b, name);
-    wire_put_str(&b, host);
-    wire_put_u64(&b, G.session);
-    wire_put_raw(&b, G.token, VGPU_TOKEN_BYTES);
-    wire_put_u32(&b, vgpu_shm_wanted(G.addr) ? VGPU_FEATURE_SHM : 0);
-    int rc = b.oom ? -1 : vgpu_frame_send(l->conn, VGPU_OP_HELLO, 0, 0, b.data, b.len, NULL, 0);
-    wire_buf_free(&b);
-    if (rc) {
-        snprintf(err, errlen, "send failed: %s", strerror(errno));
-        return -1;
+    struct vgpu_hello_params p = {
+        .version = VGPU_PROTOCOL_VERSION,
+        .kind = kind,
+        .pid = (uint32_t)getpid(),
+        .name = name,
+        .host = host,
+        .session = G.session,
+        .features = vgpu_shm_wanted(G.addr) ? VGPU_FEATURE_SHM : 0,
+    };
+    if (kind == VGPU_HELLO_JOIN_SESSION) {
+        p.key = G.token;
+        p.keylen = VGPU_TOKEN_BYTES;
+    } else if (G.auth_len) {
+        p.key = G.auth;
+        p.keylen = G.auth_len;
     }
-    struct vgpu_frame_hdr h;
-    if (vgpu_frame_recv(l->conn, &h, &l->in)) {
-        snprintf(err, errlen, "no answer to hello: %s", errno ? strerror(errno) : "connection closed");
-        return -1;
-    }
-    struct wire_rd r;
-    wire_rd_init(&r, l->in.data, l->in.len);
-    int32_t result = wire_get_i32(&r);
-    uint32_t version = wire_get_u32(&r);
-    uint64_t session = wire_get_u64(&r);
-    uint32_t index = wire_get_u32(&r);
-    const uint8_t *token = wire_get_raw(&r, VGPU_TOKEN_BYTES);
-    char msg[256] = "";
-    wire_get_str(&r, msg, sizeof msg);
-    l->features = !r.bad && r.left >= 4 ? wire_get_u32(&r) : 0; /* older daemons send no feature word */
-    if (!(h.flags & VGPU_FRAME_REPLY) || !wire_rd_end(&r)) {
-        snprintf(err, errlen, "malformed hello reply");
-        return -1;
-    }
-    if (result != 0) { /* CUDA_SUCCESS */
-        snprintf(err, errlen, "daemon refused (error %d): %s (guest protocol %u, daemon %u)", result, msg,
-                 VGPU_PROTOCOL_VERSION, version);
+    struct vgpu_hello_result res;
+    int rc = vgpu_hello_exchange(l->conn, &p, &l->in, &res, err, errlen);
+    *auth_failed = res.auth_failed;
+    if (rc) return -1;
+    l->features = res.features;
+    if (res.result != 0) { /* CUDA_SUCCESS */
+        if (res.auth_failed) {
+            err[0] = 0; /* the daemon says no more than "authentication failed" */
+            return -1;
+        }
+        snprintf(err, errlen, "daemon refused (error %d): %s (guest protocol %u, daemon %u)", res.result, res.msg,
+                 VGPU_PROTOCOL_VERSION, res.version);
         return -1;
     }
     if (kind == VGPU_HELLO_NEW_SESSION) {
-        G.session = session;
-        memcpy(G.token, token, VGPU_TOKEN_BYTES);
-        VGPU_INFO("connected to %s: %s, session %llu", G.addr, msg, (unsigned long long)session);
+        G.session = res.session;
+        memcpy(G.token, res.token, VGPU_TOKEN_BYTES);
+        VGPU_INFO("connected to %s: %s, session %llu", G.addr, res.msg, (unsigned long long)res.session);
     }
-    l->index = index;
+    l->index = res.lane;
+    return 0;
+}
+
+/* The tenant token: VGPU_TOKEN, else the first line of VGPU_TOKEN_FILE (whitespace
+ * trimmed). -1 (logged) when the file cannot be read. */
+static int load_token(void)
+{
+    const char *tok = getenv("VGPU_TOKEN"), *file = getenv("VGPU_TOKEN_FILE");
+    char buf[sizeof G.auth + 2] = "";
+    if (tok && tok[0]) {
+        snprintf(buf, sizeof buf, "%s", tok);
+    } else if (file && file[0]) {
+        FILE *f = fopen(file, "re");
+        if (!f) {
+            VGPU_ERROR("VGPU_TOKEN_FILE %s: %s", file, strerror(errno));
+            return -1;
+        }
+        struct stat st;
+        if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+            VGPU_WARN("VGPU_TOKEN_FILE %s is accessible by group or others (mode %03o): chmod 600 it", file,
+                      (unsigned)(st.st_mode & 0777));
+        if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+        fclose(f);
+    } else {
+        return 0;
+    }
+    char *b = buf, *e = buf + strlen(buf);
+    while (*b && isspace((unsigned char)*b)) b++;
+    while (e > b && isspace((unsigned char)e[-1])) e--;
+    size_t n = (size_t)(e - b);
+    if (n == 0 || n > sizeof G.auth) {
+        VGPU_ERROR("%s: %s", tok && tok[0] ? "VGPU_TOKEN" : "VGPU_TOKEN_FILE",
+                   n ? "token longer than 1024 bytes" : "no token");
+        explicit_bzero(buf, sizeof buf);
+        return -1;
+    }
+    memcpy(G.auth, b, n);
+    G.auth_len = n;
+    explicit_bzero(buf, sizeof buf);
     return 0;
 }
 
@@ -194,8 +230,9 @@ static int shm_upgrade(struct vg_lane *l, char *err, size_t errlen)
     return 0;
 }
 
-static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
+static struct vg_lane *lane_open(uint32_t kind, bool *auth_failed, char *err, size_t errlen)
 {
+    *auth_failed = false;
     struct vg_lane *l = calloc(1, sizeof *l);
     if (!l) {
         snprintf(err, errlen, "out of memory");
@@ -205,7 +242,7 @@ static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
     wire_buf_init(&l->args);
     wire_buf_init(&l->out);
     pthread_mutex_init(&l->send_lock, NULL);
-    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen) || hello(l, kind, err, errlen) ||
+    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen) || hello(l, kind, auth_failed, err, errlen) ||
         shm_upgrade(l, err, errlen)) {
         lane_free(l);
         return NULL;
@@ -256,12 +293,18 @@ int vg_rpc_open(const char *api)
     snprintf(G.api, sizeof G.api, "%s", api);
     const char *addr = getenv("VGPU_SERVER");
     snprintf(G.addr, sizeof G.addr, "%s", addr && addr[0] ? addr : VGPU_DEFAULT_SERVER);
-    char err[512];
-    struct vg_lane *l = lane_open(VGPU_HELLO_NEW_SESSION, err, sizeof err);
+    char err[512] = "";
+    bool auth_failed = false;
+    bool token_unreadable = load_token() != 0; /* logged */
+    struct vg_lane *l = token_unreadable ? NULL : lane_open(VGPU_HELLO_NEW_SESSION, &auth_failed, err, sizeof err);
     if (!l) {
         pthread_mutex_unlock(&G.lock);
-        VGPU_ERROR("cannot reach vgpud at %s: %s (set VGPU_SERVER=unix:PATH or tcp:HOST:PORT)", G.addr, err);
-        return -1;
+        if (auth_failed)
+            VGPU_ERROR("vgpud at %s: authentication failed (%s; check VGPU_TOKEN or VGPU_TOKEN_FILE)", G.addr,
+                       err[0] ? err : G.auth_len ? "token refused" : "no token given");
+        else if (!token_unreadable)
+            VGPU_ERROR("cannot reach vgpud at %s: %s (set VGPU_SERVER=unix:PATH or tcp:HOST:PORT)", G.addr, err);
+        return auth_failed || token_unreadable ? VG_RPC_OPEN_DENIED : -1;
     }
     l->primary = true;
     pthread_atfork(NULL, NULL, after_fork_in_child);
@@ -279,7 +322,8 @@ static struct vg_lane *lane_get(void)
     if (l) return l;
     if (!G.open || atomic_load(&G.lost) || atomic_load(&G.forked)) return NULL;
     char err[512];
-    l = lane_open(VGPU_HELLO_JOIN_SESSION, err, sizeof err);
+    bool auth_failed;
+    l = lane_open(VGPU_HELLO_JOIN_SESSION, &auth_failed, err, sizeof err);
     if (!l) {
         VGPU_ERROR("cannot open a lane to vgpud at %s: %s", G.addr, err);
         return NULL;

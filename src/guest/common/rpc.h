@@ -31,9 +31,12 @@ enum vg_rpc_status {
     VG_RPC_UNSUPPORTED, /* this lane's transport cannot do it (pass a descriptor over TCP) */
 };
 
-/* Open the session (first lane) to VGPU_SERVER or the default address. `api` names
- * the library's API in messages ("CUDA", "NVML"). 0 on success (and when already
- * open); logs one line and returns -1 when the daemon cannot be reached. */
+/* Open the session (first lane) to VGPU_SERVER or the default address, authenticating
+ * with VGPU_TOKEN or VGPU_TOKEN_FILE when set. `api` names the library's API in
+ * messages ("CUDA", "NVML"). 0 on success (and when already open); logs one line and
+ * returns VG_RPC_OPEN_DENIED when authentication failed, -1 when the daemon cannot be
+ * reached or refused otherwise. */
+#define VG_RPC_OPEN_DENIED (-2)
 int vg_rpc_open(const char *api);
 bool vg_rpc_is_open(void);
 

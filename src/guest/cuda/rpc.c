@@ -19,7 +19,8 @@ static CUresult status_result(enum vg_rpc_status st)
 CUresult vg_rpc_connect(void)
 {
     vg_ctx_install_reopen_hook();
-    return vg_rpc_open("CUDA") == 0 ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE;
+    int rc = vg_rpc_open("CUDA");
+    return rc == 0 ? CUDA_SUCCESS : rc == VG_RPC_OPEN_DENIED ? CUDA_ERROR_NOT_PERMITTED : CUDA_ERROR_NO_DEVICE;
 }
 
 struct wire_buf *vg_args(void) { return vg_rpc_args(); }

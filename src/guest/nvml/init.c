@@ -66,7 +66,9 @@ nvmlReturn_t vgn_put_string(char *out, unsigned int length, const char *s)
  * no reference out, so no reader sees the table change. */
 static nvmlReturn_t fetch(unsigned int flags)
 {
-    if (vg_rpc_open("NVML") != 0) return NVML_ERROR_DRIVER_NOT_LOADED;
+    int open_rc = vg_rpc_open("NVML");
+    if (open_rc == VG_RPC_OPEN_DENIED) return NVML_ERROR_NO_PERMISSION;
+    if (open_rc != 0) return NVML_ERROR_DRIVER_NOT_LOADED;
     struct wire_buf *a = vgn_args();
     wire_put_u32(a, flags);
     struct wire_rd r;

@@ -126,6 +126,25 @@ nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device, uns
     return running(device, infoCount, infos, 3, 0);
 }
 
+/* vgpu's own export (not NVML): the tenant of the daemon's client `pid` ("" for none),
+ * for `vgpu smi`. */
+__attribute__((visibility("default"))) nvmlReturn_t vgpu_nvml_process_tenant(unsigned int pid, char *tenant,
+                                                                             unsigned int length);
+nvmlReturn_t vgpu_nvml_process_tenant(unsigned int pid, char *tenant, unsigned int length)
+{
+    nvmlReturn_t rc = vgn_ready();
+    if (rc != NVML_SUCCESS) return rc;
+    if (!tenant || length == 0) return NVML_ERROR_INVALID_ARGUMENT;
+    struct wire_buf *a = vgn_args();
+    wire_put_u32(a, pid);
+    struct wire_rd r;
+    if ((rc = vgn_call(VGPU_OP_NVML_PROCESS_TENANT, a, &r)) != NVML_SUCCESS) return rc;
+    char s[VGPU_MAX_STRING + 1];
+    if (!wire_get_str(&r, s, sizeof s) || !wire_rd_end(&r)) return vgn_bad_reply(VGPU_OP_NVML_PROCESS_TENANT);
+    snprintf(tenant, length, "%s", s);
+    return NVML_SUCCESS;
+}
+
 nvmlReturn_t nvmlSystemGetProcessName(unsigned int pid, char *name, unsigned int length)
 {
     nvmlReturn_t rc = vgn_ready();
