@@ -22,6 +22,7 @@ struct sched_slot {
     _Atomic uint64_t vtime;    /* virtual time: used / weight, raised when it becomes active */
     _Atomic uint64_t active_ns; /* CLOCK_MONOTONIC of the last submission, wait or charge */
     _Atomic uint64_t delayed_ns; /* time its submissions were held back */
+    _Atomic uint64_t claimed_ns; /* when a worker last joined it */
     char name[64];             /* written under table_lock before gen changes */
 };
 
@@ -33,8 +34,10 @@ struct sched_shared {
 };
 
 static struct sched_shared *area;
-static int my_slot = -1;
-static uint64_t my_gen;
+/* This worker's slot; its lanes read them, rejoin (under rejoin_lock) changes them. */
+static atomic_int my_slot = -1;
+static _Atomic uint64_t my_gen;
+static pthread_mutex_t rejoin_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned my_weight = 1;
 static char my_name[64];
 
@@ -98,8 +101,9 @@ static bool min_other_active(uint64_t now, uint64_t *min_vtime)
 {
     bool any = false;
     unsigned n = atomic_load_explicit(&area->nslots, memory_order_acquire);
+    int me = atomic_load(&my_slot);
     for (unsigned i = 0; i < n && i < SCHED_TENANTS; i++) {
-        if ((int)i == my_slot) continue;
+        if ((int)i == me) continue;
         struct sched_slot *t = &area->slots[i];
         uint64_t active = atomic_load_explicit(&t->active_ns, memory_order_relaxed);
         if (!active || now - active > SCHED_ACTIVE_MS * MS || active > now + SCHED_ACTIVE_MS * MS) continue;
@@ -121,8 +125,12 @@ static int join_locked(uint64_t now)
             if (free_slot < 0) free_slot = i;
             continue;
         }
-        if (!strncmp(t->name, my_name, sizeof t->name)) return i;
-        uint64_t active = atomic_load(&t->active_ns);
+        if (!strncmp(t->name, my_name, sizeof t->name)) {
+            atomic_store(&t->claimed_ns, now);
+            return i;
+        }
+        uint64_t active = atomic_load(&t->active_ns), claimed = atomic_load(&t->claimed_ns);
+        if (claimed > active) active = claimed;
         if (now - active > RECLAIM_IDLE_NS && active < oldest_active) {
             oldest_active = active;
             oldest = i;
@@ -135,23 +143,37 @@ static int join_locked(uint64_t now)
     atomic_store(&t->vtime, 0);
     atomic_store(&t->active_ns, 0);
     atomic_store(&t->delayed_ns, 0);
+    atomic_store(&t->claimed_ns, now);
     snprintf(t->name, sizeof t->name, "%s", my_name);
     static _Atomic uint64_t salt; /* a new generation, different from the slot's last one */
     atomic_store(&t->gen, atomic_load(&t->gen) + 1 + (atomic_fetch_add(&salt, 1) & 0xff) * 0x10000);
-    if ((unsigned)i >= atomic_load(&area->nslots)) atomic_store_explicit(&area->nslots, (unsigned)i + 1, memory_order_release);
+    if ((unsigned)i >= atomic_load(&area->nslots))
+        atomic_store_explicit(&area->nslots, (unsigned)i + 1, memory_order_release);
     return i;
 }
 
-static void rejoin(void)
+/* Join (again): when the slot this worker knew (expected_gen; 0: none) is not its own
+ * any more. Lanes of one worker may get here at once: one joins, the others see it. */
+static void rejoin(uint64_t expected_gen)
 {
-    if (robust_lock(&area->table_lock, 0)) return;
-    int i = join_locked(now_ns());
-    if (i >= 0) {
-        atomic_store(&area->slots[i].weight, my_weight);
-        my_gen = atomic_load(&area->slots[i].gen);
+    pthread_mutex_lock(&rejoin_lock);
+    int known = atomic_load(&my_slot);
+    if (expected_gen && (known < 0 || atomic_load(&my_gen) != expected_gen ||
+                         atomic_load(&area->slots[known].gen) == expected_gen)) {
+        pthread_mutex_unlock(&rejoin_lock); /* another lane joined meanwhile (or no longer needed) */
+        return;
     }
-    my_slot = i;
-    pthread_mutex_unlock(&area->table_lock);
+    int i = -1;
+    if (robust_lock(&area->table_lock, 0) == 0) {
+        i = join_locked(now_ns());
+        if (i >= 0) {
+            atomic_store(&area->slots[i].weight, my_weight);
+            atomic_store(&my_gen, atomic_load(&area->slots[i].gen));
+        }
+        pthread_mutex_unlock(&area->table_lock);
+    }
+    atomic_store(&my_slot, i);
+    pthread_mutex_unlock(&rejoin_lock);
     if (i < 0) VGPU_WARN("compute share: no free tenant slot for %s: its work is not scheduled", my_name);
 }
 
@@ -164,15 +186,20 @@ void sched_join(const char *name, uint64_t session_id, unsigned weight)
         snprintf(my_name, sizeof my_name, "#%llu", (unsigned long long)session_id);
     my_weight = weight < 1 ? 1 : weight > 1000 ? 1000 : weight;
     if (name && *name) VGPU_INFO("compute share: tenant %s, weight %u", my_name, my_weight);
-    rejoin();
+    rejoin(0);
 }
 
 /* This worker's slot, joined again if it was reclaimed while idle; NULL for none. */
 static struct sched_slot *mine(void)
 {
-    if (!area || my_slot < 0) return NULL;
-    if (atomic_load(&area->slots[my_slot].gen) != my_gen) rejoin();
-    return my_slot >= 0 ? &area->slots[my_slot] : NULL;
+    int i = atomic_load(&my_slot);
+    if (!area || i < 0) return NULL;
+    uint64_t gen = atomic_load(&my_gen);
+    if (atomic_load(&area->slots[i].gen) != gen) {
+        rejoin(gen);
+        i = atomic_load(&my_slot);
+    }
+    return i >= 0 ? &area->slots[i] : NULL;
 }
 
 /* Per lane: until when (and below which virtual time of ours) the last full check
