@@ -12,6 +12,7 @@
 #define __CUDA_API_VERSION_INTERNAL 1
 #include <cuda.h>
 #include <cudaTypedefs.h>
+#include <stdbool.h>
 
 /* X(symbol, PFN type). Keep sorted by family. */
 #define VGPU_BACKEND_FUNCS(X)                                                  \
@@ -203,5 +204,11 @@ int backend_open_cuda(const char *path, char *err, size_t errlen);
 
 /* Fill `drv` with the CPU emulation. memory_bytes sizes the simulated device. */
 int backend_open_emu(unsigned long long memory_bytes, char *err, size_t errlen);
+
+/* The emulated device's engine: emu calls enter() before it runs a kernel and
+ * leave(ns the kernel ran) after, on the launching thread. vgpud's workers pass their
+ * scheduler's (one engine shared by all workers, and GPU time charged to the tenant);
+ * unset (the unit test), kernels simply run. enter says whether it got the engine. */
+void backend_emu_set_engine(bool (*enter)(void), void (*leave)(uint64_t busy_ns));
 
 #endif

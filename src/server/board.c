@@ -1,6 +1,8 @@
 /* The status board (see board.h): a memfd-backed array of client slots. */
 #include "server/board.h"
 
+#include "server/sched.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -10,9 +12,14 @@
 static struct board_slot *board;
 static int my_slot = -1;
 
+/* The slots, then the compute-share scheduler's region (sched.c), page aligned. */
+#define BOARD_SLOTS_BYTES ((sizeof(struct board_slot) * BOARD_SLOTS + 4095) & ~(size_t)4095)
+
+static size_t board_bytes(void) { return BOARD_SLOTS_BYTES + sched_shared_bytes(); }
+
 static int map_board(int fd)
 {
-    void *p = mmap(NULL, sizeof(struct board_slot) * BOARD_SLOTS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, board_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) return -1;
     board = p;
     return 0;
@@ -22,14 +29,20 @@ int board_create(void)
 {
     int fd = memfd_create("vgpud-board", MFD_CLOEXEC);
     if (fd < 0) return -1;
-    if (ftruncate(fd, (off_t)(sizeof(struct board_slot) * BOARD_SLOTS)) || map_board(fd)) {
+    if (ftruncate(fd, (off_t)board_bytes()) || map_board(fd) ||
+        sched_shared_init((char *)board + BOARD_SLOTS_BYTES)) {
         close(fd);
         return -1;
     }
     return fd;
 }
 
-int board_attach(int fd) { return map_board(fd); }
+int board_attach(int fd)
+{
+    if (map_board(fd)) return -1;
+    sched_shared_attach((char *)board + BOARD_SLOTS_BYTES);
+    return 0;
+}
 
 int board_reserve(uint64_t session_id, int client_pid, const char *name, const char *host, const char *tenant)
 {

@@ -4,6 +4,7 @@
  * use). Workers write their own slot; anyone reads all of them. It answers "which
  * processes use the GPU" (NVML's running processes, `vgpu smi`) without asking the
  * daemon or other workers. Readers may see a slot mid-update: values are advisory.
+ * The same memfd also holds the compute-share scheduler's state (sched.h).
  */
 #ifndef VGPU_SERVER_BOARD_H
 #define VGPU_SERVER_BOARD_H
@@ -34,7 +35,7 @@ struct board_entry { /* a copy of a live slot */
 
 /* Daemon: create the board (a memfd); returns its fd, or -1. */
 int board_create(void);
-/* Worker: map the board passed as fd. */
+/* Worker: map the board passed as fd (and attach the scheduler's region). */
 int board_attach(int fd);
 /* Daemon: reserve a free slot for a new client; -1 when full. */
 int board_reserve(uint64_t session_id, int client_pid, const char *name, const char *host, const char *tenant);

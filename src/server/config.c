@@ -277,7 +277,7 @@ static bool key_ok(const char *k)
 struct tenant_draft {
     struct vgpu_tenant t;
     bool open;
-    bool seen_token, seen_users, seen_groups, seen_memory, seen_weight;
+    bool seen_token, seen_users, seen_groups, seen_memory, seen_pinned, seen_weight;
 };
 
 static int finish_tenant(struct vgpu_config *c, struct tenant_draft *d, const char *path, char *err, size_t errlen)
@@ -317,10 +317,11 @@ static int tenant_key(struct tenant_draft *d, const char *key, const char *value
     else if (!strcmp(key, "users")) seen = &d->seen_users;
     else if (!strcmp(key, "groups")) seen = &d->seen_groups;
     else if (!strcmp(key, "memory-limit")) seen = &d->seen_memory;
+    else if (!strcmp(key, "pinned-limit")) seen = &d->seen_pinned;
     else if (!strcmp(key, "weight")) seen = &d->seen_weight;
     else {
         set_err(err, errlen,
-                "%s:%d: unknown tenant key '%s' (token-file, users, groups, memory-limit, weight)", path, line, key);
+                "%s:%d: unknown tenant key '%s' (token-file, users, groups, memory-limit, pinned-limit, weight)", path, line, key);
         return -1;
     }
     if (*seen) {
@@ -341,6 +342,10 @@ static int tenant_key(struct tenant_draft *d, const char *key, const char *value
         rc = vgpu_parse_size(value, &d->t.memory_limit);
         if (rc) snprintf(why, sizeof why, "bad memory-limit '%s' (bytes, or with a K/M/G/T suffix)", value);
         d->t.has_memory_limit = true;
+    } else if (!strcmp(key, "pinned-limit")) {
+        rc = vgpu_parse_size(value, &d->t.pinned_limit);
+        if (rc) snprintf(why, sizeof why, "bad pinned-limit '%s' (bytes, or with a K/M/G/T suffix)", value);
+        d->t.has_pinned_limit = true;
     } else { /* weight */
         long long w = parse_id(value);
         if (w < 1 || w > VGPU_WEIGHT_MAX) {

@@ -30,6 +30,8 @@ struct vgpu_tenant {
     size_t ngids;
     unsigned long long memory_limit; /* valid when has_memory_limit */
     bool has_memory_limit;
+    unsigned long long pinned_limit; /* pinned host memory the daemon holds; valid when has_pinned_limit */
+    bool has_pinned_limit;
     unsigned weight; /* 1..VGPU_WEIGHT_MAX */
     int line;        /* of its section header (0: from the command line) */
 };

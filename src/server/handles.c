@@ -11,6 +11,14 @@
 
 #define TOMB 0xff
 
+/* Device memory the client holds outside the handle table: managed memory (the mirror
+ * table of ops_mirror.c tracks it). Raised under the session lock (quota_take_device),
+ * lowered at any time: a check that races a release only errs on the safe side. */
+static _Atomic uint64_t device_extra;
+
+/* All device memory of the client: its handles' and the rest. Caller holds s->lock. */
+static uint64_t device_held(const struct handle_table *t) { return t->memory_bytes + atomic_load(&device_extra); }
+
 static size_t slot_of(uint64_t value, uint8_t kind, size_t cap)
 {
     uint64_t h = (value ^ ((uint64_t)kind << 59)) * 0x9E3779B97F4A7C15ull;
@@ -59,7 +67,7 @@ int handles_add(struct session *s, enum handle_kind kind, uint64_t value, uint64
         return 0;
     }
     bool memory = kind == H_MEMORY || kind == H_MEM_HANDLE;
-    if (memory && server_memory_limit && (size > server_memory_limit || t->memory_bytes > server_memory_limit - size)) {
+    if (memory && server_memory_limit && (size > server_memory_limit || device_held(t) > server_memory_limit - size)) {
         rc = -1; /* past the client's quota: the caller frees it and answers out of memory */
     } else if ((t->used + t->tombstones + 1) * 4 > t->cap * 3 && grow(t)) {
         rc = -1;
@@ -181,10 +189,39 @@ bool quota_allows(struct session *s, uint64_t bytes)
 {
     if (!server_memory_limit) return true;
     pthread_mutex_lock(&s->lock);
-    bool ok = bytes <= server_memory_limit && s->handles.memory_bytes <= server_memory_limit - bytes;
+    bool ok = bytes <= server_memory_limit && device_held(&s->handles) <= server_memory_limit - bytes;
     pthread_mutex_unlock(&s->lock);
     return ok;
 }
+
+bool quota_take_device(struct session *s, uint64_t bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    bool ok = !server_memory_limit ||
+              (bytes <= server_memory_limit && device_held(&s->handles) <= server_memory_limit - bytes);
+    if (ok) atomic_fetch_add(&device_extra, bytes);
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+void quota_give_device(uint64_t bytes) { atomic_fetch_sub(&device_extra, bytes); }
+
+unsigned long long server_pinned_limit;
+static _Atomic uint64_t pinned_held;
+
+bool quota_take_pinned(uint64_t bytes)
+{
+    uint64_t held = atomic_load(&pinned_held);
+    do {
+        if (server_pinned_limit && (bytes > server_pinned_limit || held > server_pinned_limit - bytes)) return false;
+    } while (!atomic_compare_exchange_weak(&pinned_held, &held, held + bytes));
+    return true;
+}
+
+void quota_give_pinned(uint64_t bytes) { atomic_fetch_sub(&pinned_held, bytes); }
+
+uint64_t quota_pinned_held(void) { return atomic_load(&pinned_held); }
+uint64_t quota_device_extra(void) { return atomic_load(&device_extra); }
 
 void quota_clamp(struct session *s, size_t *free_bytes, size_t *total_bytes)
 {
@@ -192,7 +229,7 @@ void quota_clamp(struct session *s, size_t *free_bytes, size_t *total_bytes)
     if (*total_bytes > server_memory_limit) *total_bytes = (size_t)server_memory_limit;
     if (!free_bytes) return;
     pthread_mutex_lock(&s->lock);
-    uint64_t used = s->handles.memory_bytes;
+    uint64_t used = device_held(&s->handles);
     pthread_mutex_unlock(&s->lock);
     uint64_t left = used < server_memory_limit ? server_memory_limit - used : 0;
     if (*free_bytes > left) *free_bytes = (size_t)left;

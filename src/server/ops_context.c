@@ -175,6 +175,7 @@ CUresult op_PRIMARY_CTX_RELEASE(struct lane *L, struct wire_rd *in, struct wire_
 {
     int32_t dev = wire_get_i32(in);
     IN_END(L, in);
+    atomic_fetch_add(&server_ctx_epoch, 1); /* a context may end: GPU timers drop their events */
     pthread_mutex_lock(&prim_lock);
     struct primary *p = prim_get(dev);
     if (!p) {
@@ -210,6 +211,7 @@ CUresult op_PRIMARY_CTX_RESET(struct lane *L, struct wire_rd *in, struct wire_bu
     (void)out;
     int32_t dev = wire_get_i32(in);
     IN_END(L, in);
+    atomic_fetch_add(&server_ctx_epoch, 1); /* a context may end: GPU timers drop their events */
     pthread_mutex_lock(&prim_lock);
     struct primary *p = prim_get(dev);
     if (!p) {
@@ -289,6 +291,7 @@ CUresult op_CTX_DESTROY(struct lane *L, struct wire_rd *in, struct wire_buf *out
     (void)out;
     uint64_t c = wire_get_u64(in), after = wire_get_u64(in);
     IN_END(L, in);
+    atomic_fetch_add(&server_ctx_epoch, 1); /* a context may end: GPU timers drop their events */
     /* Claim the handle first so that two lanes cannot destroy it twice. */
     if (!c || !handles_remove(L->s, H_CONTEXT, c)) return CUDA_ERROR_INVALID_CONTEXT;
     CUresult rc = drv.cuCtxDestroy_v2((CUcontext)(uintptr_t)c);

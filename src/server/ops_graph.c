@@ -783,7 +783,7 @@ CUresult op_GRAPH_LAUNCH(struct lane *L, struct wire_rd *in, struct wire_buf *ou
     CUstream s;
     if (!wire_exec(L->s, ev, &e)) return CUDA_ERROR_INVALID_VALUE;
     if (!wire_stream(L->s, sv, &s)) return CUDA_ERROR_INVALID_HANDLE;
-    return upload ? drv.cuGraphUpload(e, s) : drv.cuGraphLaunch(e, s);
+    return upload ? drv.cuGraphUpload(e, s) : server_submit_graph(e, s);
 }
 
 /* ---- stream capture ---- */

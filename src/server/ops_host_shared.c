@@ -18,7 +18,8 @@
  * Never trusting the guest: a missing descriptor, one that is not a sealed memfd of
  * exactly `size` bytes (a guest able to shrink it could make the daemon fault on
  * access), an unknown region or a range outside it is refused. Regions belong to the
- * worker, which serves one client, and vanish with it.
+ * worker, which serves one client, and vanish with it. They count against the client's
+ * pinned limit (quota_take_pinned: CUDA_ERROR_OUT_OF_MEMORY past it).
  */
 #define _GNU_SOURCE 1
 #include <fcntl.h>
@@ -77,9 +78,16 @@ CUresult op_HOST_SHARED_REGISTER(struct lane *L, struct wire_rd *in, struct wire
         close(fd);
         return CUDA_ERROR_INVALID_VALUE;
     }
+    if (!quota_take_pinned(size)) {
+        close(fd);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     void *base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
-    if (base == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (base == MAP_FAILED) {
+        quota_give_pinned(size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     /* Page-locked for the driver's DMA engines; PORTABLE: every context may use it;
      * DEVICEMAP: kernels read and write these very pages. */
     bool mapped = flags & CU_MEMHOSTALLOC_DEVICEMAP;
@@ -92,6 +100,7 @@ CUresult op_HOST_SHARED_REGISTER(struct lane *L, struct wire_rd *in, struct wire
     }
     if (rc != CUDA_SUCCESS) {
         munmap(base, (size_t)size);
+        quota_give_pinned(size);
         return rc;
     }
     pthread_mutex_lock(&regions_lock);
@@ -107,6 +116,7 @@ CUresult op_HOST_SHARED_REGISTER(struct lane *L, struct wire_rd *in, struct wire
     if (!r) {
         drv.cuMemHostUnregister(base);
         munmap(base, (size_t)size);
+        quota_give_pinned(size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     wire_put_u64(out, id);
@@ -132,6 +142,7 @@ CUresult op_HOST_SHARED_FREE(struct lane *L, struct wire_rd *in, struct wire_buf
     (void)drv.cuCtxSynchronize();
     if (copy.registered) drv.cuMemHostUnregister(copy.base);
     munmap(copy.base, copy.size);
+    quota_give_pinned(copy.size);
     return CUDA_SUCCESS;
 }
 

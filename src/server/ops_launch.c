@@ -33,10 +33,112 @@
  *   OCCUPANCY_MAX_CLUSTERS u64 func, u32 grid[3], u32 block[3], u32 shared, u64 stream,
  *       u32 nattrs (<= 32), {u32 id, 64 value bytes} x nattrs (as LAUNCH's)
  *       -> i32 numClusters
+ *
+ * Launches (and graph launches, ops_graph.c) first pass the compute share (sched.h),
+ * which may delay a tenant over its share; on the cuda backend they are sampled with
+ * CUDA events for the GPU time they use (gpu_timer_*).
  */
 #include <string.h>
 
 #include "server/ops_module.h"
+#include "server/sched.h"
+
+/* ---- GPU time on the cuda backend ----
+ * One launch in GPU_TIMER_EVERY of each lane is bracketed by two events on its stream;
+ * a later launch that finds the pair complete (cuEventQuery: never blocking) charges
+ * the measured time once for every launch since the previous sample. Untested here (no
+ * GPU): the emu backend charges exact kernel times through its engine instead. */
+#define GPU_TIMER_EVERY 16
+
+_Atomic uint64_t server_ctx_epoch;
+
+static _Thread_local struct {
+    CUcontext ctx;
+    uint64_t epoch;
+    CUevent start, end;
+    bool armed;           /* a pair is recorded and not yet read */
+    uint64_t since;       /* launches since the last sample */
+    uint64_t represented; /* launches the armed sample stands for */
+} t_timer;
+
+/* A lane thread ends: its events go (unless their context may have ended with them). */
+static pthread_key_t timer_key;
+static pthread_once_t timer_key_once = PTHREAD_ONCE_INIT;
+
+static void gpu_timer_drop(void *unused)
+{
+    (void)unused;
+    if (t_timer.start && t_timer.epoch == atomic_load(&server_ctx_epoch)) {
+        drv.cuEventDestroy_v2(t_timer.start);
+        drv.cuEventDestroy_v2(t_timer.end);
+    }
+    memset(&t_timer, 0, sizeof t_timer);
+}
+
+static void timer_key_create(void) { (void)pthread_key_create(&timer_key, gpu_timer_drop); }
+
+static bool gpu_timer_ready(void)
+{
+    CUcontext cur = NULL;
+    if (drv.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || !cur) return false;
+    uint64_t epoch = atomic_load(&server_ctx_epoch);
+    if (t_timer.start && (t_timer.ctx != cur || t_timer.epoch != epoch)) {
+        if (t_timer.epoch == epoch) { /* its context still exists */
+            drv.cuEventDestroy_v2(t_timer.start);
+            drv.cuEventDestroy_v2(t_timer.end);
+        }
+        memset(&t_timer, 0, sizeof t_timer);
+    }
+    if (!t_timer.start) {
+        if (drv.cuEventCreate(&t_timer.start, CU_EVENT_DEFAULT) != CUDA_SUCCESS) return false;
+        if (drv.cuEventCreate(&t_timer.end, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+            drv.cuEventDestroy_v2(t_timer.start);
+            t_timer.start = NULL;
+            return false;
+        }
+        t_timer.ctx = cur;
+        t_timer.epoch = epoch;
+        pthread_once(&timer_key_once, timer_key_create);
+        (void)pthread_setspecific(timer_key, &t_timer); /* non-NULL: the destructor runs */
+    }
+    return true;
+}
+
+/* Before a launch on `stream`: schedule, collect a finished sample, and say whether this
+ * launch is to be bracketed (its start event then is recorded). */
+static bool launch_begin(CUstream stream)
+{
+    sched_before_submit(); /* (a launch into a capture is delayed too: rare, and bounded) */
+    if (strcmp(server_backend_name, "cuda") || !gpu_timer_ready()) return false;
+    t_timer.since++;
+    if (t_timer.armed) {
+        CUresult q = drv.cuEventQuery(t_timer.end);
+        if (q == CUDA_ERROR_NOT_READY) return false;
+        float ms = 0;
+        if (q == CUDA_SUCCESS && drv.cuEventElapsedTime_v2(&ms, t_timer.start, t_timer.end) == CUDA_SUCCESS &&
+            ms > 0)
+            sched_charge((uint64_t)((double)ms * 1e6) * t_timer.represented);
+        t_timer.armed = false;
+    }
+    if (t_timer.since < GPU_TIMER_EVERY || stream_is_capturing(stream)) return false; /* a capture runs nothing */
+    return drv.cuEventRecordWithFlags(t_timer.start, stream, 0) == CUDA_SUCCESS;
+}
+
+static CUresult launch_end(CUstream stream, bool bracketed, CUresult rc)
+{
+    if (bracketed && rc == CUDA_SUCCESS && drv.cuEventRecordWithFlags(t_timer.end, stream, 0) == CUDA_SUCCESS) {
+        t_timer.armed = true;
+        t_timer.represented = t_timer.since;
+        t_timer.since = 0;
+    }
+    return rc;
+}
+
+CUresult server_submit_graph(CUgraphExec e, CUstream stream)
+{
+    bool bracketed = launch_begin(stream);
+    return launch_end(stream, bracketed, drv.cuGraphLaunch(e, stream));
+}
 
 /* Same values as guest/cuda/module.h. */
 #define LAUNCH_ARGS_NONE 0u
@@ -169,16 +271,18 @@ CUresult op_LAUNCH(struct lane *L, struct wire_rd *in, struct wire_buf *out)
         extra = extra_arr;
     }
 
+    bool bracketed = launch_begin(stream);
     if (kind == VGPU_LAUNCH_PLAIN)
-        return drv.cuLaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, stream,
-                                  kernelParams, extra);
+        return launch_end(stream, bracketed,
+                          drv.cuLaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared,
+                                             stream, kernelParams, extra));
     if (kind == VGPU_LAUNCH_COOPERATIVE) {
         attrs[0].id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
         attrs[0].value.cooperative = 1;
         nattrs = 1;
     }
     CUlaunchConfig cfg = launch_config(grid, block, shared, stream, attrs, nattrs);
-    return drv.cuLaunchKernelEx(&cfg, f, kernelParams, extra);
+    return launch_end(stream, bracketed, drv.cuLaunchKernelEx(&cfg, f, kernelParams, extra));
 }
 
 CUresult op_OCCUPANCY_MAX_BLOCKS(struct lane *L, struct wire_rd *in, struct wire_buf *out)

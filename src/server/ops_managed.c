@@ -7,7 +7,8 @@
  * MEM_ADVISE:    u64 ptr, u64 count, u32 advice, u32 location_type, i32 location_id
  *
  * A managed allocation is mirrored from the start (its shadow and its memory zero)
- * and counts as device memory the client holds. MEM_FREE frees it
+ * and counts as device memory the client holds, within its quota (quota_take_device;
+ * the mirror gives it back when the memory is freed). MEM_FREE frees it
  * (ops_memory.c -> mirror_free_managed). Location ids of type DEVICE are the daemon's
  * ordinals; prefetch and advice addresses go to the driver unchecked, as copies do.
  */
@@ -19,15 +20,20 @@ CUresult op_MANAGED_ALLOC(struct lane *L, struct wire_rd *in, struct wire_buf *o
     uint32_t flags = wire_get_u32(in);
     IN_END(L, in);
     if (size == 0 || size > SIZE_MAX) return CUDA_ERROR_INVALID_VALUE;
+    if (!quota_take_device(L->s, size)) return CUDA_ERROR_OUT_OF_MEMORY;
     CUdeviceptr p = 0;
     CUresult rc = drv.cuMemAllocManaged(&p, (size_t)size, flags);
-    if (rc != CUDA_SUCCESS) return rc;
+    if (rc != CUDA_SUCCESS) {
+        quota_give_device(size);
+        return rc;
+    }
     CUcontext ctx = NULL;
     if (drv.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS) ctx = NULL;
     mirror_managed_access();
     mirror_zero((void *)(uintptr_t)p, (size_t)size);
     if (mirror_add(MIRROR_MANAGED, p, p, size, (uint64_t)(uintptr_t)ctx, NULL, 0)) {
         drv.cuMemFree_v2(p);
+        quota_give_device(size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     wire_put_u64(out, p);

@@ -11,6 +11,8 @@
  *                  other lanes' pushes before this lane's next work)
  * MIRROR_PULL:     (nothing)   -> u32 more, u32 count, count x {u64 host, bytes data}
  *
+ * Pinned memory (HOST_ALLOC, HOST_REGISTER) counts against the client's pinned limit
+ * (quota_take_pinned) from before the driver call until the mirror is released.
  * HOST_ALLOC always maps the memory (DEVICEMAP) and never write-combines it here: the
  * daemon reads it back for every pull, and the guest's copy is the one host code
  * uses. HOST_REGISTER gets memory of the daemon's own to register, placed at the
@@ -93,7 +95,12 @@ static void release(struct mirror *m)
 {
     if (m->shadow) munmap(m->shadow, (size_t)m->size);
     if (m->map) munmap(m->map, m->map_len);
-    if (m->kind == MIRROR_MANAGED) board_add_memory(-(int64_t)m->size);
+    if (m->kind == MIRROR_MANAGED) {
+        board_add_memory(-(int64_t)m->size);
+        quota_give_device(m->size);
+    } else {
+        quota_give_pinned(m->size); /* pinned host memory, taken by HOST_ALLOC / HOST_REGISTER */
+    }
 }
 
 static void remove_locked(struct mirror *m)
@@ -233,9 +240,13 @@ CUresult op_HOST_ALLOC(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     IN_END(L, in);
     if (size == 0 || size > SIZE_MAX || (flags & ~(uint32_t)HOST_ALLOC_FLAGS)) return CUDA_ERROR_INVALID_VALUE;
     unsigned f = (flags | CU_MEMHOSTALLOC_DEVICEMAP) & ~(unsigned)CU_MEMHOSTALLOC_WRITECOMBINED;
+    if (!quota_take_pinned(size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *h = NULL;
     CUresult rc = drv.cuMemHostAlloc(&h, (size_t)size, f);
-    if (rc != CUDA_SUCCESS) return rc;
+    if (rc != CUDA_SUCCESS) {
+        quota_give_pinned(size);
+        return rc;
+    }
     CUdeviceptr d = 0;
     rc = drv.cuMemHostGetDevicePointer_v2(&d, h, 0);
     if (rc == CUDA_SUCCESS) {
@@ -244,6 +255,7 @@ CUresult op_HOST_ALLOC(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     }
     if (rc != CUDA_SUCCESS) {
         drv.cuMemFreeHost(h);
+        quota_give_pinned(size);
         return rc;
     }
     wire_put_u64(out, h64(h));
@@ -300,8 +312,12 @@ CUresult op_HOST_REGISTER(struct lane *L, struct wire_rd *in, struct wire_buf *o
     if (flags & ~(uint32_t)HOST_REGISTER_FLAGS) return CUDA_ERROR_INVALID_VALUE;
     size_t len = 0;
     uint64_t host = 0;
+    if (!quota_take_pinned(size)) return CUDA_ERROR_OUT_OF_MEMORY;
     void *map = register_mapping(hint, size, &len, &host);
-    if (!map) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!map) {
+        quota_give_pinned(size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     void *h = (void *)(uintptr_t)host;
     /* The guest's own mirroring of pinned memory a graph names, usually while a stream
      * captures: not an API call of the application, so it must not count against the
@@ -318,6 +334,7 @@ CUresult op_HOST_REGISTER(struct lane *L, struct wire_rd *in, struct wire_buf *o
     if (for_graph) drv.cuThreadExchangeStreamCaptureMode(&mode);
     if (rc != CUDA_SUCCESS) {
         munmap(map, len);
+        quota_give_pinned(size);
         return rc;
     }
     wire_put_u64(out, host);

@@ -184,10 +184,25 @@ bool host_shared_range(uint64_t p, uint64_t len);
 /* The device memory quota of this worker's client (--client-memory-limit), 0 for none.
  * The client sees it as the device's total memory (DEVICE_INFO, MEM_GET_INFO, NVML);
  * handles_add refuses device memory (H_MEMORY, H_MEM_HANDLE) past it, and the caller
- * frees the allocation and answers CUDA_ERROR_OUT_OF_MEMORY. */
+ * frees the allocation and answers CUDA_ERROR_OUT_OF_MEMORY. Managed memory counts too
+ * (quota_take_device). */
 extern unsigned long long server_memory_limit;
 /* Whether `bytes` more would stay within the quota (a check before allocating). */
 bool quota_allows(struct session *s, uint64_t bytes);
+/* Device memory outside the handle table (managed memory): take `bytes` of the quota
+ * (false, taking nothing, when past it) and give it back when freed. */
+bool quota_take_device(struct session *s, uint64_t bytes);
+void quota_give_device(uint64_t bytes);
+uint64_t quota_device_extra(void);
+
+/* Pinned host memory the daemon holds for this worker's client (--client-pinned-limit,
+ * 0 for none): shared pinned regions (ops_host_shared.c) and mirrored pinned or registered
+ * memory (ops_mirror.c). take: false, taking nothing, past the limit; the caller answers
+ * CUDA_ERROR_OUT_OF_MEMORY. */
+extern unsigned long long server_pinned_limit;
+bool quota_take_pinned(uint64_t bytes);
+void quota_give_pinned(uint64_t bytes);
+uint64_t quota_pinned_held(void);
 /* The total (and free) device memory as the client sees it, within its quota. */
 void quota_clamp(struct session *s, size_t *free_bytes, size_t *total_bytes);
 
@@ -203,6 +218,13 @@ void quota_nvml_view(unsigned long long *total, unsigned long long *free_bytes, 
  * clients without a tenant), from the daemon's assignment. */
 extern char server_tenant[64];
 extern unsigned server_compute_weight;
+
+/* cuGraphLaunch through the compute share (ops_launch.c). */
+CUresult server_submit_graph(CUgraphExec e, CUstream stream);
+
+/* Bumped whenever a context may be destroyed, so nothing keeps using objects of a
+ * context that ended (ops_launch.c's GPU timers). */
+extern _Atomic uint64_t server_ctx_epoch;
 
 /* Which backend this worker runs, for HELLO replies and logs. */
 extern const char *server_backend_name;

@@ -6,7 +6,7 @@
  * killed takes nobody else with it.
  *
  *   vgpud --listen ADDR [--listen ADDR...] --backend auto|cuda|emu
- *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE]
+ *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE] [--client-pinned-limit SIZE]
  *         [--config FILE] [--token-file FILE] [--tcp-no-auth] [--allow-users LIST] [--allow-groups LIST]
  */
 #include <errno.h>
@@ -60,6 +60,7 @@ static struct {
     const char *driver;
     unsigned long long emu_memory;
     unsigned long long client_memory_limit; /* 0: none */
+    unsigned long long client_pinned_limit; /* 0: none */
     char self_exe[PATH_MAX];
     pthread_mutex_t lock;
     struct client *clients;
@@ -86,6 +87,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: vgpud --listen ADDR [--listen ADDR...] [--backend auto|cuda|emu]\n"
                "             [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE]\n"
+               "             [--client-pinned-limit SIZE]\n"
                "             [--config FILE] [--token-file FILE] [--tcp-no-auth]\n"
                "             [--allow-users LIST] [--allow-groups LIST]\n"
                "  ADDR: unix:PATH or tcp:HOST:PORT\n"
@@ -94,6 +96,8 @@ static void usage(FILE *f)
                "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n"
                "  --client-memory-limit SIZE: device memory quota of each client, seen by it as the\n"
                "      device's total memory (default: none; tenants have their own, see --config)\n"
+               "  --client-pinned-limit SIZE: pinned host memory the daemon holds for each client\n"
+               "      (cuMemAllocHost, cuMemHostAlloc, cuMemHostRegister; default: none; tenants: pinned-limit)\n"
                "  --config FILE: options ([server]) and tenants ([tenant NAME]), see docs/config.md;\n"
                "      the command line wins over the file\n"
                "  --token-file FILE: the token of tenant \"default\" (first line of FILE, mode 600)\n"
@@ -470,11 +474,13 @@ static void *handshake_main(void *arg)
     struct worker_assignment as = {.session_id = cl->session_id,
                                    .client_pid = client_pid,
                                    .memory_limit = d.client_memory_limit,
+                                   .pinned_limit = d.client_pinned_limit,
                                    .compute_weight = 1,
                                    .token_derived = by_token};
     if (t) {
         snprintf(as.tenant, sizeof as.tenant, "%s", t->name);
         if (t->has_memory_limit) as.memory_limit = t->memory_limit;
+        if (t->has_pinned_limit) as.pinned_limit = t->pinned_limit;
         as.compute_weight = t->weight;
     }
     snprintf(as.transport, sizeof as.transport, "%s", conn->t->scheme);
@@ -764,6 +770,11 @@ static int vgpud_main(int argc, char **argv)
         } else if (!strcmp(a, "--client-memory-limit") && v) {
             if (vgpu_parse_size(TAKE(), &d.client_memory_limit)) {
                 fprintf(stderr, "vgpud: bad --client-memory-limit '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--client-pinned-limit") && v) {
+            if (vgpu_parse_size(TAKE(), &d.client_pinned_limit)) {
+                fprintf(stderr, "vgpud: bad --client-pinned-limit '%s'\n", v);
                 return 2;
             }
         } else if (!strcmp(a, "--config") && v) (void)TAKE(); /* read before this loop */

@@ -20,6 +20,7 @@
 #include "common/frame.h"
 #include "common/frame_fds.h"
 #include "server/board.h"
+#include "server/sched.h"
 #include "transport/shm.h"
 
 const char *server_backend_name = "?";
@@ -306,6 +307,7 @@ int worker_main(const struct worker_args *a)
     token_derived = as.token_derived != 0;
     snprintf(server_tenant, sizeof server_tenant, "%s", as.tenant);
     server_memory_limit = as.memory_limit;
+    server_pinned_limit = as.pinned_limit;
     server_compute_weight = as.compute_weight >= 1 && as.compute_weight <= 1000 ? as.compute_weight : 1;
     const char *where;
     char addr[16];
@@ -321,6 +323,8 @@ int worker_main(const struct worker_args *a)
         _exit(1);
     }
     board_set_live(as.board_slot, (int)getpid());
+    sched_join(server_tenant, s->id, server_compute_weight);
+    if (!strcmp(a->backend, "emu")) backend_emu_set_engine(sched_engine_enter, sched_engine_leave);
     pthread_t th;
     if (pthread_create(&th, NULL, control_main, (void *)(intptr_t)a->ctl_fd) == 0) pthread_detach(th);
     start_lane(conn_fd, 0, true, as.hello_features);

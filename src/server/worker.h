@@ -28,6 +28,7 @@ struct worker_assignment {
     uint64_t memory_limit;    /* device memory quota in bytes, 0 for none */
     uint32_t compute_weight;  /* share of GPU time, 1..1000 */
     uint8_t token_derived;    /* 1: the guest derived the session token itself; the HELLO reply omits it */
+    uint64_t pinned_limit;    /* pinned host memory the daemon may hold for it, 0 for none */
 };
 
 /* The message that hands a further lane's connection (SCM_RIGHTS) to the worker. */

@@ -3,11 +3,17 @@
  * quota is the device's total memory for every API that tells it — cuDeviceTotalMem,
  * cuMemGetInfo (free = quota - held), NVML's memory info (total = quota, used = what this
  * process holds) — an allocation past it fails with CUDA_ERROR_OUT_OF_MEMORY and leaves
- * earlier ones intact, and freeing gives the room back (plain and VMM allocations).
- *   drv_quota QUOTA_BYTES
+ * earlier ones intact, and freeing gives the room back (plain, VMM and managed
+ * allocations; stream-ordered allocations are not forwarded by vgpu, so they cannot get
+ * past it either). With PINNED_BYTES (`vgpud --client-pinned-limit`, 16 MiB in ctest),
+ * pinned host memory the daemon holds (cuMemHostAlloc, cuMemHostRegister with DEVICEMAP;
+ * cuMemAllocHost over a unix socket, where it is shared with the daemon) is limited the
+ * same way, without touching device memory.
+ *   drv_quota QUOTA_BYTES [PINNED_BYTES]
  */
 #include <cuda.h>
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +27,93 @@ struct nvml_memory {
     unsigned long long total, free, used;
 };
 
+/* Managed memory counts in the device quota (nothing else is held when this runs). */
+static void check_managed(unsigned long long quota)
+{
+    CUdeviceptr m = 0, d = 0, m2 = 0;
+    CU(cuMemAllocManaged(&m, 32 * MiB, CU_MEM_ATTACH_GLOBAL));
+    CU(cuMemsetD8(m, 0x33, 32 * MiB));
+    size_t free_b = 0, total = 0;
+    CU(cuMemGetInfo(&free_b, &total));
+    check(free_b <= quota - 32 * MiB, "quota.managed_counted_in_free", "free %zu", free_b);
+    CUresult rc = cuMemAlloc(&d, 40 * MiB);
+    check(rc == CUDA_ERROR_OUT_OF_MEMORY, "quota.alloc_past_quota_with_managed_refused", "got %d", (int)rc);
+    if (rc == CUDA_SUCCESS) cuMemFree(d);
+    rc = cuMemAllocManaged(&m2, 40 * MiB, CU_MEM_ATTACH_GLOBAL);
+    check(rc == CUDA_ERROR_OUT_OF_MEMORY, "quota.managed_past_quota_refused", "got %d", (int)rc);
+    if (rc == CUDA_SUCCESS) cuMemFree(m2);
+    unsigned char byte = 0;
+    CU(cuMemcpyDtoH(&byte, m + 32 * MiB - 1, 1));
+    check(byte == 0x33, "quota.managed_intact", "byte %#x", byte);
+    /* Stream-ordered allocation cannot get past the quota either (vgpu does not forward it). */
+    CUdeviceptr a = 0;
+    rc = cuMemAllocAsync(&a, 40 * MiB, NULL);
+    check(rc != CUDA_SUCCESS, "quota.async_alloc_past_quota_refused", "got %d", (int)rc);
+    if (rc == CUDA_SUCCESS) cuMemFreeAsync(a, NULL);
+    CU(cuMemFree(m));
+    rc = cuMemAllocManaged(&m2, 40 * MiB, CU_MEM_ATTACH_GLOBAL);
+    check(rc == CUDA_SUCCESS, "quota.managed_free_gives_room_back", "got %d", (int)rc);
+    if (rc == CUDA_SUCCESS) CU(cuMemFree(m2));
+}
+
+/* Pinned host memory the daemon holds stays within `limit` (16 MiB in ctest). */
+static void check_pinned(unsigned long long limit)
+{
+    if (limit < 16 * MiB) {
+        check(0, "quota.pinned_limit_size", "the test needs a limit of at least 16 MiB, got %llu", limit);
+        return;
+    }
+    const char *server = getenv("VGPU_SERVER");
+    bool unix_socket = server && !strncmp(server, "unix:", 5);
+    size_t big = (size_t)(limit - 8 * MiB), rest = 6 * MiB; /* big + rest leaves 2 MiB */
+    void *h1 = NULL, *h2 = NULL, *h3 = NULL;
+    CU(cuMemHostAlloc(&h1, big, CU_MEMHOSTALLOC_DEVICEMAP));
+    memset(h1, 0x11, big);
+    CU(cuMemHostAlloc(&h2, rest, CU_MEMHOSTALLOC_DEVICEMAP));
+    CUresult rc = cuMemHostAlloc(&h3, 4 * MiB, CU_MEMHOSTALLOC_DEVICEMAP);
+    check(rc == CUDA_ERROR_OUT_OF_MEMORY, "quota.pinned_host_alloc_past_limit_refused", "got %d", (int)rc);
+    if (rc == CUDA_SUCCESS) cuMemFreeHost(h3);
+    void *buf = NULL;
+    if (posix_memalign(&buf, 4096, 4 * MiB)) buf = NULL;
+    check(buf != NULL, "quota.pinned_register_buffer", "posix_memalign failed");
+    if (buf) {
+        rc = cuMemHostRegister(buf, 4 * MiB, CU_MEMHOSTREGISTER_DEVICEMAP);
+        check(rc == CUDA_ERROR_OUT_OF_MEMORY, "quota.pinned_register_past_limit_refused", "got %d", (int)rc);
+        if (rc == CUDA_SUCCESS) cuMemHostUnregister(buf);
+    }
+    if (unix_socket) { /* shared with the daemon: its memory too */
+        h3 = NULL;
+        rc = cuMemAllocHost(&h3, 4 * MiB);
+        check(rc == CUDA_ERROR_OUT_OF_MEMORY, "quota.pinned_alloc_host_past_limit_refused", "got %d", (int)rc);
+        if (rc == CUDA_SUCCESS) cuMemFreeHost(h3);
+    }
+    const unsigned char *b1 = h1;
+    check(b1[0] == 0x11 && b1[big - 1] == 0x11, "quota.pinned_earlier_intact", "bytes %#x %#x", b1[0], b1[big - 1]);
+    CUdeviceptr d = 0;
+    rc = cuMemAlloc(&d, 8 * MiB); /* device memory is another budget */
+    check(rc == CUDA_SUCCESS, "quota.pinned_limit_leaves_device_memory", "got %d", (int)rc);
+    if (rc == CUDA_SUCCESS) CU(cuMemFree(d));
+    CU(cuMemFreeHost(h1));
+    if (buf) {
+        rc = cuMemHostRegister(buf, 4 * MiB, CU_MEMHOSTREGISTER_DEVICEMAP);
+        check(rc == CUDA_SUCCESS, "quota.pinned_free_gives_room_back", "got %d", (int)rc);
+        if (rc == CUDA_SUCCESS) CU(cuMemHostUnregister(buf));
+        free(buf);
+    }
+    rc = cuMemHostAlloc(&h3, big, CU_MEMHOSTALLOC_DEVICEMAP);
+    check(rc == CUDA_SUCCESS, "quota.pinned_alloc_again", "got %d", (int)rc);
+    if (rc == CUDA_SUCCESS) CU(cuMemFreeHost(h3));
+    CU(cuMemFreeHost(h2));
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: drv_quota QUOTA_BYTES\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: drv_quota QUOTA_BYTES [PINNED_BYTES]\n");
         return 2;
     }
     unsigned long long quota = strtoull(argv[1], NULL, 10);
+    unsigned long long pinned_limit = argc == 3 ? strtoull(argv[2], NULL, 10) : 0;
     CU(cuInit(0));
     CUdevice dev;
     CU(cuDeviceGet(&dev, 0));
@@ -90,5 +176,7 @@ int main(int argc, char **argv)
     check(free_b <= quota - 60 * MiB, "quota.free_accounts_both", "free %zu", free_b);
     if (b) cuMemFree(b);
     if (c) cuMemFree(c);
+    check_managed(quota);
+    if (pinned_limit) check_pinned(pinned_limit);
     return check_summary("drv_quota");
 }

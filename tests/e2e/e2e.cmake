@@ -335,9 +335,10 @@ foreach(_tr unix tcp)
     set_property(TEST e2e_drv_pipeline_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_EXPECT_SHARED=0")
   endif()
   vgpu_e2e_add(e2e_drv_link_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_link>)
-  # a client under a 64 MiB device memory quota
-  vgpu_e2e_add(e2e_drv_quota_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_quota> 67108864)
-  set_property(TEST e2e_drv_quota_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_CLIENT_MEMORY_LIMIT=64M")
+  # a client under a 64 MiB device memory quota and a 16 MiB pinned host memory limit
+  vgpu_e2e_add(e2e_drv_quota_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_quota> 67108864 16777216)
+  set_property(TEST e2e_drv_quota_${_tr} APPEND PROPERTY ENVIRONMENT "VGPU_E2E_CLIENT_MEMORY_LIMIT=64M"
+               "VGPU_E2E_CLIENT_PINNED_LIMIT=16M")
   vgpu_e2e_add(e2e_unreachable_drv_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
   vgpu_e2e_add(e2e_unreachable_rt_${_tr} dead-${_tr} $<TARGET_FILE:vgpu_e2e_unreachable> rt)
   if(NOT VGPU_E2E_BACKEND STREQUAL "emu")

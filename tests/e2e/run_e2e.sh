@@ -24,6 +24,7 @@
 #   VGPU_E2E_BACKEND    emu (default) | cuda | auto
 #   VGPU_E2E_EMU_MEMORY optional --emu-memory SIZE for the emu backend
 #   VGPU_E2E_CLIENT_MEMORY_LIMIT optional --client-memory-limit SIZE
+#   VGPU_E2E_CLIENT_PINNED_LIMIT optional --client-pinned-limit SIZE
 #   VGPU_E2E_TIMEOUT    seconds the program may run (default 240)
 #   VGPU_E2E_KEEP=1     keep the temp dir (its path is printed)
 set -u
@@ -113,6 +114,9 @@ start_daemon() {
     local args=(--listen "$listen" --backend "$backend" --token-file "$tmp/token")
     if [ -n "${VGPU_E2E_CLIENT_MEMORY_LIMIT:-}" ]; then
         args+=(--client-memory-limit "$VGPU_E2E_CLIENT_MEMORY_LIMIT")
+    fi
+    if [ -n "${VGPU_E2E_CLIENT_PINNED_LIMIT:-}" ]; then
+        args+=(--client-pinned-limit "$VGPU_E2E_CLIENT_PINNED_LIMIT")
     fi
     if [ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ]; then
         args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")

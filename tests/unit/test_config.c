@@ -75,6 +75,7 @@ static void test_good(void)
                        "[tenant alice]\n"
                        "token-file = alice.token\n"
                        "memory-limit = 8G\n"
+                       "pinned-limit = 512M\n"
                        "weight = 2\n"
                        "[ tenant  bob.2 ]\n"
                        "users = root, 1001\n"
@@ -101,7 +102,9 @@ static void test_good(void)
     struct vgpu_tenant *a = &c.tenants[0], *b = &c.tenants[1], *k = &c.tenants[2];
     CHECK(!strcmp(a->name, "alice") && a->token_len == 12 && !memcmp(a->token, "alice-secret", 12));
     CHECK(a->has_memory_limit && a->memory_limit == 8ull << 30 && a->weight == 2 && a->line == 10);
-    CHECK(!strcmp(b->name, "bob.2") && b->token_len == 0 && b->weight == 1 && !b->has_memory_limit);
+    CHECK(a->has_pinned_limit && a->pinned_limit == 512ull << 20);
+    CHECK(!strcmp(b->name, "bob.2") && b->token_len == 0 && b->weight == 1 && !b->has_memory_limit &&
+          !b->has_pinned_limit);
     CHECK(b->nuids == 2 && b->uids[0] == 0 && b->uids[1] == 1001);
     CHECK(b->ngids == 2 && b->gids[0] == 0 && b->gids[1] == 44);
     CHECK(!strcmp(k->name, "carol") && k->token_len == 5 && !memcmp(k->token, "c a r", 5));

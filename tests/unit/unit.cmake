@@ -30,6 +30,11 @@ add_executable(test_config tests/unit/test_config.c src/server/config.c)
 target_link_libraries(test_config PRIVATE vgpu_common)
 add_test(NAME unit_config COMMAND test_config)
 
+# The compute share's scheduler and engine lock, across forked processes (src/server/sched.c).
+add_executable(test_sched tests/unit/test_sched.c src/server/sched.c)
+target_link_libraries(test_sched PRIVATE vgpu_common Threads::Threads)
+add_test(NAME unit_sched COMMAND test_sched)
+
 # SHA-256 / HMAC-SHA256 (FIPS 180-2, RFC 4231 vectors) and the handshake's proofs and
 # decoders (src/common/auth.c, src/server/handshake.c).
 add_executable(test_auth tests/unit/test_auth.c src/server/handshake.c src/server/config.c)

@@ -10,7 +10,8 @@
  *
  * Only where descriptors can be passed (a unix-socket daemon, so the same host) and
  * unless VGPU_SHM=0; when it cannot be done, the caller falls back to ordinary memory
- * (copies then travel on the wire).
+ * (copies then travel on the wire). CUDA_ERROR_OUT_OF_MEMORY is the daemon's answer (the
+ * client's pinned memory limit): the caller fails the allocation with it.
  */
 #define _GNU_SOURCE 1
 #include "guest/cuda/host_shared.h"
@@ -58,7 +59,7 @@ CUresult vg_host_shared_alloc(void **pp, size_t size, unsigned flags, uint64_t *
     int fd = memfd_create("vgpu-pinned", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return CUDA_ERROR_NOT_SUPPORTED;
     void *p = MAP_FAILED;
-    CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = CUDA_ERROR_NOT_SUPPORTED; /* the memfd cannot be set up: the caller falls back */
     if (ftruncate(fd, (off_t)len) == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p != MAP_FAILED) {

@@ -499,7 +499,9 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
     /* Shared with a same-host daemon when possible: copies are then DMA from these pages
      * and, with DEVICEMAP, kernels use the very same pages. */
     uint64_t region = 0, shared_at = 0;
-    if (vg_host_shared_alloc(&p, bytesize, Flags, &region, &shared_at) != CUDA_SUCCESS) region = 0;
+    CUresult shared = vg_host_shared_alloc(&p, bytesize, Flags, &region, &shared_at);
+    if (shared == CUDA_ERROR_OUT_OF_MEMORY) return shared; /* past the daemon's pinned limit */
+    if (shared != CUDA_SUCCESS) region = 0;
     if (!region && (Flags & CU_MEMHOSTALLOC_DEVICEMAP)) { /* kernels use it: the daemon holds it, the guest a mirror */
         CUresult rc = vg_mirror_host_alloc(&p, bytesize, Flags);
         if (rc != CUDA_SUCCESS) return rc;

@@ -5,7 +5,8 @@
  * on the first launch; a few built-in kernels need none); see include/vgpu/emu_kernel.h. The launch is validated like
  * the driver's (dimensions, shared memory, arguments, cooperative and cluster limits),
  * then the plugin is called on the calling thread, holding the memory map shared so
- * device memory cannot be freed under it.
+ * device memory cannot be freed under it, and holding the device's engine (see
+ * backend_emu_set_engine: vgpud runs the kernels of all its workers one at a time).
  */
 #include "server/emu/emu_internal.h"
 
@@ -17,6 +18,17 @@
 #include "common/log.h"
 
 #define EMU_MAX_EXTRA_ENTRIES 64
+
+/* ---- the engine ---- */
+
+static bool (*engine_enter)(void);
+static void (*engine_leave)(uint64_t busy_ns);
+
+void backend_emu_set_engine(bool (*enter)(void), void (*leave)(uint64_t busy_ns))
+{
+    engine_enter = enter;
+    engine_leave = leave;
+}
 
 /* ---- plugins ---- */
 
@@ -54,12 +66,24 @@ static void load_plugins(void)
     free(list);
 }
 
-/* Kernels the emu backend runs without a plugin: the empty kernel of vgpu's benchmark
- * (bench/worker.c), so `vgpu bench` works against any emu daemon. */
+/* Kernels the emu backend runs without a plugin, so vgpu's benchmarks work against any
+ * emu daemon: the empty kernel of `vgpu bench` (bench/worker.c) and a kernel that keeps
+ * the device busy for its u32 parameter's microseconds (bench/share.c). */
 static void builtin_noop(const struct vgpu_emu_launch *L, void *const *params)
 {
     (void)L;
     (void)params;
+}
+
+static void builtin_spin(const struct vgpu_emu_launch *L, void *const *params)
+{
+    (void)L;
+    uint32_t us;
+    memcpy(&us, params[0], sizeof us);
+    if (us > 1000000) us = 1000000; /* at most a second */
+    uint64_t end = emu_now_ns() + (uint64_t)us * 1000u;
+    while (emu_now_ns() < end) {
+    }
 }
 
 static const struct {
@@ -67,6 +91,7 @@ static const struct {
     vgpu_emu_kernel_fn fn;
 } builtin_kernels[] = {
     {"vgpu_bench_empty", builtin_noop},
+    {"vgpu_bench_spin", builtin_spin},
 };
 
 /* The plugin function for a kernel (a built-in one first), or NULL. */
@@ -310,6 +335,10 @@ static CUresult launch(CUfunction f, const unsigned grid[3], const unsigned bloc
         rc = CUDA_ERROR_NOT_SUPPORTED;
         goto out;
     }
+    if (fn == builtin_spin && (t.num_params != 1 || t.param_bytes < sizeof(uint32_t))) {
+        rc = CUDA_ERROR_INVALID_VALUE; /* a kernel of that name declared without its u32 */
+        goto out;
+    }
 
     int fault = 0;
     struct vgpu_emu_launch l = {
@@ -318,9 +347,12 @@ static CUresult launch(CUfunction f, const unsigned grid[3], const unsigned bloc
         .shared_mem_bytes = shared,
         .fault = &fault,
     };
+    if (engine_enter) (void)engine_enter();
+    uint64_t started = emu_now_ns();
     emu_mem_read_lock();
     fn(&l, params);
     emu_mem_read_unlock();
+    if (engine_leave) engine_leave(emu_now_ns() - started);
     /* The launch itself succeeded, as on a GPU; the fault surfaces at the next call. */
     if (fault) emu_ctx_fault(fault == VGPU_EMU_FAULT_TRAP ? CUDA_ERROR_LAUNCH_FAILED : CUDA_ERROR_ILLEGAL_ADDRESS);
     for (size_t i = 0; i < opts->ncompletion; i++) emu_event_record_now(opts->completion_events[i]);
