@@ -329,7 +329,10 @@ static void *handshake_main(void *arg)
             reply_error(conn, CUDA_ERROR_INVALID_HANDLE, "unknown session");
             goto out;
         }
-        struct worker_lane_handover ho = {.tag = 'L', .hello_features = features};
+        struct worker_lane_handover ho;
+        memset(&ho, 0, sizeof ho); /* no uninitialised padding bytes go to the worker (valgrind) */
+        ho.tag = 'L';
+        ho.hello_features = features;
         if (vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, conn->fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);

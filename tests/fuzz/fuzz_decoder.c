@@ -13,6 +13,7 @@
  * the destroy requests a guest would (graphs, streams, memory, modules, contexts, the
  * primary context), which keeps runs independent of each other, then frees the session.
  *
+ * Lanes 1-63 exist and have closed (a FENCE naming them returns at once).
  * Not served (they would block this single thread forever or need a second process):
  * HOSTFN_ATTACH and HOSTFN_WAIT (a host-function lane waits for requests; without an
  * attached lane a host function is skipped, which is what runs here), SHM_UPGRADE and
@@ -173,6 +174,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     L->index = 0;
     L->hello_features = -1;
     L->progress = session_lane_progress(s, 0, true);
+    /* Recorded sessions had more lanes, and lane 0's FENCEs name them: here they exist
+     * and have closed, so a fence never waits. */
+    for (unsigned i = 1; i < 64; i++) {
+        struct lane_progress *p = session_lane_progress(s, i, true);
+        if (p) atomic_store(&p->open, false);
+    }
     wire_buf_init(&L->in);
     wire_buf_init(&L->out);
     struct handle_order order = {0};
