@@ -20,7 +20,7 @@
 # Environment: VGPU_VALGRIND_KEEP=1 keeps the logs' directory (its path is printed);
 # VGPU_VALGRIND_TIMEOUT seconds per program (default 400).
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 build=${1:-${BUILD:-build}}
 bin=$build/bin
 e2e=$build/tests/e2e
@@ -36,11 +36,12 @@ for f in "$bin/vgpud" "$bin/vgpu" "$e2e/drv_basic" "$e2e/e2e_probe" "$e2e/killed
         exit 0
     fi
 done
-plugins=$(ls "$e2e"/plugins/*.so 2>/dev/null | tr '\n' ':')
+plugins=$(find "$e2e/plugins" -maxdepth 1 -name '*.so' 2>/dev/null | sort | tr '\n' ':')
 plugins=${plugins%:}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vgpu-valgrind.XXXXXX") || exit 1
 daemon_pid=
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     local rc=$?
     [ -n "$daemon_pid" ] && kill -KILL -- "-$daemon_pid" 2>/dev/null

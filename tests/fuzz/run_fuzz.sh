@@ -12,8 +12,7 @@
 #   FUZZ_HARNESSES="fuzz_a fuzz_b"   only these (default: all)
 #   FUZZ_ARGS="..."   extra libFuzzer flags
 set -u
-cd "$(dirname "$0")/../.."
-root=$PWD
+cd "$(dirname "$0")/../.." || exit 1
 build=${BUILD_FUZZ:-build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 cc=${FUZZ_CC:-clang}
@@ -32,7 +31,8 @@ cmake -S . -B "$build" -DCMAKE_C_COMPILER="$cc" -DVGPU_FUZZ=ON -DVGPU_E2E=OFF >"
 cmake --build "$build" -j "${JOBS:-$(nproc)}" --target vgpu_fuzzers >"$probe/build.log" 2>&1 ||
     { tail -50 "$probe/build.log"; echo "make fuzz: build failed"; exit 1; }
 
-harnesses=${FUZZ_HARNESSES:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
+harnesses=${FUZZ_HARNESSES:-$(find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' -printf '%f\n' | sed 's/\.c$//' | sort)}
+count_files() { find "$1" -mindepth 1 -maxdepth 1 -type f | wc -l; }
 failed=0
 summary=()
 for h in $harnesses; do
@@ -45,8 +45,8 @@ for h in $harnesses; do
     if [ -d "tests/fuzz/corpus/$h" ]; then
         cp tests/fuzz/corpus/"$h"/* "$work"/ 2>/dev/null
     fi
-    seeds=$(ls "$work" | wc -l)
-    before=$(ls "$findings" | wc -l)
+    seeds=$(count_files "$work")
+    before=$(count_files "$findings")
     echo "make fuzz: $h for ${seconds}s ($seeds seeds)"
     log=$build/fuzz-$h.log
     # -close_fd_mask=2: the daemon code's error log lines (one per rejected input) are
@@ -59,8 +59,8 @@ for h in $harnesses; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov0=$(grep -m1 -E '(INITED|INIT) cov:' "$log" | sed -E 's/.*cov: ([0-9]+).*/\1/')
     cov1=$(grep -E ' cov: [0-9]+' "$log" | tail -1 | sed -E 's/.* cov: ([0-9]+).*/\1/')
-    corpus=$(ls "$work" | wc -l)
-    crashes=$(($(ls "$findings" | wc -l) - before))
+    corpus=$(count_files "$work")
+    crashes=$(($(count_files "$findings") - before))
     line=$(printf '%-18s runs %-10s corpus %-6s cov %s -> %s  crashes %s' "$h" "${runs:-?}" "$corpus" "${cov0:-?}" "${cov1:-?}" "$crashes")
     summary+=("$line")
     if [ $rc -ne 0 ] || [ "$crashes" -gt 0 ]; then
