@@ -3,7 +3,9 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all test asan demo gen clean bench
+.PHONY: all test asan demo gen clean bench fuzz valgrind
+# make fuzz: libFuzzer harnesses (clang) in build-fuzz, each run FUZZ_SECONDS (tests/fuzz/README.md)
+FUZZ_SECONDS ?= 60
 all:
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -20,8 +22,15 @@ demo: all
 bench: all
 	BUILD=$(BUILD) ./bench/run
 
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) ./tests/fuzz/run_fuzz.sh
+
+# vgpud and its workers under valgrind memcheck through the e2e programs (emu backend)
+valgrind: all
+	./tests/e2e/run_valgrind.sh $(BUILD)
+
 gen:
 	python3 tools/gen.py
 
 clean:
-	rm -rf build build-asan build-clang
+	rm -rf build build-asan build-clang build-fuzz

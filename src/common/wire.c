@@ -53,7 +53,9 @@ void *wire_put_space(struct wire_buf *b, size_t n)
         b->oom = true;
         return NULL;
     }
-    if (b->len + n > b->cap) {
+    /* A buffer without storage gets some even for n == 0: the result is then a valid
+     * pointer (NULL + 0 is undefined behaviour, found by fuzz_decoder). */
+    if (b->len + n > b->cap || !b->data) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;
         uint8_t *d = realloc(b->data, cap);

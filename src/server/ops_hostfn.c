@@ -43,8 +43,44 @@ void hostfn_session_init(struct session *s)
 struct hostfn_rec *hostfn_rec_new(struct session *s, uint64_t ticket, bool persistent)
 {
     struct hostfn_rec *r = malloc(sizeof *r);
-    if (r) *r = (struct hostfn_rec){.s = s, .ticket = ticket, .persistent = persistent};
+    if (!r) return NULL;
+    *r = (struct hostfn_rec){.s = s, .ticket = ticket, .persistent = persistent};
+    if (persistent) { /* kept on a list so that the session's end can free it */
+        pthread_mutex_lock(&s->hostfn_lock);
+        r->next = s->hostfn_kept;
+        s->hostfn_kept = r;
+        pthread_mutex_unlock(&s->hostfn_lock);
+    }
     return r;
+}
+
+void hostfn_rec_drop(struct hostfn_rec *rec)
+{
+    if (!rec) return;
+    if (rec->persistent) {
+        struct session *s = rec->s;
+        pthread_mutex_lock(&s->hostfn_lock);
+        for (struct hostfn_rec **p = &s->hostfn_kept; *p; p = &(*p)->next)
+            if (*p == rec) {
+                *p = rec->next;
+                break;
+            }
+        pthread_mutex_unlock(&s->hostfn_lock);
+    }
+    free(rec);
+}
+
+void hostfn_session_release(struct session *s)
+{
+    pthread_mutex_lock(&s->hostfn_lock);
+    struct hostfn_rec *r = s->hostfn_kept;
+    s->hostfn_kept = NULL;
+    pthread_mutex_unlock(&s->hostfn_lock);
+    while (r) {
+        struct hostfn_rec *next = r->next;
+        free(r);
+        r = next;
+    }
 }
 
 static void unlink_request(struct hostfn_request **list, struct hostfn_request *r)
@@ -160,6 +196,6 @@ CUresult op_LAUNCH_HOST_FUNC(struct lane *L, struct wire_rd *in, struct wire_buf
     struct hostfn_rec *rec = hostfn_rec_new(L->s, ticket, stream_is_capturing(st));
     if (!rec) return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = drv.cuLaunchHostFunc(st, hostfn_trampoline, rec);
-    if (rc != CUDA_SUCCESS) free(rec);
+    if (rc != CUDA_SUCCESS) hostfn_rec_drop(rec);
     return rc;
 }

@@ -50,6 +50,16 @@ static CUresult finish(struct lane *L, CUresult rc, CUstream stream, uint32_t fl
     return (flags & COPY_SYNC) ? lane_sync_result(L, rc) : rc;
 }
 
+/* The context an allocation belongs to: the lane's current one. Its handle records it
+ * as owner, so that destroying the context (which frees the memory in the driver) drops
+ * the handle and its quota charge with the context's other objects (sweep_context). */
+static uint64_t allocation_context(void)
+{
+    CUcontext c = NULL;
+    if (drv.cuCtxGetCurrent(&c) != CUDA_SUCCESS) c = NULL;
+    return (uint64_t)(uintptr_t)c;
+}
+
 CUresult op_MEM_ALLOC(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
     uint64_t bytes = wire_get_u64(in);
@@ -58,7 +68,7 @@ CUresult op_MEM_ALLOC(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     CUdeviceptr p = 0;
     CUresult rc = drv.cuMemAlloc_v2(&p, (size_t)bytes);
     if (rc != CUDA_SUCCESS) return rc;
-    if (handles_add(L->s, H_MEMORY, p, 0, bytes)) {
+    if (handles_add(L->s, H_MEMORY, p, allocation_context(), bytes)) {
         drv.cuMemFree_v2(p);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -75,7 +85,7 @@ CUresult op_MEM_ALLOC_PITCH(struct lane *L, struct wire_rd *in, struct wire_buf 
     size_t pitch = 0;
     CUresult rc = drv.cuMemAllocPitch_v2(&p, &pitch, (size_t)width, (size_t)height, elem);
     if (rc != CUDA_SUCCESS) return rc;
-    if (handles_add(L->s, H_MEMORY, p, 0, (uint64_t)pitch * height)) {
+    if (handles_add(L->s, H_MEMORY, p, allocation_context(), (uint64_t)pitch * height)) {
         drv.cuMemFree_v2(p);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }

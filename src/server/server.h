@@ -81,6 +81,7 @@ struct session {
     uint64_t hostfn_next_id;
     int hostfn_lane; /* index of the attached lane, -1 while none */
     bool hostfn_dead; /* that lane ended: requests are dropped */
+    struct hostfn_rec *hostfn_kept; /* persistent records (graphs' host nodes), until the session ends */
 };
 
 struct lane {
@@ -168,8 +169,15 @@ struct hostfn_rec {
     struct session *s;
     uint64_t ticket;
     bool persistent;
+    struct hostfn_rec *next; /* in s->hostfn_kept, when persistent */
 };
 struct hostfn_rec *hostfn_rec_new(struct session *s, uint64_t ticket, bool persistent);
+/* Free a record the driver never got (its launch failed). */
+void hostfn_rec_drop(struct hostfn_rec *rec);
+/* Free the session's persistent records: only once nothing can run them any more (its
+ * graphs and streams are destroyed). A worker ends with its process instead; the fuzz
+ * harness, which runs many sessions in one process, calls this. */
+void hostfn_session_release(struct session *s);
 void CUDA_CB hostfn_trampoline(void *rec);
 /* A lane ended: if it was the host-function lane, drop every request. */
 void hostfn_lane_closed(struct session *s, unsigned index);

@@ -426,7 +426,10 @@ static void *handshake_main(void *arg)
         if (send_answer(conn, &answer)) goto out;
         pthread_mutex_lock(&d.lock);
         cl = find_client(hi.session); /* its worker may have ended meanwhile: then the guest sees end of stream */
-        struct worker_lane_handover ho = {.tag = 'L', .hello_features = (int32_t)(hi.features & 0x7fffffffu)};
+        struct worker_lane_handover ho;
+        memset(&ho, 0, sizeof ho); /* no uninitialised padding bytes go to the worker (valgrind) */
+        ho.tag = 'L';
+        ho.hello_features = (int32_t)(hi.features & 0x7fffffffu);
         if (cl && vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, conn->fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);

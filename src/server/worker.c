@@ -21,6 +21,7 @@
 #include "common/frame_fds.h"
 #include "server/board.h"
 #include "server/sched.h"
+#include "server/frame_record.h"
 #include "transport/shm.h"
 
 const char *server_backend_name = "?";
@@ -124,6 +125,55 @@ static int send_hello_reply(struct lane *L, CUresult rc, const char *msg)
     return r;
 }
 
+enum lane_step lane_serve_frame(struct lane *L, const struct vgpu_frame_hdr *h, const char **why)
+{
+    *why = NULL;
+    if (L->shm_offer && h->op != VGPU_OP_SHM_READY) shm_lane_drop_offer(L);
+    if (h->flags & VGPU_FRAME_REPLY) {
+        VGPU_ERROR("client pid %d: sent a reply frame; ending session", L->s->client_pid);
+        *why = "protocol violation";
+        return LANE_END_SESSION;
+    }
+    struct wire_rd in;
+    wire_rd_init(&in, L->in.data, L->in.len);
+    wire_buf_reset(&L->out);
+    wire_put_i32(&L->out, 0); /* result, patched below */
+    L->op = h->op;
+    L->malformed = NULL;
+    L->outputs_on_error = false;
+    if (h->op == VGPU_OP_GOODBYE) return LANE_GOODBYE;
+    CUresult rc = dispatch(L, h->op, &in, &L->out);
+    if (rc == VGPU_RC_MALFORMED) {
+        const char *opname = vgpu_op_name(h->op);
+        VGPU_ERROR("client pid %d (%s): malformed message (op %u%s%s): %s; ending session", L->s->client_pid,
+                   L->s->client_name, h->op, strcmp(opname, "?") ? ", " : ", unknown", strcmp(opname, "?") ? opname : "",
+                   L->malformed ? L->malformed : "?");
+        *why = "malformed message";
+        return LANE_END_SESSION;
+    }
+    bool outputs = rc == CUDA_SUCCESS || L->outputs_on_error; /* else a reply is just its result */
+    if (L->out.oom && outputs) {
+        VGPU_ERROR("client pid %d: out of memory building a reply; ending session", L->s->client_pid);
+        *why = "out of memory";
+        return LANE_END_SESSION;
+    }
+    if (h->flags & VGPU_FRAME_NOREPLY) {
+        if (rc != CUDA_SUCCESS && L->async_error == CUDA_SUCCESS) L->async_error = rc;
+        lane_advanced(L, h->seq);
+        return LANE_NEXT;
+    }
+    size_t len = outputs ? L->out.len : 4;
+    uint32_t urc = (uint32_t)rc;
+    for (int i = 0; i < 4; i++) L->out.data[i] = (uint8_t)(urc >> (8 * i));
+    lane_advanced(L, h->seq);
+    int sent = L->nreply_fds && rc == CUDA_SUCCESS
+                   ? vgpu_frame_send_fds(L->conn, 0, VGPU_FRAME_REPLY, h->seq, L->out.data, len, L->reply_fds,
+                                         L->nreply_fds)
+                   : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, h->seq, L->out.data, len, NULL, 0);
+    L->nreply_fds = 0;
+    return sent ? LANE_SEND_FAILED : LANE_NEXT;
+}
+
 /* Serve one lane until its connection ends. */
 static void *lane_main(void *arg)
 {
@@ -145,47 +195,12 @@ static void *lane_main(void *arg)
             if (errno == EPROTO && L->conn->t == &vgpu_transport_shm) shm_malformed(L);
             break; /* the lane's guest thread or process went away */
         }
-        if (L->shm_offer && h.op != VGPU_OP_SHM_READY) shm_lane_drop_offer(L);
-        if (h.flags & VGPU_FRAME_REPLY) {
-            VGPU_ERROR("client pid %d: sent a reply frame; ending session", L->s->client_pid);
-            log_disconnect_and_exit("protocol violation");
-        }
-        struct wire_rd in;
-        wire_rd_init(&in, L->in.data, L->in.len);
-        wire_buf_reset(&L->out);
-        wire_put_i32(&L->out, 0); /* result, patched below */
-        L->op = h.op;
-        L->malformed = NULL;
-        L->outputs_on_error = false;
-        if (h.op == VGPU_OP_GOODBYE) break;
-        CUresult rc = dispatch(L, h.op, &in, &L->out);
-        if (rc == VGPU_RC_MALFORMED) {
-            const char *opname = vgpu_op_name(h.op);
-            VGPU_ERROR("client pid %d (%s): malformed message (op %u%s%s): %s; ending session", L->s->client_pid,
-                       L->s->client_name, h.op, strcmp(opname, "?") ? ", " : ", unknown", strcmp(opname, "?") ? opname : "",
-                       L->malformed ? L->malformed : "?");
-            log_disconnect_and_exit("malformed message");
-        }
-        bool outputs = rc == CUDA_SUCCESS || L->outputs_on_error; /* else a reply is just its result */
-        if (L->out.oom && outputs) {
-            VGPU_ERROR("client pid %d: out of memory building a reply; ending session", L->s->client_pid);
-            log_disconnect_and_exit("out of memory");
-        }
-        if (h.flags & VGPU_FRAME_NOREPLY) {
-            if (rc != CUDA_SUCCESS && L->async_error == CUDA_SUCCESS) L->async_error = rc;
-            lane_advanced(L, h.seq);
-            continue;
-        }
-        size_t len = outputs ? L->out.len : 4;
-        uint32_t urc = (uint32_t)rc;
-        for (int i = 0; i < 4; i++) L->out.data[i] = (uint8_t)(urc >> (8 * i));
-        lane_advanced(L, h.seq);
-        int sent = L->nreply_fds && rc == CUDA_SUCCESS
-                       ? vgpu_frame_send_fds(L->conn, 0, VGPU_FRAME_REPLY, h.seq, L->out.data, len, L->reply_fds,
-                                             L->nreply_fds)
-                       : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, h.seq, L->out.data, len, NULL, 0);
-        L->nreply_fds = 0;
-        if (sent) {
+        if (frame_record_on()) frame_record(L, &h);
+        const char *why;
+        enum lane_step step = lane_serve_frame(L, &h, &why);
+        if (step == LANE_END_SESSION) log_disconnect_and_exit(why);
+        if (step == LANE_GOODBYE) break;
+        if (step == LANE_SEND_FAILED) {
             if (errno == EPROTO && L->conn->t == &vgpu_transport_shm) shm_malformed(L);
             break;
         }

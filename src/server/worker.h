@@ -39,4 +39,17 @@ struct worker_lane_handover {
 
 int worker_main(const struct worker_args *a);
 
+/* Serving one received frame (its body in L->in) on a lane: dispatch it to its handler
+ * and send the reply on L->conn. The lane's loop (worker.c) calls it for every frame;
+ * the fuzz harness (tests/fuzz/fuzz_decoder.c) calls it with frames from its input and
+ * a connection that discards replies. */
+enum lane_step {
+    LANE_NEXT,        /* served: go on with the next frame */
+    LANE_GOODBYE,     /* the guest said goodbye: the lane ends */
+    LANE_SEND_FAILED, /* the reply could not be sent (errno): the lane ends */
+    LANE_END_SESSION, /* malformed or a reply frame, or no memory for the reply: *why says which,
+                       * the error is logged, and the whole session must end */
+};
+enum lane_step lane_serve_frame(struct lane *L, const struct vgpu_frame_hdr *h, const char **why);
+
 #endif

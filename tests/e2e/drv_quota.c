@@ -176,6 +176,19 @@ int main(int argc, char **argv)
     check(free_b <= quota - 60 * MiB, "quota.free_accounts_both", "free %zu", free_b);
     if (b) cuMemFree(b);
     if (c) cuMemFree(c);
+
+    /* Destroying a context frees what was allocated in it, and gives that quota back
+     * (found by fuzz_decoder: the daemon kept charging it). */
+    CUcontext own = NULL;
+    CU(cuCtxCreate(&own, NULL, 0, dev));
+    CUdeviceptr lost = 0;
+    CU(cuMemAlloc(&lost, 40 * MiB));
+    CU(cuCtxDestroy(own));
+    CU(cuCtxSetCurrent(ctx));
+    CUdeviceptr again = 0;
+    rc = cuMemAlloc(&again, 60 * MiB);
+    check(rc == CUDA_SUCCESS, "quota.context_destroy_gives_room_back", "got %d", (int)rc);
+    if (again) cuMemFree(again);
     check_managed(quota);
     if (pinned_limit) check_pinned(pinned_limit);
     return check_summary("drv_quota");

@@ -664,14 +664,28 @@ CUresult CUDAAPI emu_cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *pCopy, CUstream hSt
 
 static void fill_row(uintptr_t p, unsigned value, unsigned elem, size_t n)
 {
-    if (elem == 1) {
-        memset((void *)p, (int)(value & 0xffu), n);
-    } else if (elem == 2) {
-        uint16_t v = (uint16_t)value, *d = (uint16_t *)p;
-        for (size_t i = 0; i < n; i++) d[i] = v;
+    /* Whole-row memset/memcpy rather than a store per element: as fast as memset for
+     * large fills (an element loop took over 30 s for a guest's 16 MiB memsets under
+     * the fuzzer's instrumentation). */
+    uint8_t *d = (uint8_t *)p;
+    size_t bytes = n * elem;
+    if (bytes == 0) return;
+    uint8_t b = (uint8_t)value;
+    if (elem == 1 || (elem == 2 && (uint16_t)value == b * 0x0101u) || (elem == 4 && (uint32_t)value == b * 0x01010101u)) {
+        memset(d, b, bytes);
+        return;
+    }
+    if (elem == 2) {
+        uint16_t v = (uint16_t)value;
+        memcpy(d, &v, 2);
     } else {
-        uint32_t v = (uint32_t)value, *d = (uint32_t *)p;
-        for (size_t i = 0; i < n; i++) d[i] = v;
+        uint32_t v = (uint32_t)value;
+        memcpy(d, &v, 4);
+    }
+    for (size_t done = elem; done < bytes;) { /* double the filled prefix */
+        size_t chunk = done < bytes - done ? done : bytes - done;
+        memcpy(d + done, d, chunk);
+        done += chunk;
     }
 }
 
