@@ -263,7 +263,9 @@ static int drain_bell(const struct ring_view *r)
 static int sleep_on_bell(struct shm_conn *c, const struct ring_view *r)
 {
     struct pollfd p[2] = {{.fd = r->bell, .events = POLLIN}, {.fd = c->base.fd, .events = POLLIN | POLLRDHUP}};
-    int n = poll(p, 2, c->timeout_ms);
+    int ms = c->timeout_ms, left = vgpu_conn_wait_ms(&c->base, r == &c->tx); /* the tighter bound */
+    if (left >= 0 && (ms < 0 || left < ms)) ms = left;
+    int n = poll(p, 2, ms);
     if (n < 0) return errno == EINTR ? 0 : -1;
     if (n == 0) {
         errno = ETIMEDOUT;

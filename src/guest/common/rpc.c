@@ -22,6 +22,10 @@
 #include "transport/transport.h"
 
 #define CONNECT_TIMEOUT_MS 5000
+/* VGPU_TIMEOUT's default, in seconds: a reply that stops midway for this long (or, on
+ * TCP, a connection whose keepalive goes unanswered) counts as a lost daemon. Waiting
+ * for a reply to begin is never bounded: long kernels make synchronizing calls wait. */
+#define DEFAULT_STALL_S 60
 
 /* What other threads need to know about a lane to order their synchronous calls after
  * its posted work (see FENCE in src/server/ops_fence.c). Never freed. */
@@ -81,6 +85,7 @@ static struct {
     struct lane_state **states;
     size_t nstates, capstates;
     atomic_uint lanes_ever; /* fast path: with one lane there is nothing to fence */
+    int stall_ms; /* VGPU_TIMEOUT in ms; 0: never */
 } G = {.lock = PTHREAD_MUTEX_INITIALIZER, .states_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static __thread struct vg_lane *tls_lane;
@@ -147,7 +152,7 @@ static int hello(struct vg_lane *l, uint32_t kind, char *err, size_t errlen)
         return -1;
     }
     struct vgpu_frame_hdr h;
-    if (vgpu_frame_recv(l->conn, &h, &l->in)) {
+    if (vgpu_frame_recv_ex(l->conn, &h, &l->in, VGPU_MAX_FRAME_PAYLOAD, G.stall_ms)) {
         snprintf(err, errlen, "no answer to hello: %s", errno ? strerror(errno) : "connection closed");
         return -1;
     }
@@ -205,8 +210,12 @@ static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
     wire_buf_init(&l->args);
     wire_buf_init(&l->out);
     pthread_mutex_init(&l->send_lock, NULL);
-    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen) || hello(l, kind, err, errlen) ||
-        shm_upgrade(l, err, errlen)) {
+    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen)) {
+        lane_free(l);
+        return NULL;
+    }
+    if (l->conn->t == &vgpu_transport_tcp) vgpu_tcp_keepalive(l->conn->fd, G.stall_ms / 1000, false);
+    if (hello(l, kind, err, errlen) || shm_upgrade(l, err, errlen)) {
         lane_free(l);
         return NULL;
     }
@@ -256,6 +265,14 @@ int vg_rpc_open(const char *api)
     snprintf(G.api, sizeof G.api, "%s", api);
     const char *addr = getenv("VGPU_SERVER");
     snprintf(G.addr, sizeof G.addr, "%s", addr && addr[0] ? addr : VGPU_DEFAULT_SERVER);
+    const char *timeout = getenv("VGPU_TIMEOUT");
+    char *end = NULL;
+    long secs = timeout && *timeout ? strtol(timeout, &end, 10) : DEFAULT_STALL_S;
+    if (timeout && *timeout && (*end || secs < 0 || secs > 86400)) {
+        VGPU_WARN("VGPU_TIMEOUT='%s' is not a number of seconds (0 to 86400); using %d", timeout, DEFAULT_STALL_S);
+        secs = DEFAULT_STALL_S;
+    }
+    G.stall_ms = (int)secs * 1000;
     char err[512];
     struct vg_lane *l = lane_open(VGPU_HELLO_NEW_SESSION, err, sizeof err);
     if (!l) {
@@ -292,9 +309,15 @@ static struct vg_lane *lane_get(void)
 
 static enum vg_rpc_status lost(const char *what)
 {
-    if (!atomic_exchange(&G.lost, true))
-        VGPU_ERROR("connection to vgpud lost (%s): %s; every further %s call fails", what,
-                   errno ? strerror(errno) : "closed", G.api);
+    if (!atomic_exchange(&G.lost, true)) {
+        if (errno == ETIMEDOUT)
+            VGPU_ERROR("connection to vgpud lost (%s): the daemon stopped midway through a reply for %d s "
+                       "(VGPU_TIMEOUT) or stopped answering keepalives; every further %s call fails",
+                       what, G.stall_ms / 1000, G.api);
+        else
+            VGPU_ERROR("connection to vgpud lost (%s): %s; every further %s call fails", what,
+                       errno ? strerror(errno) : "closed", G.api);
+    }
     return VG_RPC_LOST;
 }
 
@@ -581,7 +604,7 @@ static enum vg_rpc_status call(uint16_t op, const struct wire_buf *args, const v
     if (rc) return lost("send");
     if (fc.n) batch_hurry(); /* not under send_lock: the flusher takes batch.lock, then send locks */
     struct vgpu_frame_hdr h;
-    if (vgpu_frame_recv(l->conn, &h, &l->in)) return lost("receive");
+    if (vgpu_frame_recv_ex(l->conn, &h, &l->in, VGPU_MAX_FRAME_PAYLOAD, G.stall_ms)) return lost("receive");
     if (!(h.flags & VGPU_FRAME_REPLY) || h.seq != seq || h.length < 4) {
         errno = EPROTO;
         return lost("out-of-order reply");
@@ -639,7 +662,12 @@ enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *
          * straight into its destination. */
         uint8_t hdr[VGPU_FRAME_HDR_SIZE];
         struct vgpu_frame_hdr h;
-        if (l->conn->t->read_all(l->conn, hdr, sizeof hdr)) return lost("receive");
+        /* The reply's first byte may take as long as the copy; the rest must follow
+         * within VGPU_TIMEOUT (the deadline is cleared below, after its data). */
+        l->conn->read_deadline_ns = 0;
+        if (l->conn->t->read_all(l->conn, hdr, 1)) return lost("receive");
+        vgpu_conn_set_read_deadline(l->conn, G.stall_ms);
+        if (l->conn->t->read_all(l->conn, hdr + 1, sizeof hdr - 1)) return lost("receive");
         vgpu_frame_hdr_decode(hdr, &h);
         size_t want = 0;
         void *dst = p->dest(p->ctx, done, &want);
@@ -661,6 +689,7 @@ enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *
             return lost("failed reply with data");
         }
         if (body && l->conn->t->read_all(l->conn, dst, body)) return lost("receive");
+        l->conn->read_deadline_ns = 0;
         if (r != 0 && *result == 0) *result = r;
         atomic_store(&l->state->settled, h.seq);
         done++;
