@@ -246,8 +246,8 @@ CUresult session_foreign(struct session *s, const char *what, uint64_t value, CU
     s->foreign_logged[op >> 6] |= bit;
     pthread_mutex_unlock(&s->lock);
     if (first)
-        VGPU_WARN("client pid %d: %s names a %s that is not its own (0x%" PRIx64 "); refused (logged once per op)",
-                  s->client_pid, vgpu_op_name(op), what, value);
+        VGPU_WARN("client pid %d: %s names %s %s that is not its own (0x%" PRIx64 "); refused (logged once per op)",
+                  s->client_pid, vgpu_op_name(op), strchr("aeiou", what[0]) ? "an" : "a", what, value);
     return rc;
 }
 

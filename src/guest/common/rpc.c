@@ -316,7 +316,8 @@ static enum vg_rpc_status lost(const char *what)
                        what, G.stall_ms / 1000, G.api);
         else
             VGPU_ERROR("connection to vgpud lost (%s): %s; every further %s call fails", what,
-                       errno ? strerror(errno) : "closed", G.api);
+                       errno ? strerror(errno) : "closed by the daemon (it exited or restarted, or ended this session)",
+                       G.api);
     }
     return VG_RPC_LOST;
 }

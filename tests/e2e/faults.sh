@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# Fault, limit and isolation tests of vgpud with real guest clients (fault_client.c):
+#
+#   faults.sh loop     unix|unix-noshm|tcp FAULT_CLIENT [DRV_BASIC]
+#       VGPU_FAULT_ITERATIONS (default 40) clients, each doing a random multi-threaded mix
+#       of copies, memsets, launches, streams and events, SIGKILLed after a random delay
+#       (at once, as it enters cuInit, or within 600 ms: before its handshake, during
+#       cuInit, mid-work). Afterwards: the daemon
+#       is alive, no worker is left but the spare, `vgpu smi` lists no client, device
+#       memory is back to its baseline, and a fresh client (DRV_BASIC if given) works.
+#       Prints iterations, kills by phase and leftovers.
+#   faults.sh restart  unix|unix-noshm|tcp FAULT_CLIENT
+#       SIGKILLs vgpud under a running client (one thread blocked in cuStreamSynchronize
+#       behind long kernels) and starts it again: the client's calls fail fast with one
+#       sticky error, the blocked thread returns, the guest logs one error line, and a new
+#       process works.
+#   faults.sh foreign  unix|tcp FAULT_CLIENT
+#       client B uses client A's handles and device addresses: every call fails, A's data
+#       is intact, and the daemon logs "... names a ... that is not its own" for those
+#       that reach it (the guest library refuses unknown streams and events itself).
+#   faults.sh limits   unix|tcp FAULT_CLIENT
+#       a daemon with --max-clients 2 --max-lanes 4 --max-objects 64 --max-message 1M:
+#       a third client's cuInit fails (and the daemon logs it), a fifth thread's lane is
+#       refused, the 65th object fails with CUDA_ERROR_OUT_OF_MEMORY, a 2 MiB frame ends
+#       its session.
+#
+# Environment: the VGPU_E2E_* variables of run_e2e.sh (e2e.cmake sets them).
+set -u
+
+die() {
+    echo "faults: FAIL: $*" >&2
+    [ -s "${tmp:-/nonexistent}/vgpud.log" ] && { echo "---- vgpud log (last 60 lines) ----"; tail -60 "$tmp/vgpud.log"; }
+    exit 1
+}
+
+[ $# -ge 3 ] || { echo "usage: faults.sh loop|restart|foreign|limits MODE FAULT_CLIENT [DRV_BASIC]" >&2; exit 2; }
+test_name=$1
+mode=$2
+client=$3
+drv_basic=${4:-}
+bin=${VGPU_E2E_BIN:-}
+vgpud=${VGPU_E2E_VGPUD:-${bin:+$bin/vgpud}}
+vgpu=${VGPU_E2E_VGPU:-${bin:+$bin/vgpu}}
+probe=${VGPU_E2E_PROBE:-}
+lib=${VGPU_E2E_LIB:-}
+backend=${VGPU_E2E_BACKEND:-emu}
+[ -x "$vgpud" ] || die "vgpud not found: '$vgpud'"
+[ -x "$probe" ] || die "e2e_probe not found: '$probe'"
+[ -x "$client" ] || die "client not found: '$client'"
+[ -e "$lib/libcuda.so.1" ] || die "VGPU_E2E_LIB does not hold libcuda.so.1: '$lib'"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vgpu-faults.XXXXXX") || die "mktemp"
+daemon_pid=
+bg_pids=()
+cleanup() {
+    local rc=$?
+    for p in "${bg_pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    if [ -n "$daemon_pid" ]; then
+        kill -TERM "$daemon_pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$daemon_pid" 2>/dev/null
+        wait "$daemon_pid" 2>/dev/null
+    fi
+    exec 8>&- 9>&- 2>/dev/null
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+if [ "$mode" != tcp ]; then
+    addr="unix:$tmp/vgpud.sock"
+else
+    port=$("$probe" freeport) || die "no free TCP port"
+    addr="tcp:127.0.0.1:$port"
+fi
+daemon_args=(--listen "$addr" --backend "$backend")
+[ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ] && daemon_args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")
+# Plain TCP needs --tcp-no-auth where the daemon requires tokens on TCP.
+[ "$mode" = tcp ] && "$vgpud" --help 2>/dev/null | grep -q -- --tcp-no-auth && daemon_args+=(--tcp-no-auth)
+
+start_daemon() { # extra vgpud arguments
+    VGPU_LOG=info VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "$vgpud" "${daemon_args[@]}" "$@" </dev/null \
+        >>"$tmp/vgpud.log" 2>&1 &
+    daemon_pid=$!
+    for _ in $(seq 300); do
+        kill -0 "$daemon_pid" 2>/dev/null || die "vgpud exited during startup"
+        "$probe" connect "$addr" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    die "vgpud does not accept connections on $addr"
+}
+
+[ -n "${VGPU_E2E_PRELOAD:-}" ] && export LD_PRELOAD="$VGPU_E2E_PRELOAD"
+export VGPU_SERVER="$addr" LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+case "$mode" in
+unix) unset VGPU_SHM ;;
+unix-noshm) export VGPU_SHM=0 ;;
+esac
+
+# The daemon's worker processes (its children).
+workers() {
+    awk -v p="$daemon_pid" '/^PPid:/ && $2 == p { split(FILENAME, a, "/"); print a[3] }' /proc/[0-9]*/status 2>/dev/null
+}
+
+free_mem() {
+    local out
+    out=$(timeout 60 "$client" info) || die "'$client info' failed"
+    echo "$out" | sed -n 's/^free=\([0-9]*\) .*/\1/p'
+}
+
+wait_log() { # ERE [seconds]
+    for _ in $(seq $((${2:-10} * 20))); do
+        grep -qE "$1" "$tmp/vgpud.log" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+no_sanitizer_reports() {
+    grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$tmp/vgpud.log" && die "sanitizer report in the daemon log"
+    return 0
+}
+
+# Wait for "ready" (or another line) in a file written by a background client.
+wait_line() { # FILE PATTERN PID
+    for _ in $(seq 600); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+case "$test_name" in
+# ------------------------------------------------------------------------------------
+loop)
+    start_daemon
+    iterations=${VGPU_FAULT_ITERATIONS:-40}
+    base=$(free_mem)
+    [ -n "$base" ] || die "no free memory figure"
+    echo "faults: loop over $mode, $iterations iterations, free device memory at start $base"
+    declare -A kills=([start]=0 [init]=0 [work]=0)
+    RANDOM=${VGPU_FAULT_SEED:-4242}
+    for i in $(seq "$iterations"); do
+        out="$tmp/work.$i"
+        "$client" work "$i" $((2 + RANDOM % 3)) >"$out" 2>&1 &
+        pid=$!
+        # One kill in eight at once (process start), one in eight as soon as it says it
+        # calls cuInit (the handshake), the others anywhere in the first 600 ms.
+        case $((RANDOM % 8)) in
+        0) ;;
+        1) for _ in $(seq 2000); do grep -q '^phase init' "$out" 2>/dev/null && break; done ;;
+        *) sleep "$(printf '0.%03d' $((RANDOM % 600)))" ;;
+        esac
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        if grep -q '^phase work' "$out"; then kills[work]=$((kills[work] + 1))
+        elif grep -q '^phase init' "$out"; then kills[init]=$((kills[init] + 1))
+        else kills[start]=$((kills[start] + 1)); fi
+        grep -q "fault_client:.*failed" "$out" && die "client $i failed before it was killed: $(cat "$out")"
+        kill -0 "$daemon_pid" 2>/dev/null || die "vgpud died in iteration $i"
+    done
+    left=
+    for _ in $(seq 400); do
+        left=$(workers | wc -l)
+        [ "$left" -le 1 ] && break
+        sleep 0.05
+    done
+    leftover_workers=$((left > 1 ? left - 1 : 0))
+    kill -0 "$daemon_pid" 2>/dev/null || die "vgpud died"
+    after=$(free_mem)
+    leftover_bytes=$((base > after ? base - after : after - base))
+    clients=0
+    if [ -x "$vgpu" ]; then
+        clients=$(timeout 60 "$vgpu" smi --server "$addr" --json |
+            python3 -c 'import json,sys; print(len(json.load(sys.stdin)["clients"]))') || die "vgpu smi failed"
+    fi
+    connected=$(grep -c "connected via" "$tmp/vgpud.log")
+    freed=$(grep -cE "disconnected \((connection closed|malformed message|peer timeout)\)" "$tmp/vgpud.log")
+    echo "faults: iterations $iterations; kills by phase: before the handshake $((kills[start])), during cuInit $((kills[init])), mid-work $((kills[work]))"
+    echo "faults: sessions connected $connected, sessions ended with their device state freed $freed"
+    echo "faults: leftovers: workers $leftover_workers, smi clients $clients, device memory $leftover_bytes bytes (free $base -> $after)"
+    [ "$leftover_workers" = 0 ] || die "workers left besides the spare: $(workers | tr '\n' ' ')"
+    [ "$clients" = 0 ] || die "vgpu smi still lists $clients clients"
+    if [ "$backend" = emu ]; then
+        [ "$leftover_bytes" = 0 ] || die "device memory not back to baseline ($base -> $after)"
+    else
+        [ "$leftover_bytes" -le $((64 << 20)) ] || die "device memory differs from baseline by $leftover_bytes bytes"
+    fi
+    if [ -n "$drv_basic" ]; then
+        timeout 120 "$drv_basic" >"$tmp/fresh.out" 2>&1 || { cat "$tmp/fresh.out"; die "a fresh drv_basic failed"; }
+        echo "faults: a fresh client (drv_basic) passed: $(tail -1 "$tmp/fresh.out")"
+    fi
+    no_sanitizer_reports
+    echo "faults: PASS loop ($mode)"
+    ;;
+# ------------------------------------------------------------------------------------
+restart)
+    start_daemon
+    mkfifo "$tmp/in" || die "mkfifo"
+    VGPU_LOG=warn "$client" restart <"$tmp/in" >"$tmp/restart.out" 2>"$tmp/restart.err" &
+    cpid=$!
+    bg_pids+=("$cpid")
+    exec 9>"$tmp/in"
+    wait_line "$tmp/restart.out" '^blocked' "$cpid" || die "the client never got going: $(cat "$tmp/restart.out" "$tmp/restart.err")"
+    sleep 0.5 # into its cuStreamSynchronize
+    if [ "$mode" = unix ]; then
+        grep -qE "lane 0 on shared memory" "$tmp/vgpud.log" || die "the client's lane 0 is not on shared memory"
+    fi
+    echo "faults: SIGKILL vgpud (pid $daemon_pid) under the running client"
+    kill -KILL "$daemon_pid"
+    wait "$daemon_pid" 2>/dev/null
+    daemon_pid=
+    echo gone >&9
+    sleep 1
+    [ "$mode" != tcp ] && rm -f "$tmp/vgpud.sock" # a killed daemon leaves its socket file
+    start_daemon
+    echo "faults: vgpud started again (pid $daemon_pid)"
+    echo back >&9
+    exec 9>&-
+    rc=0
+    for _ in $(seq 600); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$cpid" 2>/dev/null && die "the client hangs: $(cat "$tmp/restart.out")"
+    wait "$cpid" || rc=$?
+    cat "$tmp/restart.out"
+    echo "---- guest stderr ----"
+    cat "$tmp/restart.err"
+    [ "$rc" = 0 ] || die "the client saw calls that did not fail fast with one sticky error (exit $rc)"
+    lines=$(grep -c "connection to vgpud lost" "$tmp/restart.err")
+    [ "$lines" = 1 ] || die "expected one 'connection to vgpud lost' line from the guest, got $lines"
+    grep -qiE "segmentation|abort|core dumped" "$tmp/restart.err" && die "the client crashed"
+    out=$(timeout 60 "$client" info) || die "a new client after the restart failed"
+    echo "faults: a new client after the restart: $out"
+    no_sanitizer_reports
+    echo "faults: PASS restart ($mode)"
+    ;;
+# ------------------------------------------------------------------------------------
+foreign)
+    start_daemon
+    mkfifo "$tmp/in" || die "mkfifo"
+    "$client" owner "$tmp/handles" <"$tmp/in" >"$tmp/owner.out" 2>&1 &
+    opid=$!
+    bg_pids+=("$opid")
+    exec 9>"$tmp/in"
+    wait_line "$tmp/owner.out" '^ready' "$opid" || die "the owner never got ready: $(cat "$tmp/owner.out")"
+    echo "faults: client A (pid $opid) wrote: $(cat "$tmp/handles")"
+    irc=0
+    "$client" intruder "$tmp/handles" >"$tmp/intruder.out" 2>&1 || irc=$?
+    cat "$tmp/intruder.out"
+    [ "$irc" = 0 ] || die "client B got through with A's handles or memory"
+    echo done >&9
+    exec 9>&-
+    orc=0
+    wait "$opid" || orc=$?
+    cat "$tmp/owner.out"
+    [ "$orc" = 0 ] && grep -q '^intact' "$tmp/owner.out" || die "client A's data or objects were damaged"
+    # Streams and events are refused by the guest library already (it knows which are
+    # its own); test_daemon sends them to the daemon directly.
+    for what in "MEMCPY_DTOH names a device address range" "MEMCPY_HTOD names a device address range" \
+        "MEMSET names a device address range" "MEM_FREE names a device allocation" \
+        "MODULE_GET_FUNCTION names a module" "MODULE_UNLOAD names a module" \
+        "(FUNC_PARAM_INFO|LAUNCH) names a function"; do
+        wait_log "client pid [0-9]+: ($what) that is not its own" 5 || die "no daemon log line for: $what"
+    done
+    grep -E "that is not its own" "$tmp/vgpud.log" | sed 's/^/faults: daemon: /'
+    no_sanitizer_reports
+    echo "faults: PASS foreign ($mode)"
+    ;;
+# ------------------------------------------------------------------------------------
+limits)
+    start_daemon --max-clients 2 --max-lanes 4 --max-objects 64 --max-message 1M
+    "$vgpud" --help | grep -q -- "--max-clients" || die "vgpud --help does not list --max-clients"
+    # Two clients hold both client slots; a third one's cuInit fails.
+    mkfifo "$tmp/in" || die "mkfifo"
+    "$client" hold <"$tmp/in" >"$tmp/h1.out" 2>&1 &
+    h1=$!
+    bg_pids+=("$h1")
+    exec 9>"$tmp/in"
+    "$client" hold <"$tmp/in" >"$tmp/h2.out" 2>&1 9>&- & # not holding the fifo's write end itself
+    h2=$!
+    bg_pids+=("$h2")
+    wait_line "$tmp/h1.out" '^ready' "$h1" || die "holder 1 never got ready: $(cat "$tmp/h1.out")"
+    wait_line "$tmp/h2.out" '^ready' "$h2" || die "holder 2 never got ready: $(cat "$tmp/h2.out")"
+    if "$client" info >"$tmp/third.out" 2>&1; then die "a third client got in past --max-clients 2"; fi
+    grep -q "daemon busy" "$tmp/third.out" || die "the third client's error does not say why: $(cat "$tmp/third.out")"
+    wait_log "refused: 2 clients connected \(--max-clients 2\)" 5 || die "no daemon log line for the refused client"
+    echo "faults: third client refused: $(grep -m1 'daemon busy' "$tmp/third.out")"
+    echo done >&9
+    echo done >&9
+    exec 9>&-
+    wait "$h1" "$h2"
+    for _ in $(seq 200); do [ "$(workers | wc -l)" -le 1 ] && break; sleep 0.05; done
+    # A client whose 6 threads want lanes: lane 0 plus 3 more fit in --max-lanes 4.
+    "$client" lanes 6 >"$tmp/lanes.out" 2>&1 || die "the lanes client failed: $(cat "$tmp/lanes.out")"
+    read -r _ ok refused < <(grep '^lanes:' "$tmp/lanes.out")
+    echo "faults: lanes: $ok threads worked, $refused refused"
+    [ "${refused:-0}" -ge 1 ] && [ "${ok:-0}" -ge 1 ] || die "expected some threads refused: $(cat "$tmp/lanes.out")"
+    wait_log "lane refused: 4 lanes open \(--max-lanes 4\)" 5 || die "no daemon log line for the refused lane"
+    # Objects: the 65th handle fails with out of memory; freeing one makes room.
+    "$client" objects >"$tmp/objects.out" 2>&1 || die "the objects client failed: $(cat "$tmp/objects.out")"
+    cat "$tmp/objects.out"
+    wait_log "handle table full .*--max-objects 64" 5 || die "no daemon log line for the full handle table"
+    # A frame over --max-message ends that session (a 2 MiB copy travels as one frame).
+    "$client" big $((2 << 20)) >"$tmp/big.out" 2>&1
+    cat "$tmp/big.out"
+    grep -q "^big: CUDA_ERROR" "$tmp/big.out" || die "a 2 MiB frame was accepted under --max-message 1M"
+    wait_log "exceeds the limit of 1048576 bytes \(--max-message\)" 5 || die "no daemon log line for the oversized frame"
+    kill -0 "$daemon_pid" 2>/dev/null || die "vgpud died"
+    out=$(timeout 60 "$client" info) || die "a client after the limits test failed"
+    no_sanitizer_reports
+    echo "faults: PASS limits ($mode)"
+    ;;
+*) die "unknown test '$test_name'" ;;
+esac
