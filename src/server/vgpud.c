@@ -38,7 +38,7 @@
 #define MAX_LISTEN 16
 #define HELLO_TIMEOUT_MS 5000
 #define MAX_PENDING_HANDSHAKES 256
-/* Pending handshakes of one peer (TCP: its IP address; unix: its uid), so that one
+/* Pending handshakes of one peer (TCP: its IP address; unix: its process), so that one
  * peer's silent or slow connections cannot take every handshake slot. */
 #define MAX_PENDING_PER_PEER 32
 /* A HELLO is small (names, a token, a feature word): a bigger first frame is refused
@@ -57,7 +57,7 @@ static struct {
     } slot[MAX_PENDING_HANDSHAKES];
 } pending_peers = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* Who a new connection is from, for the per-peer bound: "ip:ADDR" or "uid:N". */
+/* Who a new connection is from, for the per-peer bound: "ip:ADDR" or "pid:N uid:N". */
 static void peer_key(const struct vgpu_conn *c, char *key, size_t len)
 {
     struct sockaddr_storage ss;
@@ -66,8 +66,10 @@ static void peer_key(const struct vgpu_conn *c, char *key, size_t len)
     if (c->t == &vgpu_transport_unix) {
         struct ucred cr;
         socklen_t cl = sizeof cr;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) snprintf(key, len, "uid:%u", (unsigned)cr.uid);
-        else snprintf(key, len, "uid:?");
+        /* By process: the users of one host often share a uid (containers, services). */
+        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+            snprintf(key, len, "pid:%d uid:%u", (int)cr.pid, (unsigned)cr.uid);
+        else snprintf(key, len, "pid:?");
         return;
     }
     if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {

@@ -492,6 +492,12 @@ foreach(_tr unix tcp)
     COMMAND bash "${_e2e_src}/faults.sh" foreign ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>)
   add_test(NAME e2e_fault_limits_${_tr}
     COMMAND bash "${_e2e_src}/faults.sh" limits ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>)
-  set_tests_properties(e2e_fault_foreign_${_tr} e2e_fault_limits_${_tr} PROPERTIES
+  add_test(NAME e2e_fault_flood_${_tr}
+    COMMAND bash "${_e2e_src}/faults.sh" flood ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>
+            $<TARGET_FILE:vgpu_e2e_drv_basic>)
+  set_tests_properties(e2e_fault_foreign_${_tr} e2e_fault_limits_${_tr} e2e_fault_flood_${_tr} PROPERTIES
     LABELS "e2e;faults" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
+  # test_daemon (tests/e2e/daemon.cmake, included after this file) holds the flood
+  set_property(TEST e2e_fault_flood_${_tr} APPEND PROPERTY ENVIRONMENT
+    "VGPU_E2E_TEST_DAEMON=${CMAKE_BINARY_DIR}/tests/e2e/test_daemon")
 endforeach()

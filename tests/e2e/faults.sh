@@ -23,6 +23,11 @@
 #       a third client's cuInit fails (and the daemon logs it), a fifth thread's lane is
 #       refused, the 65th object fails with CUDA_ERROR_OUT_OF_MEMORY, a 2 MiB frame ends
 #       its session.
+#   faults.sh flood    unix|tcp FAULT_CLIENT DRV_BASIC
+#       300 silent and 20 slow-loris connections (test_daemon --flood, from other TCP
+#       source addresses or another process): a legit client passes drv_basic meanwhile,
+#       and every flood connection is refused at once or dropped at the hello deadline.
+#       VGPU_E2E_TEST_DAEMON names test_daemon.
 #
 # Environment: the VGPU_E2E_* variables of run_e2e.sh (e2e.cmake sets them).
 set -u
@@ -309,6 +314,30 @@ limits)
     out=$(timeout 60 "$client" info) || die "a client after the limits test failed"
     no_sanitizer_reports
     echo "faults: PASS limits ($mode)"
+    ;;
+# ------------------------------------------------------------------------------------
+flood)
+    td=${VGPU_E2E_TEST_DAEMON:-}
+    [ -x "$td" ] || die "VGPU_E2E_TEST_DAEMON does not name test_daemon: '$td'"
+    [ -x "$drv_basic" ] || die "drv_basic not given"
+    start_daemon
+    "$td" --flood "$addr" 300 20 >"$tmp/flood.out" 2>&1 &
+    fpid=$!
+    bg_pids+=("$fpid")
+    wait_line "$tmp/flood.out" '^flooding' "$fpid" || die "the flood did not start: $(cat "$tmp/flood.out")"
+    t0=$(date +%s.%N)
+    timeout 120 "$drv_basic" >"$tmp/fresh.out" 2>&1 || { cat "$tmp/fresh.out"; die "drv_basic failed during the flood"; }
+    t1=$(date +%s.%N)
+    kill -0 "$fpid" 2>/dev/null || die "the flood ended before drv_basic did: $(cat "$tmp/flood.out")"
+    echo "faults: during the flood, drv_basic passed in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s: $(tail -1 "$tmp/fresh.out")"
+    frc=0
+    wait "$fpid" || frc=$?
+    cat "$tmp/flood.out"
+    [ "$frc" = 0 ] || die "flood connections were not all dropped"
+    wait_log "refused: 32 of its handshakes already pending" 5 || die "no daemon log line for the per-peer bound"
+    kill -0 "$daemon_pid" 2>/dev/null || die "vgpud died"
+    no_sanitizer_reports
+    echo "faults: PASS flood ($mode)"
     ;;
 *) die "unknown test '$test_name'" ;;
 esac
