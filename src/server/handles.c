@@ -258,7 +258,13 @@ bool devptr_owned(struct session *s, uint64_t p, uint64_t len)
     pthread_mutex_lock(&s->lock);
     struct handle_table *t = &s->handles;
     size_t i = range_upper(t, p);
-    bool ok = i > 0 && last - t->ranges[i - 1].base < t->ranges[i - 1].size;
+    bool ok = false;
+    if (i > 0 && p - t->ranges[i - 1].base < t->ranges[i - 1].size) {
+        /* Ranges that follow each other (VMM mappings side by side) form one. */
+        uint64_t end = t->ranges[i - 1].base + t->ranges[i - 1].size; /* exclusive */
+        while (last >= end && i < t->nranges && t->ranges[i].base == end) end += t->ranges[i++].size;
+        ok = last < end;
+    }
     pthread_mutex_unlock(&s->lock);
     if (ok || mirror_range(p, len, true) || host_shared_range(p, len)) return true;
     /* Not in the tables: memory the driver of this process knows (module globals, pool
