@@ -501,3 +501,8 @@ foreach(_tr unix tcp)
   set_property(TEST e2e_fault_flood_${_tr} APPEND PROPERTY ENVIRONMENT
     "VGPU_E2E_TEST_DAEMON=${CMAKE_BINARY_DIR}/tests/e2e/test_daemon")
 endforeach()
+# the guest side of a stalled peer: a fake daemon that stops midway through a reply
+add_test(NAME e2e_fault_stall_unix
+  COMMAND bash "${_e2e_src}/faults.sh" stall unix $<TARGET_FILE:vgpu_e2e_fault_client>)
+set_tests_properties(e2e_fault_stall_unix PROPERTIES
+  LABELS "e2e;faults" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")

@@ -28,6 +28,10 @@
 #       source addresses or another process): a legit client passes drv_basic meanwhile,
 #       and every flood connection is refused at once or dropped at the hello deadline.
 #       VGPU_E2E_TEST_DAEMON names test_daemon.
+#   faults.sh stall    unix FAULT_CLIENT
+#       a fake daemon (python) answers the HELLO, then sends 10 bytes of its next reply
+#       and stalls: with VGPU_TIMEOUT=2 the client's cuInit fails within seconds, with one
+#       log line saying why, instead of hanging.
 #
 # Environment: the VGPU_E2E_* variables of run_e2e.sh (e2e.cmake sets them).
 set -u
@@ -338,6 +342,55 @@ flood)
     kill -0 "$daemon_pid" 2>/dev/null || die "vgpud died"
     no_sanitizer_reports
     echo "faults: PASS flood ($mode)"
+    ;;
+# ------------------------------------------------------------------------------------
+stall)
+    [ "$mode" = unix ] || die "stall runs over a unix socket only"
+    python3 - "$tmp/vgpud.sock" >"$tmp/vgpud.log" 2>&1 <<'PY' &
+import socket, struct, sys, time
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1]); srv.listen(4)
+print("fake daemon listening", flush=True)
+def read_frame(c):
+    hdr = b""
+    while len(hdr) < 16:
+        d = c.recv(16 - len(hdr))
+        if not d: return None
+        hdr += d
+    length, op, flags, seq = struct.unpack("<IHHQ", hdr)
+    body = b""
+    while len(body) < length:
+        d = c.recv(length - len(body))
+        if not d: return None
+        body += d
+    return op, seq
+while True:
+    c, _ = srv.accept()
+    if read_frame(c) is None: continue  # a liveness probe
+    msg = b"fake daemon"
+    body = struct.pack("<iIQI", 0, 1, 7, 0) + b"\0" * 16 + struct.pack("<I", len(msg)) + msg + struct.pack("<I", 0)
+    c.sendall(struct.pack("<IHHQ", len(body), 0, 2, 0) + body)
+    f = read_frame(c)
+    if f is None: continue
+    print("request op %#x: sending 10 bytes of its reply, then stalling" % f[0], flush=True)
+    c.sendall(struct.pack("<IHHQ", 64, 0, 2, f[1])[:10])
+    time.sleep(60)
+PY
+    daemon_pid=$!
+    for _ in $(seq 200); do [ -S "$tmp/vgpud.sock" ] && break; sleep 0.05; done
+    [ -S "$tmp/vgpud.sock" ] || die "the fake daemon did not start"
+    t0=$(date +%s.%N)
+    rc=0
+    VGPU_TIMEOUT=2 VGPU_SHM=0 timeout 60 "$client" info >"$tmp/stall.out" 2>&1 || rc=$?
+    t1=$(date +%s.%N)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    cat "$tmp/stall.out"
+    [ "$rc" != 124 ] || die "the client hung on a daemon that stalled midway through a reply"
+    [ "$rc" != 0 ] || die "the client succeeded against a stalled daemon"
+    grep -q "stopped midway through a reply for 2 s" "$tmp/stall.out" || die "no guest log line saying why"
+    awk -v s="$secs" 'BEGIN { exit !(s < 30) }' || die "the client took $secs s to give up"
+    echo "faults: the client gave up after $secs s (VGPU_TIMEOUT=2)"
+    echo "faults: PASS stall ($mode)"
     ;;
 *) die "unknown test '$test_name'" ;;
 esac
