@@ -40,7 +40,7 @@
 #define MAX_PENDING_HANDSHAKES 256
 /* Pending handshakes of one peer (TCP: its IP address; unix: its process), so that one
  * peer's silent or slow connections cannot take every handshake slot. */
-#define MAX_PENDING_PER_PEER 32
+#define MAX_PENDING_PER_PEER 64
 /* A HELLO is small (names, a token, a feature word): a bigger first frame is refused
  * before its body is read. */
 #define MAX_HELLO_BYTES 4096

@@ -205,6 +205,7 @@ static int owner(const char *file)
     TRY(cuStreamDestroy(st));
     TRY(cuEventDestroy(ev));
     TRY(cuMemFree(p));
+    free(h);
     printf("intact\n");
     return 0;
 }
@@ -265,6 +266,7 @@ static int intruder(const char *file)
     TRY(cuMemsetD8(mine, 7, 4096));
     TRY(cuMemcpyDtoH(h, mine, 4096));
     TRY(cuMemFree(mine));
+    free(h);
     printf("intruder: %d refused, %d accepted\n", refused_count, accepted_count);
     return accepted_count == 0 ? 0 : 1;
 }
@@ -420,6 +422,7 @@ static int objects(void)
     TRY(cuStreamCreate(&s[n - 1], 0));
     TRY(cuStreamSynchronize(s[n - 1]));
     for (int i = 0; i < n; i++) TRY(cuStreamDestroy(s[i]));
+    free(s);
     printf("objects: freed, creating works again\n");
     return 0;
 }
@@ -432,6 +435,7 @@ static int big(size_t bytes)
     unsigned char *h = calloc(1, bytes);
     if (!h) return 1;
     CUresult r = cuMemcpyHtoD(p, h, bytes);
+    free(h);
     printf("big: %s\n", cu_name(r));
     return 0;
 }

@@ -338,7 +338,7 @@ flood)
     wait "$fpid" || frc=$?
     cat "$tmp/flood.out"
     [ "$frc" = 0 ] || die "flood connections were not all dropped"
-    wait_log "refused: 32 of its handshakes already pending" 5 || die "no daemon log line for the per-peer bound"
+    wait_log "refused: 64 of its handshakes already pending" 5 || die "no daemon log line for the per-peer bound"
     kill -0 "$daemon_pid" 2>/dev/null || die "vgpud died"
     no_sanitizer_reports
     echo "faults: PASS flood ($mode)"

@@ -26,6 +26,8 @@
  * TCP, a connection whose keepalive goes unanswered) counts as a lost daemon. Waiting
  * for a reply to begin is never bounded: long kernels make synchronizing calls wait. */
 #define DEFAULT_STALL_S 60
+/* Further tries of a HELLO the daemon closed without an answer (50, 100, 200 ms apart). */
+#define HELLO_RETRIES 3
 
 /* What other threads need to know about a lane to order their synchronous calls after
  * its posted work (see FENCE in src/server/ops_fence.c). Never freed. */
@@ -43,6 +45,7 @@ struct vg_lane {
     struct wire_buf in, args;
     unsigned index;
     uint32_t features; /* what the daemon granted in its HELLO reply (VGPU_FEATURE_*) */
+    bool hello_answered; /* the daemon sent a HELLO reply (else it closed the connection) */
     bool primary;
     /* Posted frames not yet written (see "Batching" below). `send_lock` serialises
      * every write to conn: the owning thread, the flusher and other threads' fences
@@ -153,9 +156,12 @@ static int hello(struct vg_lane *l, uint32_t kind, char *err, size_t errlen)
     }
     struct vgpu_frame_hdr h;
     if (vgpu_frame_recv_ex(l->conn, &h, &l->in, VGPU_MAX_FRAME_PAYLOAD, G.stall_ms)) {
+        int saved = errno;
         snprintf(err, errlen, "no answer to hello: %s", errno ? strerror(errno) : "connection closed");
+        errno = saved; /* 0: closed without an answer */
         return -1;
     }
+    l->hello_answered = true;
     struct wire_rd r;
     wire_rd_init(&r, l->in.data, l->in.len);
     int32_t result = wire_get_i32(&r);
@@ -210,12 +216,27 @@ static struct vg_lane *lane_open(uint32_t kind, char *err, size_t errlen)
     wire_buf_init(&l->args);
     wire_buf_init(&l->out);
     pthread_mutex_init(&l->send_lock, NULL);
-    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen)) {
-        lane_free(l);
-        return NULL;
+    /* A connection the daemon closes before answering its HELLO was refused for a moment
+     * (too many handshakes pending, from this process among others): try again shortly. */
+    for (int attempt = 0;; attempt++) {
+        if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen)) {
+            lane_free(l);
+            return NULL;
+        }
+        if (l->conn->t == &vgpu_transport_tcp) vgpu_tcp_keepalive(l->conn->fd, G.stall_ms / 1000, false);
+        errno = EINVAL;
+        if (!hello(l, kind, err, errlen)) break;
+        bool refused_early = errno == 0 && !l->hello_answered;
+        if (!refused_early || attempt == HELLO_RETRIES) {
+            lane_free(l);
+            return NULL;
+        }
+        vgpu_conn_close(l->conn);
+        l->conn = NULL;
+        struct timespec ts = {0, (long)(50 << attempt) * 1000000L};
+        nanosleep(&ts, NULL);
     }
-    if (l->conn->t == &vgpu_transport_tcp) vgpu_tcp_keepalive(l->conn->fd, G.stall_ms / 1000, false);
-    if (hello(l, kind, err, errlen) || shm_upgrade(l, err, errlen)) {
+    if (shm_upgrade(l, err, errlen)) {
         lane_free(l);
         return NULL;
     }
@@ -328,6 +349,9 @@ struct wire_buf *vg_rpc_args(void)
     static __thread struct wire_buf fallback;
     struct wire_buf *b = l ? &l->args : &fallback;
     wire_buf_reset(b);
+    /* Without a lane the call fails before it looks at its arguments: let them allocate
+     * nothing (a thread-local buffer would leak when the thread exits). */
+    if (!l) b->oom = true;
     return b;
 }
 
