@@ -99,7 +99,10 @@ start_daemon() { # extra vgpud arguments
     die "vgpud does not accept connections on $addr"
 }
 
-[ -n "${VGPU_E2E_PRELOAD:-}" ] && export LD_PRELOAD="$VGPU_E2E_PRELOAD"
+# Sanitizer builds: the clients get the sanitizer runtime preloaded (they load vgpu's
+# instrumented libcuda); the shell, python and other tools do not.
+pre=()
+[ -n "${VGPU_E2E_PRELOAD:-}" ] && pre=(env "LD_PRELOAD=$VGPU_E2E_PRELOAD")
 export VGPU_SERVER="$addr" LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 case "$mode" in
 unix) unset VGPU_SHM ;;
@@ -113,7 +116,7 @@ workers() {
 
 free_mem() {
     local out
-    out=$(timeout 60 "$client" info) || die "'$client info' failed"
+    out=$(timeout 60 "${pre[@]}" "$client" info) || die "'$client info' failed"
     echo "$out" | sed -n 's/^free=\([0-9]*\) .*/\1/p'
 }
 
@@ -152,7 +155,7 @@ loop)
     RANDOM=${VGPU_FAULT_SEED:-4242}
     for i in $(seq "$iterations"); do
         out="$tmp/work.$i"
-        "$client" work "$i" $((2 + RANDOM % 3)) >"$out" 2>&1 &
+        "${pre[@]}" "$client" work "$i" $((2 + RANDOM % 3)) >"$out" 2>&1 &
         pid=$!
         # One kill in eight at once (process start), one in eight as soon as it says it
         # calls cuInit (the handshake), the others anywhere in the first 600 ms.
@@ -197,7 +200,7 @@ loop)
         [ "$leftover_bytes" -le $((64 << 20)) ] || die "device memory differs from baseline by $leftover_bytes bytes"
     fi
     if [ -n "$drv_basic" ]; then
-        timeout 120 "$drv_basic" >"$tmp/fresh.out" 2>&1 || { cat "$tmp/fresh.out"; die "a fresh drv_basic failed"; }
+        timeout 120 "${pre[@]}" "$drv_basic" >"$tmp/fresh.out" 2>&1 || { cat "$tmp/fresh.out"; die "a fresh drv_basic failed"; }
         echo "faults: a fresh client (drv_basic) passed: $(tail -1 "$tmp/fresh.out")"
     fi
     no_sanitizer_reports
@@ -207,7 +210,7 @@ loop)
 restart)
     start_daemon
     mkfifo "$tmp/in" || die "mkfifo"
-    VGPU_LOG=warn "$client" restart <"$tmp/in" >"$tmp/restart.out" 2>"$tmp/restart.err" &
+    VGPU_LOG=warn "${pre[@]}" "$client" restart <"$tmp/in" >"$tmp/restart.out" 2>"$tmp/restart.err" &
     cpid=$!
     bg_pids+=("$cpid")
     exec 9>"$tmp/in"
@@ -238,7 +241,7 @@ restart)
     lines=$(grep -c "connection to vgpud lost" "$tmp/restart.err")
     [ "$lines" = 1 ] || die "expected one 'connection to vgpud lost' line from the guest, got $lines"
     grep -qiE "segmentation|abort|core dumped" "$tmp/restart.err" && die "the client crashed"
-    out=$(timeout 60 "$client" info) || die "a new client after the restart failed"
+    out=$(timeout 60 "${pre[@]}" "$client" info) || die "a new client after the restart failed"
     echo "faults: a new client after the restart: $out"
     no_sanitizer_reports
     echo "faults: PASS restart ($mode)"
@@ -247,14 +250,14 @@ restart)
 foreign)
     start_daemon
     mkfifo "$tmp/in" || die "mkfifo"
-    "$client" owner "$tmp/handles" <"$tmp/in" >"$tmp/owner.out" 2>&1 &
+    "${pre[@]}" "$client" owner "$tmp/handles" <"$tmp/in" >"$tmp/owner.out" 2>&1 &
     opid=$!
     bg_pids+=("$opid")
     exec 9>"$tmp/in"
     wait_line "$tmp/owner.out" '^ready' "$opid" || die "the owner never got ready: $(cat "$tmp/owner.out")"
     echo "faults: client A (pid $opid) wrote: $(cat "$tmp/handles")"
     irc=0
-    "$client" intruder "$tmp/handles" >"$tmp/intruder.out" 2>&1 || irc=$?
+    "${pre[@]}" "$client" intruder "$tmp/handles" >"$tmp/intruder.out" 2>&1 || irc=$?
     cat "$tmp/intruder.out"
     [ "$irc" = 0 ] || die "client B got through with A's handles or memory"
     echo done >&9
@@ -281,16 +284,16 @@ limits)
     "$vgpud" --help | grep -q -- "--max-clients" || die "vgpud --help does not list --max-clients"
     # Two clients hold both client slots; a third one's cuInit fails.
     mkfifo "$tmp/in" || die "mkfifo"
-    "$client" hold <"$tmp/in" >"$tmp/h1.out" 2>&1 &
+    "${pre[@]}" "$client" hold <"$tmp/in" >"$tmp/h1.out" 2>&1 &
     h1=$!
     bg_pids+=("$h1")
     exec 9>"$tmp/in"
-    "$client" hold <"$tmp/in" >"$tmp/h2.out" 2>&1 9>&- & # not holding the fifo's write end itself
+    "${pre[@]}" "$client" hold <"$tmp/in" >"$tmp/h2.out" 2>&1 9>&- & # not holding the fifo's write end itself
     h2=$!
     bg_pids+=("$h2")
     wait_line "$tmp/h1.out" '^ready' "$h1" || die "holder 1 never got ready: $(cat "$tmp/h1.out")"
     wait_line "$tmp/h2.out" '^ready' "$h2" || die "holder 2 never got ready: $(cat "$tmp/h2.out")"
-    if "$client" info >"$tmp/third.out" 2>&1; then die "a third client got in past --max-clients 2"; fi
+    if "${pre[@]}" "$client" info >"$tmp/third.out" 2>&1; then die "a third client got in past --max-clients 2"; fi
     grep -q "daemon busy" "$tmp/third.out" || die "the third client's error does not say why: $(cat "$tmp/third.out")"
     wait_log "refused: 2 clients connected \(--max-clients 2\)" 5 || die "no daemon log line for the refused client"
     echo "faults: third client refused: $(grep -m1 'daemon busy' "$tmp/third.out")"
@@ -300,22 +303,22 @@ limits)
     wait "$h1" "$h2"
     for _ in $(seq 200); do [ "$(workers | wc -l)" -le 1 ] && break; sleep 0.05; done
     # A client whose 6 threads want lanes: lane 0 plus 3 more fit in --max-lanes 4.
-    "$client" lanes 6 >"$tmp/lanes.out" 2>&1 || die "the lanes client failed: $(cat "$tmp/lanes.out")"
+    "${pre[@]}" "$client" lanes 6 >"$tmp/lanes.out" 2>&1 || die "the lanes client failed: $(cat "$tmp/lanes.out")"
     read -r _ ok refused < <(grep '^lanes:' "$tmp/lanes.out")
     echo "faults: lanes: $ok threads worked, $refused refused"
     [ "${refused:-0}" -ge 1 ] && [ "${ok:-0}" -ge 1 ] || die "expected some threads refused: $(cat "$tmp/lanes.out")"
     wait_log "lane refused: 4 lanes open \(--max-lanes 4\)" 5 || die "no daemon log line for the refused lane"
     # Objects: the 65th handle fails with out of memory; freeing one makes room.
-    "$client" objects >"$tmp/objects.out" 2>&1 || die "the objects client failed: $(cat "$tmp/objects.out")"
+    "${pre[@]}" "$client" objects >"$tmp/objects.out" 2>&1 || die "the objects client failed: $(cat "$tmp/objects.out")"
     cat "$tmp/objects.out"
     wait_log "handle table full .*--max-objects 64" 5 || die "no daemon log line for the full handle table"
     # A frame over --max-message ends that session (a 2 MiB copy travels as one frame).
-    "$client" big $((2 << 20)) >"$tmp/big.out" 2>&1
+    "${pre[@]}" "$client" big $((2 << 20)) >"$tmp/big.out" 2>&1
     cat "$tmp/big.out"
     grep -q "^big: CUDA_ERROR" "$tmp/big.out" || die "a 2 MiB frame was accepted under --max-message 1M"
     wait_log "exceeds the limit of 1048576 bytes \(--max-message\)" 5 || die "no daemon log line for the oversized frame"
     kill -0 "$daemon_pid" 2>/dev/null || die "vgpud died"
-    out=$(timeout 60 "$client" info) || die "a client after the limits test failed"
+    out=$(timeout 60 "${pre[@]}" "$client" info) || die "a client after the limits test failed"
     no_sanitizer_reports
     echo "faults: PASS limits ($mode)"
     ;;
@@ -330,7 +333,7 @@ flood)
     bg_pids+=("$fpid")
     wait_line "$tmp/flood.out" '^flooding' "$fpid" || die "the flood did not start: $(cat "$tmp/flood.out")"
     t0=$(date +%s.%N)
-    timeout 120 "$drv_basic" >"$tmp/fresh.out" 2>&1 || { cat "$tmp/fresh.out"; die "drv_basic failed during the flood"; }
+    timeout 120 "${pre[@]}" "$drv_basic" >"$tmp/fresh.out" 2>&1 || { cat "$tmp/fresh.out"; die "drv_basic failed during the flood"; }
     t1=$(date +%s.%N)
     # (drv_basic connected while the flood held its connections: they live 5 s or more)
     echo "faults: started during the flood, drv_basic passed in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s: $(tail -1 "$tmp/fresh.out")"
@@ -381,7 +384,7 @@ PY
     [ -S "$tmp/vgpud.sock" ] || die "the fake daemon did not start"
     t0=$(date +%s.%N)
     rc=0
-    VGPU_TIMEOUT=2 VGPU_SHM=0 timeout 60 "$client" info >"$tmp/stall.out" 2>&1 || rc=$?
+    VGPU_TIMEOUT=2 VGPU_SHM=0 timeout 60 "${pre[@]}" "$client" info >"$tmp/stall.out" 2>&1 || rc=$?
     t1=$(date +%s.%N)
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     cat "$tmp/stall.out"
