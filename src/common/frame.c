@@ -43,8 +43,12 @@ int vgpu_frame_recv_ex(struct vgpu_conn *c, struct vgpu_frame_hdr *h, struct wir
     size_t first = 0;
     if (stall_ms > 0) { /* the first byte may take forever, the rest not */
         c->read_deadline_ns = 0;
-        if (c->t->read_all(c, hdr, 1)) return -1;
-        first = 1;
+        if (c->t->wait_readable) {
+            if (c->t->wait_readable(c)) return -1;
+        } else {
+            if (c->t->read_all(c, hdr, 1)) return -1;
+            first = 1;
+        }
         vgpu_conn_set_read_deadline(c, stall_ms);
     }
     int rc = -1;

@@ -391,6 +391,23 @@ static int shm_read_all(struct vgpu_conn *base, void *buf, size_t n)
     return 0;
 }
 
+static int shm_wait_readable(struct vgpu_conn *base)
+{
+    struct shm_conn *c = (struct shm_conn *)base;
+    struct ring_view *r = &c->rx;
+    for (;;) {
+        if (c->broken) {
+            errno = EPROTO;
+            return -1;
+        }
+        if (r->peer != r->pos) return 0;
+        if (rx_refresh(c)) return -1;
+        if (r->peer != r->pos) return 0;
+        rx_publish(c);
+        if (wait_for(c, true)) return -1;
+    }
+}
+
 static void shm_close(struct vgpu_conn *base)
 {
     struct shm_conn *c = (struct shm_conn *)base;
@@ -412,6 +429,7 @@ const struct vgpu_transport vgpu_transport_shm = {
     .writev_fd = shm_writev_fd,
     .take_fd = shm_take_fd,
     .close = shm_close,
+    .wait_readable = shm_wait_readable,
 };
 
 static void view_init(struct ring_view *v, const char *name, uint8_t *map, uint64_t data_off, uint32_t size,

@@ -33,6 +33,9 @@ struct vgpu_transport {
      * with the bytes (vgpu_conn_take_fd_stashed). */
     int (*take_fd)(struct vgpu_conn *c);
     void (*close)(struct vgpu_conn *c);
+    /* Block until at least one byte can be read (0), or the connection failed (-1).
+     * NULL: vgpu_frame_recv_ex reads the first byte by itself instead. */
+    int (*wait_readable)(struct vgpu_conn *c);
 };
 
 /* Receive buffer of a socket connection (bytes read ahead of the frame being read). */

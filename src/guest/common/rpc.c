@@ -690,9 +690,15 @@ enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *
         /* The reply's first byte may take as long as the copy; the rest must follow
          * within VGPU_TIMEOUT (the deadline is cleared below, after its data). */
         l->conn->read_deadline_ns = 0;
-        if (l->conn->t->read_all(l->conn, hdr, 1)) return lost("receive");
+        size_t first = 0;
+        if (l->conn->t->wait_readable) {
+            if (l->conn->t->wait_readable(l->conn)) return lost("receive");
+        } else {
+            if (l->conn->t->read_all(l->conn, hdr, 1)) return lost("receive");
+            first = 1;
+        }
         vgpu_conn_set_read_deadline(l->conn, G.stall_ms);
-        if (l->conn->t->read_all(l->conn, hdr + 1, sizeof hdr - 1)) return lost("receive");
+        if (l->conn->t->read_all(l->conn, hdr + first, sizeof hdr - first)) return lost("receive");
         vgpu_frame_hdr_decode(hdr, &h);
         size_t want = 0;
         void *dst = p->dest(p->ctx, done, &want);
