@@ -63,6 +63,7 @@ struct vgpu_hello_params {
     uint32_t features;             /* VGPU_FEATURE_* the guest can use */
     const uint8_t *key;            /* NEW: the tenant token (NULL: none); JOIN: the session token */
     size_t keylen;
+    int stall_ms; /* bound on an answer stalled midway (vgpu_frame_recv_ex); <= 0: none */
 };
 
 struct vgpu_hello_result {
@@ -74,6 +75,8 @@ struct vgpu_hello_result {
     uint8_t token[VGPU_TOKEN_BYTES]; /* NEW: the session token (derived when a key was used) */
     char msg[256];
     uint32_t features; /* granted; 0 when the reply had no feature word */
+    bool answered;     /* the daemon answered the HELLO at all (a close before that is a refusal
+                        * for the moment: too many handshakes pending) */
 };
 
 /* Run the guest side of the handshake on c (body: scratch buffer). 0 when the daemon

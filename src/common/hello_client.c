@@ -29,11 +29,14 @@ static int parse_hello_reply(const struct wire_buf *body, struct vgpu_hello_resu
     return wire_rd_end(&r) ? 0 : -1;
 }
 
-static int recv_reply(struct vgpu_conn *c, struct wire_buf *body, const char *what, char *err, size_t errlen)
+static int recv_reply(struct vgpu_conn *c, struct wire_buf *body, int stall_ms, const char *what, char *err,
+                      size_t errlen)
 {
     struct vgpu_frame_hdr h;
-    if (vgpu_frame_recv(c, &h, body)) {
+    if (vgpu_frame_recv_ex(c, &h, body, VGPU_MAX_FRAME_PAYLOAD, stall_ms)) {
+        int saved = errno; /* 0: closed without an answer */
         snprintf(err, errlen, "no answer to %s: %s", what, errno ? strerror(errno) : "connection closed");
+        errno = saved;
         return -1;
     }
     if (!(h.flags & VGPU_FRAME_REPLY)) {
@@ -83,7 +86,8 @@ int vgpu_hello_exchange(struct vgpu_conn *c, const struct vgpu_hello_params *p, 
         snprintf(err, errlen, "send failed: %s", strerror(errno));
         goto out;
     }
-    if (recv_reply(c, body, "hello", err, errlen)) goto out;
+    if (recv_reply(c, body, p->stall_ms, "hello", err, errlen)) goto out;
+    res->answered = true;
     if (answer_result(body) != 0) { /* refused at once (another version, a full daemon) */
         rc = error_answer(body, res, err, errlen);
         goto out;
@@ -110,7 +114,7 @@ int vgpu_hello_exchange(struct vgpu_conn *c, const struct vgpu_hello_params *p, 
         snprintf(err, errlen, "send failed: %s", strerror(errno));
         goto out;
     }
-    if (recv_reply(c, body, "authentication", err, errlen)) goto out;
+    if (recv_reply(c, body, p->stall_ms, "authentication", err, errlen)) goto out;
     if (answer_result(body) != 0) {
         rc = error_answer(body, res, err, errlen);
         goto out;
@@ -131,7 +135,7 @@ int vgpu_hello_exchange(struct vgpu_conn *c, const struct vgpu_hello_params *p, 
             goto out;
         }
     }
-    if (recv_reply(c, body, "hello", err, errlen)) goto out;
+    if (recv_reply(c, body, p->stall_ms, "hello", err, errlen)) goto out;
     if (parse_hello_reply(body, res)) {
         snprintf(err, errlen, "malformed hello reply");
         goto out;
@@ -139,7 +143,9 @@ int vgpu_hello_exchange(struct vgpu_conn *c, const struct vgpu_hello_params *p, 
     /* A session opened with a token has a token both sides derive; it never crossed the wire. */
     if (p->kind == VGPU_HELLO_NEW_SESSION && p->key) vgpu_auth_session_token(p->key, p->keylen, transcript, res->token);
     rc = 0;
-out:
+out:;
+    int saved = errno; /* the caller tells a close without an answer (0) from errors */
     wire_buf_free(&hello);
+    errno = saved;
     return rc;
 }

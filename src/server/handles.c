@@ -4,10 +4,57 @@
  * client can only ever touch its own objects. Open addressing on (kind, value).
  */
 #include "server/board.h"
+#include "server/mirror.h"
 #include "server/server.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct server_limits server_limits = {.max_lanes = SERVER_DEFAULT_MAX_LANES,
+                                      .max_objects = SERVER_DEFAULT_MAX_OBJECTS,
+                                      .max_message = VGPU_MAX_FRAME_PAYLOAD,
+                                      .peer_timeout_s = SERVER_DEFAULT_PEER_TIMEOUT_S};
+_Thread_local uint16_t server_current_op;
+
+static bool ranged(uint8_t kind) { return kind == H_MEMORY || kind == H_VA_MAPPING; }
+
+/* Index of the first range whose base is > p. */
+static size_t range_upper(const struct handle_table *t, uint64_t p)
+{
+    size_t lo = 0, hi = t->nranges;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->ranges[mid].base <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static int range_insert(struct handle_table *t, uint64_t base, uint64_t size)
+{
+    if (t->nranges == t->capranges) {
+        size_t cap = t->capranges ? t->capranges * 2 : 64;
+        struct handle_range *g = realloc(t->ranges, cap * sizeof *g);
+        if (!g) return -1;
+        t->ranges = g;
+        t->capranges = cap;
+    }
+    size_t i = range_upper(t, base);
+    memmove(t->ranges + i + 1, t->ranges + i, (t->nranges - i) * sizeof *t->ranges);
+    t->ranges[i] = (struct handle_range){base, size};
+    t->nranges++;
+    return 0;
+}
+
+static void range_erase(struct handle_table *t, uint64_t base)
+{
+    size_t i = range_upper(t, base);
+    if (i == 0 || t->ranges[i - 1].base != base) return;
+    i--;
+    memmove(t->ranges + i, t->ranges + i + 1, (t->nranges - i - 1) * sizeof *t->ranges);
+    t->nranges--;
+}
 
 #define TOMB 0xff
 
@@ -69,7 +116,17 @@ int handles_add(struct session *s, enum handle_kind kind, uint64_t value, uint64
     bool memory = kind == H_MEMORY || kind == H_MEM_HANDLE;
     if (memory && server_memory_limit && (size > server_memory_limit || device_held(t) > server_memory_limit - size)) {
         rc = -1; /* past the client's quota: the caller frees it and answers out of memory */
+    } else if (server_limits.max_objects && t->used >= server_limits.max_objects) {
+        rc = -1; /* --max-objects: the caller releases the object and answers out of memory */
+        if (!t->full_logged) {
+            t->full_logged = true;
+            VGPU_WARN("client pid %d: %s: handle table full (%zu objects, --max-objects %llu); the call fails with "
+                      "out of memory",
+                      s->client_pid, vgpu_op_name(server_current_op), t->used, server_limits.max_objects);
+        }
     } else if ((t->used + t->tombstones + 1) * 4 > t->cap * 3 && grow(t)) {
+        rc = -1;
+    } else if (ranged((uint8_t)kind) && size && range_insert(t, value, size)) {
         rc = -1;
     } else {
         size_t i = slot_of(value, (uint8_t)kind, t->cap);
@@ -106,6 +163,7 @@ uint64_t handles_size(struct session *s, enum handle_kind kind, uint64_t value)
 
 static void drop(struct handle_table *t, struct handle_entry *e)
 {
+    if (ranged(e->kind) && e->size) range_erase(t, e->value);
     t->count[e->kind]--;
     if (e->kind == H_MEMORY || e->kind == H_MEM_HANDLE) {
         t->memory_bytes -= e->size;
@@ -160,6 +218,7 @@ size_t handles_take_owned(struct session *s, uint64_t owner, enum handle_kind ki
 
 void handles_free(struct handle_table *t)
 {
+    free(t->ranges);
     free(t->slots);
     memset(t, 0, sizeof *t);
 }
@@ -171,6 +230,7 @@ bool wire_stream(struct session *s, uint64_t v, CUstream *out)
         *out = (CUstream)(uintptr_t)v;
         return true;
     }
+    session_foreign(s, "stream", v, CUDA_ERROR_INVALID_HANDLE);
     return false;
 }
 
@@ -180,6 +240,55 @@ bool wire_function(struct session *s, uint64_t v, CUfunction *out)
         *out = (CUfunction)(uintptr_t)v;
         return true;
     }
+    session_foreign(s, "function", v, CUDA_ERROR_INVALID_HANDLE);
+    return false;
+}
+
+CUresult session_foreign(struct session *s, const char *what, uint64_t value, CUresult rc)
+{
+    atomic_fetch_add(&s->foreign_refused, 1);
+    uint16_t op = server_current_op;
+    uint64_t bit = 1ull << (op & 63);
+    pthread_mutex_lock(&s->lock);
+    bool first = !(s->foreign_logged[op >> 6] & bit);
+    s->foreign_logged[op >> 6] |= bit;
+    pthread_mutex_unlock(&s->lock);
+    if (first)
+        VGPU_WARN("client pid %d: %s names %s %s that is not its own (0x%" PRIx64 "); refused (logged once per op)",
+                  s->client_pid, vgpu_op_name(op), strchr("aeiou", what[0]) ? "an" : "a", what, value);
+    return rc;
+}
+
+bool devptr_owned(struct session *s, uint64_t p, uint64_t len)
+{
+    uint64_t last = len ? p + len - 1 : p;
+    if (last < p) return false; /* wraps around */
+    pthread_mutex_lock(&s->lock);
+    struct handle_table *t = &s->handles;
+    size_t i = range_upper(t, p);
+    bool ok = false;
+    if (i > 0 && p - t->ranges[i - 1].base < t->ranges[i - 1].size) {
+        /* Ranges that follow each other (VMM mappings side by side) form one. */
+        uint64_t end = t->ranges[i - 1].base + t->ranges[i - 1].size; /* exclusive */
+        while (last >= end && i < t->nranges && t->ranges[i].base == end) end += t->ranges[i++].size;
+        ok = last < end;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (ok || mirror_range(p, len, true) || host_shared_range(p, len)) return true;
+    /* Not in the tables: memory the driver of this process knows (module globals, pool
+     * and async allocations) is this client's, since the worker serves no one else. */
+    CUdeviceptr start = 0;
+    size_t size = 0;
+    if (drv.cuPointerGetAttribute(&start, CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, (CUdeviceptr)p) != CUDA_SUCCESS ||
+        drv.cuPointerGetAttribute(&size, CU_POINTER_ATTRIBUTE_RANGE_SIZE, (CUdeviceptr)p) != CUDA_SUCCESS)
+        return false;
+    return start <= p && last - start < size;
+}
+
+bool devptr_check(struct session *s, uint64_t p, uint64_t len)
+{
+    if (devptr_owned(s, p, len)) return true;
+    session_foreign(s, "device address range", p, CUDA_ERROR_INVALID_VALUE);
     return false;
 }
 

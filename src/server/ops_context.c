@@ -293,7 +293,8 @@ CUresult op_CTX_DESTROY(struct lane *L, struct wire_rd *in, struct wire_buf *out
     IN_END(L, in);
     atomic_fetch_add(&server_ctx_epoch, 1); /* a context may end: GPU timers drop their events */
     /* Claim the handle first so that two lanes cannot destroy it twice. */
-    if (!c || !handles_remove(L->s, H_CONTEXT, c)) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!c) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!handles_remove(L->s, H_CONTEXT, c)) return session_foreign(L->s, "context", c, CUDA_ERROR_INVALID_CONTEXT);
     CUresult rc = drv.cuCtxDestroy_v2((CUcontext)(uintptr_t)c);
     if (rc != CUDA_SUCCESS) { /* e.g. a primary context (the driver refuses) */
         handles_add(L->s, H_CONTEXT, c, 0, 0);
@@ -315,7 +316,7 @@ CUresult op_CTX_SET_CURRENT(struct lane *L, struct wire_rd *in, struct wire_buf 
     uint64_t c = wire_get_u64(in);
     IN_END(L, in);
     if (!c) return lane_clear_current();
-    if (!handles_has(L->s, H_CONTEXT, c)) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!handles_has(L->s, H_CONTEXT, c)) return session_foreign(L->s, "context", c, CUDA_ERROR_INVALID_CONTEXT);
     return drv.cuCtxSetCurrent((CUcontext)(uintptr_t)c);
 }
 
@@ -327,7 +328,7 @@ CUresult op_CTX_SYNCHRONIZE(struct lane *L, struct wire_rd *in, struct wire_buf 
     uint64_t c = wire_get_u64(in);
     IN_END(L, in);
     if (!c) return lane_sync_result(L, drv.cuCtxSynchronize());
-    if (!handles_has(L->s, H_CONTEXT, c)) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!handles_has(L->s, H_CONTEXT, c)) return session_foreign(L->s, "context", c, CUDA_ERROR_INVALID_CONTEXT);
     CUcontext ctx = (CUcontext)(uintptr_t)c, cur = NULL;
     CUresult rc = drv.cuCtxGetCurrent(&cur);
     if (rc != CUDA_SUCCESS) return rc;

@@ -98,28 +98,40 @@ static _Thread_local void *t_ptrs[VGPU_MAX_KERNEL_PARAMS];
 
 static bool wire_graph(struct session *s, uint64_t v, CUgraph *out)
 {
-    if (!v || !handles_has(s, H_GRAPH, v)) return false;
+    if (!v || !handles_has(s, H_GRAPH, v)) {
+        if (v) session_foreign(s, "graph", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUgraph)(uintptr_t)v;
     return true;
 }
 
 static bool wire_node(struct session *s, uint64_t v, CUgraphNode *out)
 {
-    if (!v || !handles_has(s, H_GRAPH_NODE, v)) return false;
+    if (!v || !handles_has(s, H_GRAPH_NODE, v)) {
+        if (v) session_foreign(s, "graph node", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUgraphNode)(uintptr_t)v;
     return true;
 }
 
 static bool wire_exec(struct session *s, uint64_t v, CUgraphExec *out)
 {
-    if (!v || !handles_has(s, H_GRAPH_EXEC, v)) return false;
+    if (!v || !handles_has(s, H_GRAPH_EXEC, v)) {
+        if (v) session_foreign(s, "executable graph", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUgraphExec)(uintptr_t)v;
     return true;
 }
 
 static bool wire_event(struct session *s, uint64_t v, CUevent *out)
 {
-    if (!v || !handles_has(s, H_EVENT, v)) return false;
+    if (!v || !handles_has(s, H_EVENT, v)) {
+        if (v) session_foreign(s, "event", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUevent)(uintptr_t)v;
     return true;
 }
@@ -722,7 +734,8 @@ CUresult op_GRAPH_EXEC_DESTROY(struct lane *L, struct wire_rd *in, struct wire_b
     (void)out;
     uint64_t ev = wire_get_u64(in);
     IN_END(L, in);
-    if (!ev || !handles_remove(L->s, H_GRAPH_EXEC, ev)) return CUDA_ERROR_INVALID_VALUE;
+    if (!ev) return CUDA_ERROR_INVALID_VALUE;
+    if (!handles_remove(L->s, H_GRAPH_EXEC, ev)) return session_foreign(L->s, "executable graph", ev, CUDA_ERROR_INVALID_VALUE);
     return drv.cuGraphExecDestroy((CUgraphExec)(uintptr_t)ev);
 }
 

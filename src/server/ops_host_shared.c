@@ -167,6 +167,7 @@ static CUresult shared_copy(struct lane *L, struct wire_rd *in, bool htod)
     if (!wire_stream(L->s, stream_wire, &stream)) return CUDA_ERROR_INVALID_HANDLE;
     void *host = region_range(id, offset, size);
     if (!host) return CUDA_ERROR_INVALID_VALUE;
+    if (size && !devptr_check(L->s, dev, size)) return CUDA_ERROR_INVALID_VALUE;
     CUresult rc = CUDA_SUCCESS;
     if (size)
         rc = htod ? drv.cuMemcpyHtoDAsync_v2((CUdeviceptr)dev, host, (size_t)size, stream)

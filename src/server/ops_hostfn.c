@@ -42,6 +42,16 @@ void hostfn_session_init(struct session *s)
 
 struct hostfn_rec *hostfn_rec_new(struct session *s, uint64_t ticket, bool persistent)
 {
+    /* Records in graphs live until the session ends: they count against --max-objects
+     * (plain ones live only until their stream runs them, bounded by the driver's queue). */
+    static _Atomic unsigned long long persistent_records;
+    if (persistent && server_limits.max_objects &&
+        atomic_fetch_add(&persistent_records, 1) >= server_limits.max_objects) {
+        atomic_fetch_sub(&persistent_records, 1);
+        VGPU_WARN("client pid %d: host functions in graphs past --max-objects %llu; refused", s->client_pid,
+                  server_limits.max_objects);
+        return NULL;
+    }
     struct hostfn_rec *r = malloc(sizeof *r);
     if (!r) return NULL;
     *r = (struct hostfn_rec){.s = s, .ticket = ticket, .persistent = persistent};

@@ -177,7 +177,8 @@ static CUresult check_attr(struct session *s, const CUlaunchAttribute *a)
         /* Both value structs start with the CUevent. */
         uint64_t ev;
         memcpy(&ev, &a->value, sizeof ev);
-        return ev && handles_has(s, H_EVENT, ev) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+        if (ev && handles_has(s, H_EVENT, ev)) return CUDA_SUCCESS;
+        return session_foreign(s, "event", ev, CUDA_ERROR_INVALID_HANDLE);
     }
     default:
         return CUDA_ERROR_NOT_SUPPORTED;

@@ -45,7 +45,10 @@ static struct link *links; /* guarded by links_lock */
 /* The link named by v on the wire, or NULL. links_lock held. */
 static struct link *find_link(struct session *s, uint64_t v)
 {
-    if (!v || !handles_has(s, H_LINK, v)) return NULL;
+    if (!v || !handles_has(s, H_LINK, v)) {
+        if (v) session_foreign(s, "link state", v, CUDA_ERROR_INVALID_HANDLE);
+        return NULL;
+    }
     for (struct link *k = links; k; k = k->next)
         if ((uint64_t)(uintptr_t)k->state == v) return k;
     return NULL;

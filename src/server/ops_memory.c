@@ -44,6 +44,22 @@ enum { DIR_HTOD = 0, DIR_DTOH = 1, DIR_DTOD = 2 };
         }                                                          \
     } while (0)
 
+/* Bytes a 2D access of height rows of width bytes, pitch apart, spans; 0 on overflow. */
+static uint64_t span_2d(uint64_t width, uint64_t height, uint64_t pitch)
+{
+    if (!height || !width) return 1;
+    if (pitch < width && height > 1) return 0;
+    uint64_t rows = height - 1;
+    if (rows && pitch > (UINT64_MAX - width) / rows) return 0;
+    return rows * pitch + width;
+}
+
+/* Device addresses from the wire must lie in the client's own memory (server.h). */
+#define CHECK_DEVPTR(L, p, len)                                                     \
+    do {                                                                            \
+        if ((len) == 0 || !devptr_check((L)->s, (p), (len))) return CUDA_ERROR_INVALID_VALUE; \
+    } while (0)
+
 static CUresult finish(struct lane *L, CUresult rc, CUstream stream, uint32_t flags)
 {
     if (rc == CUDA_SUCCESS && (flags & COPY_SYNC)) rc = drv.cuStreamSynchronize(stream);
@@ -101,7 +117,10 @@ CUresult op_MEM_FREE(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     IN_END(L, in);
     /* Only allocations this client made: never another object's address. Managed
      * memory is freed with its mirror (ops_managed.c). */
-    if (!handles_has(L->s, H_MEMORY, p)) return mirror_free_managed(p);
+    if (!handles_has(L->s, H_MEMORY, p)) {
+        if (p && !mirror_covers(p)) return session_foreign(L->s, "device allocation", p, CUDA_ERROR_INVALID_VALUE);
+        return mirror_free_managed(p);
+    }
     CUresult rc = drv.cuMemFree_v2((CUdeviceptr)p);
     if (rc == CUDA_SUCCESS) handles_remove(L->s, H_MEMORY, p);
     return rc;
@@ -201,6 +220,7 @@ CUresult op_MEMCPY_HTOD(struct lane *L, struct wire_rd *in, struct wire_buf *out
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
     CUresult rc;
     if (refused_in_capture(stream, &rc)) return rc;
+    if (n) CHECK_DEVPTR(L, dst, n);
     rc = n ? drv.cuMemcpyHtoDAsync_v2((CUdeviceptr)dst, data, n, stream) : CUDA_SUCCESS;
     return finish(L, rc, stream, flags);
 }
@@ -216,6 +236,7 @@ CUresult op_MEMCPY_DTOH(struct lane *L, struct wire_rd *in, struct wire_buf *out
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
     CUresult refused;
     if (refused_in_capture(stream, &refused)) return refused;
+    if (size) CHECK_DEVPTR(L, src, size);
     void *dst = wire_put_space(out, (size_t)size);
     if (!dst && size) return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = size ? drv.cuMemcpyDtoHAsync_v2(dst, (CUdeviceptr)src, (size_t)size, stream) : CUDA_SUCCESS;
@@ -232,6 +253,10 @@ CUresult op_MEMCPY_DTOD(struct lane *L, struct wire_rd *in, struct wire_buf *out
     uint32_t flags = wire_get_u32(in);
     IN_END(L, in);
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
+    if (size) {
+        CHECK_DEVPTR(L, src, size);
+        CHECK_DEVPTR(L, dst, size);
+    }
     CUresult rc = size ? drv.cuMemcpyDtoDAsync_v2((CUdeviceptr)dst, (CUdeviceptr)src, (size_t)size, stream)
                        : CUDA_SUCCESS;
     return finish(L, rc, stream, flags);
@@ -253,6 +278,8 @@ CUresult op_MEMCPY_STRIDED(struct lane *L, struct wire_rd *in, struct wire_buf *
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
     CUresult refused;
     if (dir != DIR_DTOD && refused_in_capture(stream, &refused)) return refused;
+    if (dir != DIR_HTOD) CHECK_DEVPTR(L, src, span_2d(width, height, spitch));
+    if (dir != DIR_DTOH) CHECK_DEVPTR(L, dst, span_2d(width, height, dpitch));
     CUDA_MEMCPY2D c;
     memset(&c, 0, sizeof c);
     c.WidthInBytes = (size_t)width;
@@ -292,6 +319,11 @@ CUresult op_MEMSET(struct lane *L, struct wire_rd *in, struct wire_buf *out)
     uint32_t flags = wire_get_u32(in);
     IN_END(L, in);
     if (invalid_stream) return CUDA_ERROR_INVALID_HANDLE;
+    if (elem != 1 && elem != 2 && elem != 4) REJECT(L, "memset element size");
+    if (width && (!pitch || height)) {
+        uint64_t row = width > UINT64_MAX / elem ? 0 : width * elem;
+        CHECK_DEVPTR(L, dst, pitch ? (row ? span_2d(row, height, pitch) : 0) : row);
+    }
     CUdeviceptr d = (CUdeviceptr)dst;
     CUresult rc;
     bool two_d = pitch != 0;

@@ -347,21 +347,30 @@ static CUresult image_copy(struct lane *L, const void *data, size_t len, struct 
 /* A registered module (from a load or from a library). */
 static bool wire_module(struct session *s, uint64_t v, CUmodule *out)
 {
-    if (!v || !handles_has(s, H_MODULE, v)) return false;
+    if (!v || !handles_has(s, H_MODULE, v)) {
+        if (v) session_foreign(s, "module", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUmodule)(uintptr_t)v;
     return true;
 }
 
 static bool wire_library(struct session *s, uint64_t v, CUlibrary *out)
 {
-    if (!v || !handles_has(s, H_LIBRARY, v)) return false;
+    if (!v || !handles_has(s, H_LIBRARY, v)) {
+        if (v) session_foreign(s, "library", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUlibrary)(uintptr_t)v;
     return true;
 }
 
 static bool wire_kernel(struct session *s, uint64_t v, CUkernel *out)
 {
-    if (!v || !handles_has(s, H_KERNEL, v)) return false;
+    if (!v || !handles_has(s, H_KERNEL, v)) {
+        if (v) session_foreign(s, "kernel", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUkernel)(uintptr_t)v;
     return true;
 }

@@ -37,7 +37,10 @@ static inline uint64_t h64(const void *p)
 
 static bool wire_event(struct session *s, uint64_t v, CUevent *out)
 {
-    if (!v || !handles_has(s, H_EVENT, v)) return false;
+    if (!v || !handles_has(s, H_EVENT, v)) {
+        if (v) session_foreign(s, "event", v, CUDA_ERROR_INVALID_HANDLE);
+        return false;
+    }
     *out = (CUevent)(uintptr_t)v;
     return true;
 }
@@ -76,7 +79,8 @@ CUresult op_STREAM_DESTROY(struct lane *L, struct wire_rd *in, struct wire_buf *
     /* Claim the handle before the driver sees it: a second destroy (from any lane) finds
      * it gone (the real driver crashes on a double destroy, measured). A destroy the
      * driver refuses leaves the stream unreachable rather than half-known. */
-    if (!v || !handles_remove(L->s, H_STREAM, v)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!v) return CUDA_ERROR_INVALID_HANDLE;
+    if (!handles_remove(L->s, H_STREAM, v)) return session_foreign(L->s, "stream", v, CUDA_ERROR_INVALID_HANDLE);
     CUresult rc = drv.cuStreamDestroy_v2((CUstream)(uintptr_t)v);
     if (rc != CUDA_SUCCESS) VGPU_WARN("client pid %d: cuStreamDestroy failed (%d); stream dropped", L->s->client_pid, rc);
     return rc;
@@ -169,7 +173,8 @@ CUresult op_EVENT_DESTROY(struct lane *L, struct wire_rd *in, struct wire_buf *o
     uint64_t v = wire_get_u64(in);
     IN_END(L, in);
     /* Claimed first, as for streams. */
-    if (!v || !handles_remove(L->s, H_EVENT, v)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!v) return CUDA_ERROR_INVALID_HANDLE;
+    if (!handles_remove(L->s, H_EVENT, v)) return session_foreign(L->s, "event", v, CUDA_ERROR_INVALID_HANDLE);
     CUresult rc = drv.cuEventDestroy_v2((CUevent)(uintptr_t)v);
     if (rc != CUDA_SUCCESS) VGPU_WARN("client pid %d: cuEventDestroy failed (%d); event dropped", L->s->client_pid, rc);
     return rc;

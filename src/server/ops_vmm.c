@@ -109,7 +109,9 @@ static struct mem_obj *obj_find(uint64_t handle)
 static struct mem_obj *obj_from_wire(struct session *s, uint64_t handle)
 {
     struct mem_obj *o = obj_find(handle);
-    return o && handles_has(s, H_MEM_HANDLE, handle) ? o : NULL;
+    if (o && handles_has(s, H_MEM_HANDLE, handle)) return o;
+    if (handle) session_foreign(s, "memory allocation handle", handle, CUDA_ERROR_INVALID_HANDLE);
+    return NULL;
 }
 
 /* Physical memory goes when no reference and no mapping is left. */

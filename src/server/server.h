@@ -46,11 +46,20 @@ struct handle_entry {
     uint8_t kind;   /* 0 = empty, 0xff = deleted */
 };
 
+/* An address range of device memory the client holds (an allocation or a VMM mapping). */
+struct handle_range {
+    uint64_t base, size;
+};
+
 struct handle_table {
     struct handle_entry *slots;
     size_t cap, used, tombstones;
     size_t count[H_KIND_COUNT];
     uint64_t memory_bytes;
+    /* H_MEMORY and H_VA_MAPPING ranges sorted by base, for device pointer checks. */
+    struct handle_range *ranges;
+    size_t nranges, capranges;
+    bool full_logged; /* --max-objects reached and logged */
 };
 
 /* Progress of one lane, for FENCE: never freed, so a waiter can read it after the lane ends. */
@@ -82,6 +91,9 @@ struct session {
     int hostfn_lane; /* index of the attached lane, -1 while none */
     bool hostfn_dead; /* that lane ended: requests are dropped */
     struct hostfn_rec *hostfn_kept; /* persistent records (graphs' host nodes), until the session ends */
+    /* Ops already logged for naming something not the client's (one warning per op). */
+    uint64_t foreign_logged[1024]; /* bit per op id below 65536 */
+    _Atomic uint64_t foreign_refused; /* how many were refused, for the disconnect line */
 };
 
 struct lane {
@@ -188,6 +200,38 @@ bool stream_is_capturing(CUstream s);
 /* true when [p, p + len) (len 0 counts as 1) lies inside one shared pinned region of
  * this worker's client, by the daemon's address (ops_host_shared.c): graphs may name it. */
 bool host_shared_range(uint64_t p, uint64_t len);
+
+/* Limits of one client session (vgpud options, passed to each worker; README's
+ * configuration table). */
+struct server_limits {
+    unsigned max_lanes;       /* connections (guest threads) of one client */
+    unsigned long long max_objects; /* entries in its handle table */
+    uint32_t max_message;     /* largest frame body accepted */
+    int peer_timeout_s;       /* a frame stalled midway, or a reply not read, for this long ends the
+                               * session; 0: never */
+};
+extern struct server_limits server_limits;
+#define SERVER_DEFAULT_MAX_CLIENTS 256
+#define SERVER_DEFAULT_MAX_LANES 256
+#define SERVER_DEFAULT_MAX_OBJECTS 1000000ull
+#define SERVER_DEFAULT_PEER_TIMEOUT_S 60
+
+/* A handle or device address from the wire that is not the client's: refuse it, and log
+ * it at warn level the first time this op does it in the session ("client pid N: OP
+ * names a WHAT that is not its own"). Returns `rc` for the handler to answer. */
+CUresult session_foreign(struct session *s, const char *what, uint64_t value, CUresult rc);
+/* The op the calling lane thread is serving (for such logs). */
+extern _Thread_local uint16_t server_current_op;
+
+/* Whether [p, p + len) (len 0 counts as 1) lies inside device memory of this client:
+ * its allocations and VMM mappings (the handle table), mapped and managed memory (the
+ * mirrors), shared pinned memory, or, for kinds the table does not hold (module
+ * globals, pool and async allocations), memory the driver of this worker process knows
+ * (every object of this process is this client's). */
+bool devptr_owned(struct session *s, uint64_t p, uint64_t len);
+/* The same check in a handler: false after logging (session_foreign) — the handler
+ * answers CUDA_ERROR_INVALID_VALUE, as the driver does for a foreign address. */
+bool devptr_check(struct session *s, uint64_t p, uint64_t len);
 
 /* The device memory quota of this worker's client (--client-memory-limit), 0 for none.
  * The client sees it as the device's total memory (DEVICE_INFO, MEM_GET_INFO, NVML);

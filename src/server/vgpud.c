@@ -8,6 +8,8 @@
  *   vgpud --listen ADDR [--listen ADDR...] --backend auto|cuda|emu
  *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE] [--client-pinned-limit SIZE]
  *         [--config FILE] [--token-file FILE] [--tcp-no-auth] [--allow-users LIST] [--allow-groups LIST]
+ *         [--max-clients N] [--max-lanes N] [--max-objects N] [--max-message SIZE]
+ *         [--peer-timeout SECONDS]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -41,8 +45,78 @@
 #define MAX_LISTEN 16
 #define HELLO_TIMEOUT_MS 5000
 #define MAX_PENDING_HANDSHAKES 256
+/* Pending handshakes of one peer (TCP: its IP address; unix: its process), so that one
+ * peer's silent or slow connections cannot take every handshake slot. */
+#define MAX_PENDING_PER_PEER 64
+/* A HELLO is small (names, a token, a feature word): a bigger first frame is refused
+ * before its body is read. */
+#define MAX_HELLO_BYTES 4096
 
 static atomic_int handshakes_pending;
+
+/* Pending handshakes by peer; guarded by its lock. A small open-addressed table is
+ * enough: at most MAX_PENDING_HANDSHAKES peers have entries. */
+static struct {
+    pthread_mutex_t lock;
+    struct peer_count {
+        char key[64];
+        int n;
+    } slot[MAX_PENDING_HANDSHAKES];
+} pending_peers = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Who a new connection is from, for the per-peer bound: "ip:ADDR" or "pid:N uid:N". */
+static void peer_key(const struct vgpu_conn *c, char *key, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char buf[INET6_ADDRSTRLEN] = "?";
+    if (c->t == &vgpu_transport_unix) {
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        /* By process: the users of one host often share a uid (containers, services). */
+        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
+            snprintf(key, len, "pid:%d uid:%u", (int)cr.pid, (unsigned)cr.uid);
+        else snprintf(key, len, "pid:?");
+        return;
+    }
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, sizeof buf);
+        else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, sizeof buf);
+    }
+    snprintf(key, len, "ip:%s", buf);
+}
+
+/* Count one more (delta 1; false when the peer is at its bound) or one fewer (-1). */
+static bool peer_pending(const char *key, int delta)
+{
+    pthread_mutex_lock(&pending_peers.lock);
+    struct peer_count *free_slot = NULL, *hit = NULL;
+    for (size_t i = 0; i < MAX_PENDING_HANDSHAKES && !hit; i++) {
+        struct peer_count *p = &pending_peers.slot[i];
+        if (p->n > 0 && !strcmp(p->key, key)) hit = p;
+        else if (p->n == 0 && !free_slot) free_slot = p;
+    }
+    bool ok = true;
+    if (delta > 0) {
+        if (!hit && free_slot) {
+            hit = free_slot;
+            snprintf(hit->key, sizeof hit->key, "%s", key);
+            hit->n = 0;
+        }
+        if (!hit || hit->n >= MAX_PENDING_PER_PEER) ok = false;
+        else hit->n++;
+    } else if (hit) {
+        hit->n--;
+    }
+    pthread_mutex_unlock(&pending_peers.lock);
+    return ok;
+}
+
+/* What a handshake thread gets: the connection and its peer key. */
+struct handshake {
+    struct vgpu_conn *conn;
+    char peer[64];
+};
 
 struct client {
     struct client *next;
@@ -61,6 +135,8 @@ static struct {
     unsigned long long emu_memory;
     unsigned long long client_memory_limit; /* 0: none */
     unsigned long long client_pinned_limit; /* 0: none */
+    unsigned max_clients; /* concurrent client sessions (0: no bound) */
+    unsigned nclients;    /* sessions with a worker now; guarded by lock */
     char self_exe[PATH_MAX];
     pthread_mutex_t lock;
     struct client *clients;
@@ -90,6 +166,8 @@ static void usage(FILE *f)
                "             [--client-pinned-limit SIZE]\n"
                "             [--config FILE] [--token-file FILE] [--tcp-no-auth]\n"
                "             [--allow-users LIST] [--allow-groups LIST]\n"
+               "             [--max-clients N] [--max-lanes N] [--max-objects N] [--max-message SIZE]\n"
+               "             [--peer-timeout SECONDS]\n"
                "  ADDR: unix:PATH or tcp:HOST:PORT\n"
                "  --backend auto (default): cuda when a driver and a GPU are present, else emu\n"
                "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
@@ -103,7 +181,17 @@ static void usage(FILE *f)
                "  --token-file FILE: the token of tenant \"default\" (first line of FILE, mode 600)\n"
                "  --tcp-no-auth: accept clients without a token over TCP (else a token is required)\n"
                "  --allow-users LIST, --allow-groups LIST: unix-socket peers (names or ids, comma\n"
-               "      separated) allowed without being a tenant\n");
+               "      separated) allowed without being a tenant\n"
+               "  --max-clients N: concurrent client sessions; past it a new client's cuInit fails (default %d)\n"
+               "  --max-lanes N: connections (guest threads) of one client (default %d)\n"
+               "  --max-objects N: handles (contexts, streams, events, modules, allocations...) one client\n"
+               "      may hold; past it the creating call fails with out of memory (default %llu)\n"
+               "  --max-message SIZE: largest frame accepted, bytes or K/M/G; a bigger one ends the\n"
+               "      session (default and maximum %u)\n"
+               "  --peer-timeout SECONDS: a client that stops midway through a frame or stops reading its\n"
+               "      replies is disconnected after this long; also TCP keepalive (default %d; 0: never)\n",
+            SERVER_DEFAULT_MAX_CLIENTS, SERVER_DEFAULT_MAX_LANES, SERVER_DEFAULT_MAX_OBJECTS,
+            (unsigned)VGPU_MAX_FRAME_PAYLOAD, SERVER_DEFAULT_PEER_TIMEOUT_S);
 }
 
 static void on_signal(int sig)
@@ -159,8 +247,12 @@ static int start_worker(pid_t *pid_out, int *ctl_out)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) return -1;
-    char mem[32];
+    char mem[32], lanes[16], objects[32], message[16], peer_timeout[16];
     snprintf(mem, sizeof mem, "%llu", d.emu_memory);
+    snprintf(lanes, sizeof lanes, "%u", server_limits.max_lanes);
+    snprintf(objects, sizeof objects, "%llu", server_limits.max_objects);
+    snprintf(message, sizeof message, "%u", server_limits.max_message);
+    snprintf(peer_timeout, sizeof peer_timeout, "%d", server_limits.peer_timeout_s);
     pid_t pid = fork();
     if (pid < 0) {
         close(sv[0]);
@@ -175,6 +267,8 @@ static int start_worker(pid_t *pid_out, int *ctl_out)
         if (kfd < 0 || bfd < 0 || dup2(kfd, 4) < 0 || dup2(bfd, 5) < 0) _exit(127);
         /* The client's quota and tenant arrive with the assignment, not on the command line. */
         char *argv[] = {d.self_exe, "--worker", "--backend", (char *)d.backend, "--emu-memory", mem,
+                        "--max-lanes", lanes, "--max-objects", objects, "--max-message", message,
+                        "--peer-timeout", peer_timeout,
                         d.driver ? "--driver" : NULL, (char *)d.driver, NULL};
         execv(d.self_exe, argv);
         _exit(127);
@@ -356,15 +450,17 @@ static int authenticate_new(struct vgpu_conn *conn, const struct hs_auth *a,
  * accepting others. */
 static void *handshake_main(void *arg)
 {
-    struct vgpu_conn *conn = arg;
-    struct timeval tv = {HELLO_TIMEOUT_MS / 1000, (HELLO_TIMEOUT_MS % 1000) * 1000};
-    setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct handshake *hs = arg;
+    struct vgpu_conn *conn = hs->conn;
+    /* The whole hello (and any answer to it) within HELLO_TIMEOUT_MS, however the bytes
+     * trickle in: a deadline, not a per-read timeout. */
+    vgpu_conn_set_deadline(conn, HELLO_TIMEOUT_MS);
     struct wire_buf body, hello, answer;
     wire_buf_init(&body);
     wire_buf_init(&hello);
     wire_buf_init(&answer);
     struct vgpu_frame_hdr h;
-    if (vgpu_frame_recv(conn, &h, &body)) {
+    if (vgpu_frame_recv_ex(conn, &h, &body, MAX_HELLO_BYTES, 0)) {
         /* A bare connect-and-close is a liveness probe (scripts waiting for the daemon). */
         if (errno) VGPU_WARN("connection from %s: no valid hello (%s)", conn->peer, strerror(errno));
         else VGPU_DEBUG("connection from %s closed before its hello", conn->peer);
@@ -393,7 +489,7 @@ static void *handshake_main(void *arg)
     if (hello.oom || send_answer(conn, &answer)) goto out;
     vgpu_auth_transcript(hello.data, hello.len, answer.data, answer.len, transcript);
     struct hs_auth auth;
-    if (vgpu_frame_recv(conn, &h, &body)) {
+    if (vgpu_frame_recv_ex(conn, &h, &body, MAX_HELLO_BYTES, 0)) {
         VGPU_WARN("connection from %s: no answer to the challenge (%s)", conn->peer,
                   errno ? strerror(errno) : "connection closed");
         goto out;
@@ -402,10 +498,6 @@ static void *handshake_main(void *arg)
         VGPU_WARN("connection from %s: malformed authentication; closed", conn->peer);
         goto out;
     }
-    /* The receive timeout is a socket option: it would stay with the connection in the
-     * worker and end any lane that idles longer. Lanes wait for requests forever. */
-    struct timeval no_timeout = {0, 0};
-    setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &no_timeout, sizeof no_timeout);
     if (hi.kind == VGPU_HELLO_JOIN_SESSION) {
         /* A lane proves its session's token the same way; the token never crosses the wire. */
         uint8_t token[VGPU_TOKEN_BYTES];
@@ -454,6 +546,16 @@ static void *handshake_main(void *arg)
     const char *name = hi.name, *host = hi.host;
     int32_t features = (int32_t)(hi.features & 0x7fffffffu);
     pthread_mutex_lock(&d.lock);
+    if (d.max_clients && d.nclients >= d.max_clients) {
+        unsigned n = d.nclients;
+        pthread_mutex_unlock(&d.lock);
+        VGPU_WARN("client pid %d (%s@%s) refused: %u clients connected (--max-clients %u)", client_pid, name, host, n,
+                  d.max_clients);
+        char msg[128];
+        snprintf(msg, sizeof msg, "daemon busy: %u clients connected, the most it serves (--max-clients)", n);
+        reply_error(conn, CUDA_ERROR_DEVICE_UNAVAILABLE, msg);
+        goto out;
+    }
     struct client *cl = calloc(1, sizeof *cl);
     if (!cl) {
         pthread_mutex_unlock(&d.lock);
@@ -512,6 +614,7 @@ static void *handshake_main(void *arg)
     cl->ctl_fd = wctl;
     cl->next = d.clients;
     d.clients = cl;
+    d.nclients++;
     spare_refill();
     /* The transport: a unix lane whose guest can use shared memory asks for it next. */
     const char *transport =
@@ -525,6 +628,8 @@ out:
     wire_buf_free(&hello);
     wire_buf_free(&answer);
     vgpu_conn_close(conn);
+    peer_pending(hs->peer, -1);
+    free(hs);
     atomic_fetch_sub(&handshakes_pending, 1);
     return NULL;
 }
@@ -552,6 +657,7 @@ static void reap_workers(bool log)
                           c->client_pid, c->name, WTERMSIG(st));
             close(c->ctl_fd);
             board_release(c->board_slot);
+            d.nclients--;
             *pp = c->next;
             free(c);
             break;
@@ -611,19 +717,41 @@ static int daemon_main(const char **addrs, int naddrs)
             if (!(pf[i].revents & POLLIN)) continue;
             struct vgpu_conn *c;
             if (vgpu_accept(ls[i], &c)) continue;
+            if (c->t == &vgpu_transport_tcp) vgpu_tcp_keepalive(c->fd, server_limits.peer_timeout_s, true);
             /* Each pending handshake holds a thread for up to HELLO_TIMEOUT_MS: bound them
-             * so a flood of silent connections cannot exhaust the daemon. */
+             * in all and per peer, so a flood of silent connections cannot exhaust the
+             * daemon, nor one peer's flood lock out the others. */
+            struct handshake *hs = calloc(1, sizeof *hs);
+            if (!hs) {
+                vgpu_conn_close(c);
+                continue;
+            }
+            hs->conn = c;
+            peer_key(c, hs->peer, sizeof hs->peer);
             if (atomic_fetch_add(&handshakes_pending, 1) >= MAX_PENDING_HANDSHAKES) {
                 atomic_fetch_sub(&handshakes_pending, 1);
                 VGPU_WARN("connection from %s refused: %d handshakes already pending", c->peer,
                           MAX_PENDING_HANDSHAKES);
                 vgpu_conn_close(c);
+                free(hs);
+                continue;
+            }
+            if (!peer_pending(hs->peer, 1)) {
+                atomic_fetch_sub(&handshakes_pending, 1);
+                static _Atomic long refused_logged;
+                if (atomic_fetch_add(&refused_logged, 1) % 100 == 0) /* a flood: one line per 100 */
+                    VGPU_WARN("connection from %s (%s) refused: %d of its handshakes already pending", c->peer,
+                              hs->peer, MAX_PENDING_PER_PEER);
+                vgpu_conn_close(c);
+                free(hs);
                 continue;
             }
             pthread_t th;
-            if (pthread_create(&th, NULL, handshake_main, c)) {
+            if (pthread_create(&th, NULL, handshake_main, hs)) {
                 atomic_fetch_sub(&handshakes_pending, 1);
+                peer_pending(hs->peer, -1);
                 vgpu_conn_close(c);
+                free(hs);
                 continue;
             }
             pthread_detach(th);
@@ -646,6 +774,18 @@ static int daemon_main(const char **addrs, int naddrs)
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    return 0;
+}
+
+/* A decimal count within [lo, hi]; -1 otherwise. */
+static int parse_count(const char *s, unsigned long long lo, unsigned long long hi, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
     return 0;
 }
 
@@ -727,6 +867,7 @@ static int option_line;
 
 static int vgpud_main(int argc, char **argv)
 {
+    unsigned long long count = 0;
     vgpu_log_set_tag("vgpud");
     if (!getenv("VGPU_LOG")) vgpu_log_set_level(VGPU_LOG_INFO);
     const char *addrs[MAX_LISTEN];
@@ -735,6 +876,7 @@ static int vgpud_main(int argc, char **argv)
     struct worker_args wa = {.ctl_fd = 4, .board_fd = 5};
     bool worker = false;
     d.emu_memory = 16ull << 30;
+    d.max_clients = SERVER_DEFAULT_MAX_CLIENTS;
     /* --config first: its [server] entries are options like the command line's. */
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config")) d.config_path = argv[i + 1];
@@ -791,6 +933,37 @@ static int vgpud_main(int argc, char **argv)
                 fprintf(stderr, "vgpud: bad %s '%s': %s\n", a, v, err);
                 return 2;
             }
+        } else if (!strcmp(a, "--max-clients") && v) {
+            if (parse_count(TAKE(), 1, 1u << 20, &count)) {
+                fprintf(stderr, "vgpud: bad --max-clients '%s' (1 to 1048576)\n", v);
+                return 2;
+            }
+            d.max_clients = (unsigned)count;
+        } else if (!strcmp(a, "--max-lanes") && v) {
+            if (parse_count(TAKE(), 1, 1u << 20, &count)) {
+                fprintf(stderr, "vgpud: bad --max-lanes '%s' (1 to 1048576)\n", v);
+                return 2;
+            }
+            server_limits.max_lanes = (unsigned)count;
+        } else if (!strcmp(a, "--max-objects") && v) {
+            if (parse_count(TAKE(), 16, 1ull << 40, &count)) {
+                fprintf(stderr, "vgpud: bad --max-objects '%s' (16 or more)\n", v);
+                return 2;
+            }
+            server_limits.max_objects = count;
+        } else if (!strcmp(a, "--max-message") && v) {
+            unsigned long long size = 0;
+            if (vgpu_parse_size(TAKE(), &size) || size < 65536 || size > VGPU_MAX_FRAME_PAYLOAD) {
+                fprintf(stderr, "vgpud: bad --max-message '%s' (64K to %u bytes)\n", v, (unsigned)VGPU_MAX_FRAME_PAYLOAD);
+                return 2;
+            }
+            server_limits.max_message = (uint32_t)size;
+        } else if (!strcmp(a, "--peer-timeout") && v) {
+            if (parse_count(TAKE(), 0, 86400, &count)) {
+                fprintf(stderr, "vgpud: bad --peer-timeout '%s' (seconds, 0 to 86400)\n", v);
+                return 2;
+            }
+            server_limits.peer_timeout_s = (int)count;
         } else if (!strcmp(a, "--worker")) worker = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);

@@ -45,6 +45,10 @@ static _Noreturn void log_disconnect_and_exit(const char *why)
               s->client_pid, s->client_name, s->client_host, why, t->count[H_MEMORY], t->count[H_MEM_HANDLE],
               (unsigned long long)t->memory_bytes, t->count[H_VA_RANGE], t->count[H_MODULE], t->count[H_LIBRARY],
               t->count[H_LINK], t->count[H_STREAM], t->count[H_EVENT], t->count[H_CONTEXT]);
+    uint64_t foreign = atomic_load(&s->foreign_refused);
+    if (foreign)
+        VGPU_WARN("client pid %d (%s): %llu requests named handles or device memory that were not its own (refused)",
+                  s->client_pid, s->client_name, (unsigned long long)foreign);
     /* Process exit returns every device object of this client to the driver; nothing
      * else in the daemon depends on this process. */
     _exit(0);
@@ -125,6 +129,28 @@ static int send_hello_reply(struct lane *L, CUresult rc, const char *msg)
     return r;
 }
 
+static int peer_timeout_ms(void)
+{
+    return server_limits.peer_timeout_s > 0 ? server_limits.peer_timeout_s * 1000 : 0;
+}
+
+/* A reply, bounded by --peer-timeout: a client that stops reading its replies (its
+ * socket buffer or ring full) must not hold a lane thread forever. */
+static int send_reply_bounded(struct lane *L, uint64_t seq, const void *data, size_t len, bool fds)
+{
+    vgpu_conn_set_deadline(L->conn, peer_timeout_ms());
+    int rc = fds ? vgpu_frame_send_fds(L->conn, 0, VGPU_FRAME_REPLY, seq, data, len, L->reply_fds, L->nreply_fds)
+                 : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, seq, data, len, NULL, 0);
+    int saved = errno;
+    vgpu_conn_set_deadline(L->conn, 0);
+    errno = saved;
+    if (rc && errno == ETIMEDOUT) {
+        VGPU_WARN("client pid %d (%s): lane %u: reply not taken for %d s (--peer-timeout); ending session",
+                  L->s->client_pid, L->s->client_name, L->index, server_limits.peer_timeout_s);
+        log_disconnect_and_exit("peer timeout");
+    }
+    return rc;
+
 enum lane_step lane_serve_frame(struct lane *L, const struct vgpu_frame_hdr *h, const char **why)
 {
     *why = NULL;
@@ -139,6 +165,7 @@ enum lane_step lane_serve_frame(struct lane *L, const struct vgpu_frame_hdr *h, 
     wire_buf_reset(&L->out);
     wire_put_i32(&L->out, 0); /* result, patched below */
     L->op = h->op;
+    server_current_op = h->op;
     L->malformed = NULL;
     L->outputs_on_error = false;
     if (h->op == VGPU_OP_GOODBYE) return LANE_GOODBYE;
@@ -166,10 +193,7 @@ enum lane_step lane_serve_frame(struct lane *L, const struct vgpu_frame_hdr *h, 
     uint32_t urc = (uint32_t)rc;
     for (int i = 0; i < 4; i++) L->out.data[i] = (uint8_t)(urc >> (8 * i));
     lane_advanced(L, h->seq);
-    int sent = L->nreply_fds && rc == CUDA_SUCCESS
-                   ? vgpu_frame_send_fds(L->conn, 0, VGPU_FRAME_REPLY, h->seq, L->out.data, len, L->reply_fds,
-                                         L->nreply_fds)
-                   : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, h->seq, L->out.data, len, NULL, 0);
+    int sent = send_reply_bounded(L, h->seq, L->out.data, len, L->nreply_fds && rc == CUDA_SUCCESS);
     L->nreply_fds = 0;
     return sent ? LANE_SEND_FAILED : LANE_NEXT;
 }
@@ -180,17 +204,29 @@ static void *lane_main(void *arg)
     struct lane *L = arg;
     char desc[160];
     snprintf(desc, sizeof desc, "vgpu %s backend", server_backend_name);
-    if (send_hello_reply(L, CUDA_SUCCESS, desc)) {
+    vgpu_conn_set_deadline(L->conn, peer_timeout_ms());
+    int hello_rc = send_hello_reply(L, CUDA_SUCCESS, desc);
+    vgpu_conn_set_deadline(L->conn, 0);
+    if (hello_rc) {
         VGPU_WARN("client pid %d: lane %u: cannot answer hello", L->s->client_pid, L->index);
         goto done;
     }
     for (;;) {
         struct vgpu_frame_hdr h;
-        if (vgpu_frame_recv(L->conn, &h, &L->in)) {
+        /* A lane may idle between frames forever; a frame begun must finish within
+         * --peer-timeout. */
+        if (vgpu_frame_recv_ex(L->conn, &h, &L->in, server_limits.max_message, peer_timeout_ms())) {
             if (errno == EMSGSIZE) {
-                VGPU_ERROR("client pid %d: frame of %u bytes exceeds the limit; ending session", L->s->client_pid,
-                           h.length);
+                VGPU_ERROR("client pid %d (%s): lane %u: frame of %u bytes exceeds the limit of %u bytes "
+                           "(--max-message); ending session",
+                           L->s->client_pid, L->s->client_name, L->index, h.length, server_limits.max_message);
                 log_disconnect_and_exit("oversized message");
+            }
+            if (errno == ETIMEDOUT) {
+                VGPU_WARN("client pid %d (%s): lane %u: frame stalled midway for %d s (--peer-timeout); ending "
+                          "session",
+                          L->s->client_pid, L->s->client_name, L->index, server_limits.peer_timeout_s);
+                log_disconnect_and_exit("peer timeout");
             }
             if (errno == EPROTO && L->conn->t == &vgpu_transport_shm) shm_malformed(L);
             break; /* the lane's guest thread or process went away */
@@ -273,7 +309,27 @@ static void *control_main(void *arg)
         long n = vgpu_recv_fd(ctl, &ho, sizeof ho, &fd);
         if (n <= 0) break; /* parent gone */
         if (fd < 0) continue;
-        start_lane(fd, next_index++, false, n == (long)sizeof ho ? ho.hello_features : -1);
+        int32_t features = n == (long)sizeof ho ? ho.hello_features : -1;
+        pthread_mutex_lock(&the_session.lock);
+        unsigned open_lanes = the_session.lanes_open;
+        pthread_mutex_unlock(&the_session.lock);
+        if (server_limits.max_lanes && open_lanes >= server_limits.max_lanes) {
+            /* --max-lanes: this thread of the client gets no lane (its calls fail); the
+             * others go on. */
+            VGPU_WARN("client pid %d (%s): lane refused: %u lanes open (--max-lanes %u)", the_session.client_pid,
+                      the_session.client_name, open_lanes, server_limits.max_lanes);
+            struct lane refused = {.s = &the_session, .conn = vgpu_conn_from_fd(lane_transport, fd),
+                                   .hello_features = -1};
+            if (refused.conn) {
+                vgpu_conn_set_deadline(refused.conn, 5000);
+                send_hello_reply(&refused, CUDA_ERROR_OUT_OF_MEMORY, "too many threads: lane limit reached (--max-lanes)");
+                vgpu_conn_close(refused.conn);
+            } else {
+                close(fd);
+            }
+            continue;
+        }
+        start_lane(fd, next_index++, false, features);
     }
     VGPU_WARN("client pid %d: daemon control channel closed; ending session", the_session.client_pid);
     log_disconnect_and_exit("daemon exiting");

@@ -263,7 +263,9 @@ static int drain_bell(const struct ring_view *r)
 static int sleep_on_bell(struct shm_conn *c, const struct ring_view *r)
 {
     struct pollfd p[2] = {{.fd = r->bell, .events = POLLIN}, {.fd = c->base.fd, .events = POLLIN | POLLRDHUP}};
-    int n = poll(p, 2, c->timeout_ms);
+    int ms = c->timeout_ms, left = vgpu_conn_wait_ms(&c->base, r == &c->tx); /* the tighter bound */
+    if (left >= 0 && (ms < 0 || left < ms)) ms = left;
+    int n = poll(p, 2, ms);
     if (n < 0) return errno == EINTR ? 0 : -1;
     if (n == 0) {
         errno = ETIMEDOUT;
@@ -389,6 +391,23 @@ static int shm_read_all(struct vgpu_conn *base, void *buf, size_t n)
     return 0;
 }
 
+static int shm_wait_readable(struct vgpu_conn *base)
+{
+    struct shm_conn *c = (struct shm_conn *)base;
+    struct ring_view *r = &c->rx;
+    for (;;) {
+        if (c->broken) {
+            errno = EPROTO;
+            return -1;
+        }
+        if (r->peer != r->pos) return 0;
+        if (rx_refresh(c)) return -1;
+        if (r->peer != r->pos) return 0;
+        rx_publish(c);
+        if (wait_for(c, true)) return -1;
+    }
+}
+
 static void shm_close(struct vgpu_conn *base)
 {
     struct shm_conn *c = (struct shm_conn *)base;
@@ -410,6 +429,7 @@ const struct vgpu_transport vgpu_transport_shm = {
     .writev_fd = shm_writev_fd,
     .take_fd = shm_take_fd,
     .close = shm_close,
+    .wait_readable = shm_wait_readable,
 };
 
 static void view_init(struct ring_view *v, const char *name, uint8_t *map, uint64_t data_off, uint32_t size,

@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,63 @@ int vgpu_listen(const char *addr, struct vgpu_listener **out, char *err, size_t 
     int rc = t->listen(where, out, err, errlen);
     if (rc == 0) snprintf((*out)->addr, sizeof (*out)->addr, "%s", addr);
     return rc;
+}
+
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+void vgpu_conn_set_deadline(struct vgpu_conn *c, int ms)
+{
+    c->read_deadline_ns = c->write_deadline_ns = ms > 0 ? mono_ns() + (long long)ms * 1000000ll : 0;
+}
+
+void vgpu_conn_set_read_deadline(struct vgpu_conn *c, int ms)
+{
+    c->read_deadline_ns = ms > 0 ? mono_ns() + (long long)ms * 1000000ll : 0;
+}
+
+int vgpu_conn_wait_ms(const struct vgpu_conn *c, bool write)
+{
+    long long deadline = write ? c->write_deadline_ns : c->read_deadline_ns;
+    if (!deadline) return -1;
+    long long left = deadline - mono_ns();
+    if (left <= 0) return 0;
+    long long ms = (left + 999999) / 1000000;
+    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+/* With a deadline: wait until fd is ready for `events`; -1 with ETIMEDOUT past it. */
+static int wait_ready(struct vgpu_conn *c, short events)
+{
+    bool write = events == POLLOUT;
+    if (!(write ? c->write_deadline_ns : c->read_deadline_ns)) return 0;
+    for (;;) {
+        int ms = vgpu_conn_wait_ms(c, write);
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int n = ms == 0 ? 0 : poll(&p, 1, ms);
+        if (n > 0) return 0;
+        if (n == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (errno != EINTR) return -1;
+    }
+}
+
+void vgpu_tcp_keepalive(int fd, int seconds, bool user_timeout_on)
+{
+    if (seconds <= 0) return;
+    int one = 1, idle = seconds / 2 > 0 ? seconds / 2 : 1, intvl = seconds / 6 > 0 ? seconds / 6 : 1, cnt = 3;
+    unsigned user_timeout = (unsigned)seconds * 1000u;
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    if (user_timeout_on) (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
 }
 
 struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd)
@@ -168,8 +227,11 @@ static int sock_writev(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int f
             ch->cmsg_len = CMSG_LEN(sizeof(int));
             memcpy(CMSG_DATA(ch), &fd, sizeof(int));
         }
-        /* MSG_NOSIGNAL: a vanished peer is an error return, not a SIGPIPE in the application. */
-        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        /* MSG_NOSIGNAL: a vanished peer is an error return, not a SIGPIPE in the application.
+         * Under a deadline the send does not block: a peer that stops reading times out. */
+        if (wait_ready(c, POLLOUT)) return -1;
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | (c->write_deadline_ns ? MSG_DONTWAIT : 0));
+        if (n < 0 && c->write_deadline_ns && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (n > 0) fd = -1; /* sent with these bytes */
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -238,7 +300,9 @@ static ssize_t recv_some(struct vgpu_conn *c, void *p, size_t n)
     for (;;) {
         struct iovec iov = {p, n};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
-        ssize_t r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+        if (wait_ready(c, POLLIN)) return -1;
+        ssize_t r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (c->read_deadline_ns ? MSG_DONTWAIT : 0));
+        if (r < 0 && c->read_deadline_ns && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (r > 0 && mh.msg_controllen) stash_fds(c, &mh);
         if (r > 0) return r;
         if (r == 0) {

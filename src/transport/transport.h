@@ -33,6 +33,9 @@ struct vgpu_transport {
      * with the bytes (vgpu_conn_take_fd_stashed). */
     int (*take_fd)(struct vgpu_conn *c);
     void (*close)(struct vgpu_conn *c);
+    /* Block until at least one byte can be read (0), or the connection failed (-1).
+     * NULL: vgpu_frame_recv_ex reads the first byte by itself instead. */
+    int (*wait_readable)(struct vgpu_conn *c);
 };
 
 /* Receive buffer of a socket connection (bytes read ahead of the frame being read). */
@@ -52,8 +55,28 @@ struct vgpu_conn {
      * taken; more than VGPU_CONN_MAX_FDS are closed on arrival. */
     int fds[4];
     unsigned nfds;
+    /* Absolute CLOCK_MONOTONIC times (ns) by which the current read, or write, must
+     * complete, or 0 for none: a wait past it fails with ETIMEDOUT (a stalled peer).
+     * Separate, because in the guest one thread may read while another writes. Set
+     * with vgpu_conn_set_deadline / vgpu_conn_set_read_deadline around the I/O. */
+    long long read_deadline_ns, write_deadline_ns;
 };
 #define VGPU_CONN_MAX_FDS 4
+
+/* Bound the following reads and writes (or only reads) on c to `ms` milliseconds
+ * from now (ms <= 0: no bound, the default). */
+void vgpu_conn_set_deadline(struct vgpu_conn *c, int ms);
+void vgpu_conn_set_read_deadline(struct vgpu_conn *c, int ms);
+/* Milliseconds left until c's read or write deadline, for poll(): -1 without one, 0
+ * once it passed. */
+int vgpu_conn_wait_ms(const struct vgpu_conn *c, bool write);
+
+/* TCP keepalive on a connected socket, so a half-open connection (the peer machine
+ * gone, a network cut) is noticed within about `seconds`: SO_KEEPALIVE with
+ * TCP_KEEPIDLE/INTVL/CNT, and with user_timeout also TCP_USER_TIMEOUT (data left
+ * unacknowledged that long ends the connection; the daemon's side only: a guest's
+ * posts may legitimately wait longer for a busy daemon). seconds 0: leave as is. */
+void vgpu_tcp_keepalive(int fd, int seconds, bool user_timeout);
 
 /* The descriptor passed with the frame just read (the oldest received and not yet
  * taken), or -1. The caller owns it. */

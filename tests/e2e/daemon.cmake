@@ -32,3 +32,13 @@ foreach(_vgpu_dt_tr unix tcp)
             $<TARGET_FILE:vgpu_test_daemon>)
   set_tests_properties(e2e_daemon_${_vgpu_dt_tr} PROPERTIES LABELS "e2e;daemon" TIMEOUT 90)
 endforeach()
+
+# The fault checks (test_daemon --faults): oversized and garbage frames, another session's
+# handles on the wire, stalled peers, against a daemon with a short peer timeout.
+foreach(_vgpu_dt_tr unix tcp)
+  add_test(NAME e2e_daemon_faults_${_vgpu_dt_tr}
+    COMMAND bash "${_vgpu_dt_src}/run_daemon_test.sh" ${_vgpu_dt_tr} "${_vgpu_dt_vgpud}"
+            $<TARGET_FILE:vgpu_test_daemon>)
+  set_tests_properties(e2e_daemon_faults_${_vgpu_dt_tr} PROPERTIES LABELS "e2e;daemon;faults" TIMEOUT 120
+    ENVIRONMENT "VGPU_DAEMON_TEST_ARGS=--peer-timeout 3 --max-message 1M;VGPU_DAEMON_TEST_MODE=--faults")
+endforeach()

@@ -241,8 +241,10 @@ add_executable(vgpu_e2e_drv_pipeline "${_e2e_src}/drv_pipeline.c" "${_e2e_out}/g
 add_executable(vgpu_e2e_drv_link "${_e2e_src}/drv_link.c" ${_e2e_link_embedded})
 add_executable(vgpu_e2e_drv_quota "${_e2e_src}/drv_quota.c")
 add_executable(vgpu_e2e_auth_probe "${_e2e_src}/auth_probe.c")
+add_executable(vgpu_e2e_fault_client "${_e2e_src}/fault_client.c" "${_e2e_out}/gen/drv_kernels_fatbin.c")
 foreach(_t vgpu_e2e_drv_basic vgpu_e2e_unreachable vgpu_e2e_drv_threads vgpu_e2e_drv_vmm vgpu_e2e_hold_memory
-           vgpu_e2e_drv_mapped vgpu_e2e_drv_pipeline vgpu_e2e_drv_link vgpu_e2e_drv_quota vgpu_e2e_auth_probe)
+           vgpu_e2e_drv_mapped vgpu_e2e_drv_pipeline vgpu_e2e_drv_link vgpu_e2e_drv_quota vgpu_e2e_auth_probe
+           vgpu_e2e_fault_client)
   target_include_directories(${_t} PRIVATE "${_e2e_src}" "${VGPU_E2E_CUDA_INCLUDE}")
   target_compile_options(${_t} PRIVATE ${_e2e_c_warnings})
   target_link_directories(${_t} PRIVATE "${_e2e_guest_libdir}")
@@ -262,6 +264,7 @@ set_target_properties(vgpu_e2e_drv_pipeline PROPERTIES OUTPUT_NAME drv_pipeline)
 set_target_properties(vgpu_e2e_drv_link PROPERTIES OUTPUT_NAME drv_link)
 set_target_properties(vgpu_e2e_drv_quota PROPERTIES OUTPUT_NAME drv_quota)
 set_target_properties(vgpu_e2e_auth_probe PROPERTIES OUTPUT_NAME auth_probe)
+set_target_properties(vgpu_e2e_fault_client PROPERTIES OUTPUT_NAME fault_client)
 # unreachable's rt mode: static cudart, which dlopens libcuda.so.1 itself
 target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" rt)
 # the generated sources are not ours to lint
@@ -480,3 +483,36 @@ endforeach()
 add_test(NAME e2e_auth
   COMMAND bash "${_e2e_src}/auth_test.sh" $<TARGET_FILE:vgpu_e2e_auth_probe> $<TARGET_FILE:vgpu_e2e_drv_quota>)
 set_tests_properties(e2e_auth PROPERTIES LABELS "e2e" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
+
+# Faults, limits and isolation (faults.sh + its helper fault_client): clients SIGKILLed at
+# random moments (nothing left behind), vgpud killed and restarted under a running client
+# (calls fail fast with one sticky error), another client's handles and device memory
+# (refused and logged), and --max-clients/--max-lanes/--max-objects/--max-message.
+foreach(_tr unix unix-noshm tcp)
+  add_test(NAME e2e_fault_loop_${_tr}
+    COMMAND bash "${_e2e_src}/faults.sh" loop ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>
+            $<TARGET_FILE:vgpu_e2e_drv_basic>)
+  add_test(NAME e2e_fault_restart_${_tr}
+    COMMAND bash "${_e2e_src}/faults.sh" restart ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>)
+  set_tests_properties(e2e_fault_loop_${_tr} e2e_fault_restart_${_tr} PROPERTIES
+    LABELS "e2e;faults" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
+endforeach()
+foreach(_tr unix tcp)
+  add_test(NAME e2e_fault_foreign_${_tr}
+    COMMAND bash "${_e2e_src}/faults.sh" foreign ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>)
+  add_test(NAME e2e_fault_limits_${_tr}
+    COMMAND bash "${_e2e_src}/faults.sh" limits ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>)
+  add_test(NAME e2e_fault_flood_${_tr}
+    COMMAND bash "${_e2e_src}/faults.sh" flood ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>
+            $<TARGET_FILE:vgpu_e2e_drv_basic>)
+  set_tests_properties(e2e_fault_foreign_${_tr} e2e_fault_limits_${_tr} e2e_fault_flood_${_tr} PROPERTIES
+    LABELS "e2e;faults" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
+  # test_daemon (tests/e2e/daemon.cmake, included after this file) holds the flood
+  set_property(TEST e2e_fault_flood_${_tr} APPEND PROPERTY ENVIRONMENT
+    "VGPU_E2E_TEST_DAEMON=${CMAKE_BINARY_DIR}/tests/e2e/test_daemon")
+endforeach()
+# the guest side of a stalled peer: a fake daemon that stops midway through a reply
+add_test(NAME e2e_fault_stall_unix
+  COMMAND bash "${_e2e_src}/faults.sh" stall unix $<TARGET_FILE:vgpu_e2e_fault_client>)
+set_tests_properties(e2e_fault_stall_unix PROPERTIES
+  LABELS "e2e;faults" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")

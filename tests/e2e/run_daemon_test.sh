@@ -9,7 +9,8 @@
 # VGPU_DAEMON_TEST_LOG naming that log (and, over TCP, VGPU_TOKEN the token), then stops the
 # daemon with SIGTERM. Fails if the test fails, if the daemon died during the test, or
 # if it does not exit with status 0 within 10 s of SIGTERM. VGPU_DAEMON_TEST_KEEP=1
-# keeps the temp dir.
+# keeps the temp dir. VGPU_DAEMON_TEST_ARGS: extra vgpud options; VGPU_DAEMON_TEST_MODE:
+# an option put before ADDR (--faults).
 set -u
 
 die() {
@@ -78,7 +79,8 @@ start_daemon() {
     # its own process group, so that cleanup can take stray workers with it (without
     # job control, setsid execs vgpud in place: $! is the daemon itself)
     command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-    VGPU_LOG=info "${launcher[@]}" "$vgpud" --backend emu --listen "$addr" --token-file "$tmp/token" </dev/null >>"$log" 2>&1 &
+    # shellcheck disable=SC2086 # VGPU_DAEMON_TEST_ARGS: extra vgpud options, split on spaces
+    VGPU_LOG=info "${launcher[@]}" "$vgpud" --backend emu --listen "$addr" --token-file "$tmp/token" ${VGPU_DAEMON_TEST_ARGS:-} </dev/null >>"$log" 2>&1 &
     daemon_pid=$!
     daemon_pgid=
     [ ${#launcher[@]} -gt 0 ] && daemon_pgid=$daemon_pid
@@ -130,7 +132,8 @@ fi
 
 t=()
 command -v timeout >/dev/null 2>&1 && t=(timeout -k 5 60)
-VGPU_DAEMON_TEST_LOG=$log "${t[@]}" "$prog" "$addr" </dev/null
+# shellcheck disable=SC2086 # VGPU_DAEMON_TEST_MODE: test_daemon's mode option (--faults)
+VGPU_DAEMON_TEST_LOG=$log "${t[@]}" "$prog" ${VGPU_DAEMON_TEST_MODE:-} "$addr" </dev/null
 rc=$?
 [ $rc = 124 ] && echo "run_daemon_test: test program TIMED OUT after 60 s" >&2
 

@@ -19,6 +19,17 @@
  *
  *   test_daemon ADDR            run every check against the daemon at ADDR
  *                               (unix:PATH or tcp:HOST:PORT)
+ *   test_daemon --faults ADDR   the fault checks, against a daemon started with
+ *                               --peer-timeout 3 --max-message 1M: oversized frames,
+ *                               garbage after a hello, random bytes (each ends only its
+ *                               session; a bystander session keeps working), another
+ *                               session's streams, events and memory named on the wire
+ *                               (refused and logged), a frame stalled midway and replies
+ *                               never read (cut off after the peer timeout; an idle lane
+ *                               is not)
+ *   test_daemon --flood ADDR SILENT SLOW
+ *                               hold silent and slow-loris connections until the daemon
+ *                               drops them (faults.sh flood)
  *   test_daemon --probe ADDR    exit 0 if ADDR accepts a connection right now
  *   test_daemon --freeport      print a TCP port of 127.0.0.1 that was free a moment ago
  *
@@ -46,6 +57,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1916,6 +1928,331 @@ static void test_shm(void)
     test_shm_concurrent();
 }
 
+/* ---- faults (test_daemon --faults ADDR; the daemon runs with --peer-timeout 3
+ * --max-message 1M) ---- */
+
+#define FAULT_PEER_TIMEOUT_S 3
+#define FAULT_MAX_MESSAGE (1u << 20)
+enum { PID_FAULT = 200, PID_BYSTANDER = 250 };
+
+/* The bystander: a session opened before each fault, which must still work after it. */
+static int bystander_ok(struct client *by, const char *after, char *why)
+{
+    if (round_trip(by, 64 << 10, PID_BYSTANDER, 1, why)) {
+        prefix_why(why, "the bystander session failed after ");
+        char tmp[WHY_LEN];
+        snprintf(tmp, sizeof tmp, "%s: ", after);
+        prefix_why(why, tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Garbage and oversized frames: each ends only its own session. */
+static void test_bad_frames(void)
+{
+    char why[WHY_LEN] = "";
+    struct client by, k;
+    if (session_setup(&by, PID_BASE + PID_BYSTANDER, why)) {
+        report("bad_frames_bystander", why);
+        return;
+    }
+    /* A frame whose length field is past --max-message (and one past the protocol's limit). */
+    uint32_t lengths[2] = {FAULT_MAX_MESSAGE + 1, 0xfffffff0u};
+    for (int i = 0; i < 2; i++) {
+        why[0] = 0;
+        uint32_t pid = PID_BASE + PID_FAULT + (uint32_t)i;
+        if (!session_setup(&k, pid, why)) {
+            struct vgpu_frame_hdr h = {.length = lengths[i], .op = VGPU_OP_MEMCPY_HTOD, .seq = ++k.seq};
+            uint8_t hdr[VGPU_FRAME_HDR_SIZE];
+            vgpu_frame_hdr_encode(&h, hdr);
+            /* The header alone: the daemon hangs up as soon as it has read the length. */
+            if (!cl_send_raw(&k, hdr, sizeof hdr, why) && !wait_closed(&k, why) && !check_disconnect_log((int)pid, "oversized message", why)) {
+                char line[1024];
+                log_wait_line("exceeds the limit", "--max-message", line, sizeof line, why);
+            }
+        }
+        cl_close(&k);
+        if (!why[0]) bystander_ok(&by, "an oversized frame", why);
+        report(i == 0 ? "frame_over_max_message_ends_session" : "frame_over_protocol_limit_ends_session",
+               why[0] ? why : NULL);
+    }
+    /* Garbage after a valid hello. */
+    why[0] = 0;
+    uint32_t pid = PID_BASE + PID_FAULT + 2;
+    if (!cl_new_session(&k, pid, why)) {
+        uint8_t junk[512];
+        uint64_t x = 0x243F6A8885A308D3ull;
+        for (size_t i = 0; i < sizeof junk; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            junk[i] = (uint8_t)x;
+        }
+        if (!cl_send_raw(&k, junk, sizeof junk, why) && !wait_closed(&k, why))
+            check_disconnect_log((int)pid, "(", why);
+    }
+    cl_close(&k);
+    if (!why[0]) bystander_ok(&by, "garbage after a hello", why);
+    report("garbage_after_hello_ends_session", why[0] ? why : NULL);
+    /* Random bytes instead of a hello, many times. */
+    why[0] = 0;
+    uint64_t x = 0x13198A2E03707344ull;
+    for (int round = 0; round < 20 && !why[0]; round++) {
+        if (cl_open(&k, why)) break;
+        uint8_t junk[1024];
+        size_t n = 1 + (size_t)(x % sizeof junk);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            junk[i] = (uint8_t)x;
+        }
+        /* The daemon may hang up before all of it is sent: only its closing counts. */
+        (void)send(k.c->fd, junk, n, MSG_NOSIGNAL);
+        wait_closed(&k, why);
+        cl_close(&k);
+    }
+    if (!why[0]) bystander_ok(&by, "random bytes", why);
+    report("random_bytes_closed", why[0] ? why : NULL);
+    goodbye(&by);
+    cl_close(&by);
+}
+
+static int stream_create(struct client *k, uint64_t *stream, char *why)
+{
+    struct wire_buf a;
+    wire_buf_init(&a);
+    wire_put_u32(&a, 1);
+    wire_put_i32(&a, 0);
+    wire_put_u32(&a, 0);
+    struct wire_rd r;
+    int rc = call_ok(k, VGPU_OP_STREAM_CREATE, &a, NULL, 0, &r, why);
+    wire_buf_free(&a);
+    if (!rc) *stream = wire_get_u64(&r);
+    return rc;
+}
+
+/* Another session's stream, event and memory, named on the wire. */
+static void test_foreign_wire(void)
+{
+    char why[WHY_LEN] = "";
+    struct client a, b;
+    uint64_t stream = 0, event = 0, mem = 0;
+    if (!session_setup(&a, PID_BASE + PID_FAULT + 10, why) && !stream_create(&a, &stream, why) &&
+        !op_alloc(&a, 4096, &mem, why)) {
+        struct wire_buf w;
+        wire_buf_init(&w);
+        wire_put_u32(&w, 0);
+        struct wire_rd r;
+        if (!call_ok(&a, VGPU_OP_EVENT_CREATE, &w, NULL, 0, &r, why)) event = wire_get_u64(&r);
+        wire_buf_free(&w);
+    }
+    uint32_t bpid = PID_BASE + PID_FAULT + 11;
+    if (!why[0] && !session_setup(&b, bpid, why)) {
+        struct {
+            uint16_t op;
+            uint64_t v1, v2;
+            int n;
+            int32_t expect;
+            const char *log;
+        } tries[] = {
+            {VGPU_OP_STREAM_SYNCHRONIZE, stream, 0, 1, 400, "STREAM_SYNCHRONIZE names a stream"},
+            {VGPU_OP_STREAM_QUERY, stream, 0, 1, 400, "STREAM_QUERY names a stream"},
+            {VGPU_OP_STREAM_DESTROY, stream, 0, 1, 400, "STREAM_DESTROY names a stream"},
+            {VGPU_OP_EVENT_SYNCHRONIZE, event, 0, 1, 400, "EVENT_SYNCHRONIZE names an event"},
+            {VGPU_OP_EVENT_DESTROY, event, 0, 1, 400, "EVENT_DESTROY names an event"},
+            {VGPU_OP_MEM_FREE, mem, 0, 1, 1, "MEM_FREE names a device allocation"},
+        };
+        for (size_t i = 0; i < sizeof tries / sizeof tries[0] && !why[0]; i++) {
+            struct wire_buf w;
+            wire_buf_init(&w);
+            wire_put_u64(&w, tries[i].v1);
+            int32_t result = 0;
+            struct wire_rd r;
+            if (!call(&b, tries[i].op, &w, NULL, 0, &result, &r, why) && result != tries[i].expect)
+                fail(why, "%s with another session's handle answered %d, expected %d", vgpu_op_name(tries[i].op),
+                     result, tries[i].expect);
+            wire_buf_free(&w);
+            char line[1024];
+            if (!why[0]) log_wait_line(tries[i].log, "that is not its own", line, sizeof line, why);
+        }
+        goodbye(&b);
+        cl_close(&b);
+    }
+    /* The owner's objects are untouched. */
+    if (!why[0]) {
+        struct wire_buf w;
+        wire_buf_init(&w);
+        wire_put_u64(&w, stream);
+        struct wire_rd r;
+        if (call_ok(&a, VGPU_OP_STREAM_SYNCHRONIZE, &w, NULL, 0, &r, why)) prefix_why(why, "owner's stream: ");
+        wire_buf_free(&w);
+        if (!why[0] && op_free(&a, mem, why)) prefix_why(why, "owner's memory: ");
+    }
+    if (a.c) goodbye(&a);
+    cl_close(&a);
+    report("foreign_handles_refused_and_logged", why[0] ? why : NULL);
+}
+
+/* A peer that stops midway through a frame, or stops reading its replies, is cut off
+ * after --peer-timeout; an idle one is not. */
+static void test_stalled_peer(void)
+{
+    char why[WHY_LEN] = "";
+    struct client k;
+    uint32_t pid = PID_BASE + PID_FAULT + 20;
+    double t0 = 0;
+    if (!session_setup(&k, pid, why)) {
+        sleep_ms((FAULT_PEER_TIMEOUT_S + 1) * 1000); /* idle between frames: fine */
+        if (round_trip(&k, 4096, pid, 1, why)) prefix_why(why, "after idling longer than the peer timeout: ");
+    }
+    if (!why[0]) {
+        struct vgpu_frame_hdr h = {.length = 100, .op = VGPU_OP_MEM_GET_INFO, .seq = ++k.seq};
+        uint8_t hdr[VGPU_FRAME_HDR_SIZE], body[10] = {0};
+        vgpu_frame_hdr_encode(&h, hdr);
+        t0 = now_s();
+        if (!cl_send_raw(&k, hdr, sizeof hdr, why) && !cl_send_raw(&k, body, sizeof body, why) &&
+            !wait_closed(&k, why)) {
+            double dt = now_s() - t0;
+            if (dt < FAULT_PEER_TIMEOUT_S - 0.5) fail(why, "closed after %.1f s, before the peer timeout", dt);
+            else check_disconnect_log((int)pid, "peer timeout", why);
+        }
+    }
+    cl_close(&k);
+    report("stalled_frame_times_out", why[0] ? why : NULL);
+
+    /* Replies not read: 16 MiB copies asked for and never taken. */
+    why[0] = 0;
+    pid = PID_BASE + PID_FAULT + 21;
+    uint64_t dev = 0;
+    if (!session_setup(&k, pid, why) && !op_alloc(&k, 16 << 20, &dev, why)) {
+        int rcvbuf = 4096;
+        (void)setsockopt(k.c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        for (int i = 0; i < 8 && !why[0]; i++) {
+            struct wire_buf a;
+            wire_buf_init(&a);
+            put_dtoh_args(&a, dev, 16 << 20);
+            if (vgpu_frame_send(k.c, VGPU_OP_MEMCPY_DTOH, 0, ++k.seq, a.data, a.len, NULL, 0))
+                fail(why, "send: %s", strerror(errno));
+            wire_buf_free(&a);
+        }
+        char line[1024];
+        if (!why[0]) log_wait_line("reply not taken", "--peer-timeout", line, sizeof line, why);
+        if (!why[0]) check_disconnect_log((int)pid, "peer timeout", why);
+    }
+    cl_close(&k);
+    report("unread_replies_time_out", why[0] ? why : NULL);
+}
+
+static int run_faults(void)
+{
+    double t0 = now_s();
+    test_bad_frames();
+    test_foreign_wire();
+    test_stalled_peer();
+    char why[WHY_LEN] = ""; /* a good session after all that (copies within --max-message) */
+    good_session(PID_BASE + PID_FAULT + 30, 512 << 10, 2, why);
+    report("good_session_after_faults", why[0] ? why : NULL);
+    printf("%d passed, %d failed (%.2f s)\n", g_pass, g_fail, now_s() - t0);
+    return g_fail ? 1 : 0;
+}
+
+/* ---- a flood of silent and slow connections (test_daemon --flood ADDR SILENT SLOW) ----
+ * Opens SILENT connections that send nothing and SLOW ones that send a HELLO one byte
+ * every 300 ms, from TCP source addresses 127.0.0.2 and 127.0.0.3 (or, over unix, from
+ * this process), prints "flooding", and waits until the daemon has closed every one of
+ * them (refused at once, or dropped at its hello deadline). Prints what it saw; exit 0
+ * when all were closed within 12 s. */
+
+static int flood_connect(const char *addr, const char *source)
+{
+    int fd = -1;
+    if (!strncmp(addr, "unix:", 5)) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 5);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+            close(fd);
+            fd = -1;
+        }
+        return fd;
+    }
+    char host[64];
+    const char *colon = strrchr(addr + 4, ':');
+    if (strncmp(addr, "tcp:", 4) || !colon) return -1;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - (addr + 4)), addr + 4);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || inet_pton(AF_INET, source, &src.sin_addr) != 1) return -1;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) || connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int flood(const char *addr, int silent, int slow)
+{
+    int n = silent + slow;
+    int *fd = calloc((size_t)n, sizeof *fd);
+    double *closed_at = calloc((size_t)n, sizeof *closed_at);
+    if (!fd || !closed_at) return 1;
+    uint8_t hello[VGPU_FRAME_HDR_SIZE + 64];
+    struct vgpu_frame_hdr h = {.length = 64, .op = VGPU_OP_HELLO};
+    vgpu_frame_hdr_encode(&h, hello);
+    memset(hello + VGPU_FRAME_HDR_SIZE, 0, 64);
+    double t0 = now_s();
+    int failed = 0;
+    double *opened_at = calloc((size_t)n, sizeof *opened_at);
+    if (!opened_at) return 1;
+    for (int i = 0; i < n; i++) { /* connects may wait for the listen backlog */
+        fd[i] = flood_connect(addr, i < silent ? "127.0.0.2" : "127.0.0.3");
+        opened_at[i] = now_s() - t0;
+        if (fd[i] < 0) failed++;
+    }
+    printf("flooding: %d silent and %d slow connections (%d could not connect)\n", silent, slow, failed);
+    fflush(stdout);
+    size_t sent = 0;
+    int open = n - failed;
+    double next_byte = now_s();
+    while (open > 0 && now_s() - t0 < 12) {
+        if (now_s() >= next_byte) {
+            for (int i = silent; i < n; i++)
+                if (fd[i] >= 0 && !closed_at[i] && sent < sizeof hello)
+                    (void)send(fd[i], hello + sent, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            sent++;
+            next_byte = now_s() + 0.3;
+        }
+        for (int i = 0; i < n; i++) {
+            if (fd[i] < 0 || closed_at[i]) continue;
+            uint8_t b[64];
+            ssize_t r = recv(fd[i], b, sizeof b, MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                closed_at[i] = now_s() - t0;
+                open--;
+            }
+        }
+        sleep_ms(20);
+    }
+    int quick = 0, silent_late = 0, slow_late = 0;
+    double last = 0;
+    for (int i = 0; i < n; i++) {
+        if (fd[i] < 0 || !closed_at[i]) continue;
+        if (closed_at[i] - opened_at[i] < 1) quick++;
+        else if (i < silent) silent_late++;
+        else slow_late++;
+        if (closed_at[i] - opened_at[i] > last) last = closed_at[i] - opened_at[i];
+    }
+    printf("flood: %d closed at once (refused), %d silent and %d slow-loris dropped at the hello deadline, "
+           "%d still open after 12 s; the longest lived %.1f s\n",
+           quick, silent_late, slow_late, open, last);
+    for (int i = 0; i < n; i++)
+        if (fd[i] >= 0) close(fd[i]);
+    free(opened_at);
+    free(closed_at);
+    free(fd);
+    return open == 0 && failed < n ? 0 : 1;
+}
+
 /* ---- helpers for the wrapper script ---- */
 
 static int probe(const char *addr)
@@ -1947,8 +2284,17 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--probe")) return probe(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--freeport")) return freeport();
+    if (argc == 5 && !strcmp(argv[1], "--flood")) {
+        signal(SIGPIPE, SIG_IGN);
+        return flood(argv[2], atoi(argv[3]), atoi(argv[4]));
+    }
+    if (argc == 3 && !strcmp(argv[1], "--faults")) {
+        g_addr = argv[2];
+        signal(SIGPIPE, SIG_IGN);
+        return run_faults();
+    }
     if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: test_daemon ADDR | --probe ADDR | --freeport\n");
+        fprintf(stderr, "usage: test_daemon ADDR | --faults ADDR | --flood ADDR SILENT SLOW | --probe ADDR | --freeport\n");
         return 2;
     }
     g_addr = argv[1];

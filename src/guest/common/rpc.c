@@ -25,6 +25,12 @@
 #include "transport/transport.h"
 
 #define CONNECT_TIMEOUT_MS 5000
+/* VGPU_TIMEOUT's default, in seconds: a reply that stops midway for this long (or, on
+ * TCP, a connection whose keepalive goes unanswered) counts as a lost daemon. Waiting
+ * for a reply to begin is never bounded: long kernels make synchronizing calls wait. */
+#define DEFAULT_STALL_S 60
+/* Further tries of a HELLO the daemon closed without an answer (50, 100, 200 ms apart). */
+#define HELLO_RETRIES 3
 
 /* What other threads need to know about a lane to order their synchronous calls after
  * its posted work (see FENCE in src/server/ops_fence.c). Never freed. */
@@ -42,6 +48,7 @@ struct vg_lane {
     struct wire_buf in, args;
     unsigned index;
     uint32_t features; /* what the daemon granted in its HELLO reply (VGPU_FEATURE_*) */
+    bool hello_answered; /* the daemon sent a HELLO reply (else it closed the connection) */
     bool primary;
     /* Posted frames not yet written (see "Batching" below). `send_lock` serialises
      * every write to conn: the owning thread, the flusher and other threads' fences
@@ -86,6 +93,7 @@ static struct {
     struct lane_state **states;
     size_t nstates, capstates;
     atomic_uint lanes_ever; /* fast path: with one lane there is nothing to fence */
+    int stall_ms; /* VGPU_TIMEOUT in ms; 0: never */
 } G = {.lock = PTHREAD_MUTEX_INITIALIZER, .states_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static __thread struct vg_lane *tls_lane;
@@ -153,9 +161,13 @@ static int hello(struct vg_lane *l, uint32_t kind, bool *auth_failed, char *err,
         p.key = G.auth;
         p.keylen = G.auth_len;
     }
+    p.stall_ms = G.stall_ms;
     struct vgpu_hello_result res;
     int rc = vgpu_hello_exchange(l->conn, &p, &l->in, &res, err, errlen);
+    int saved = errno; /* 0: closed without an answer */
     *auth_failed = res.auth_failed;
+    l->hello_answered = res.answered;
+    errno = saved;
     if (rc) return -1;
     l->features = res.features;
     if (res.result != 0) { /* CUDA_SUCCESS */
@@ -242,8 +254,27 @@ static struct vg_lane *lane_open(uint32_t kind, bool *auth_failed, char *err, si
     wire_buf_init(&l->args);
     wire_buf_init(&l->out);
     pthread_mutex_init(&l->send_lock, NULL);
-    if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen) || hello(l, kind, auth_failed, err, errlen) ||
-        shm_upgrade(l, err, errlen)) {
+    /* A connection the daemon closes before answering its HELLO was refused for a moment
+     * (too many handshakes pending, from this process among others): try again shortly. */
+    for (int attempt = 0;; attempt++) {
+        if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen)) {
+            lane_free(l);
+            return NULL;
+        }
+        if (l->conn->t == &vgpu_transport_tcp) vgpu_tcp_keepalive(l->conn->fd, G.stall_ms / 1000, false);
+        errno = EINVAL;
+        if (!hello(l, kind, auth_failed, err, errlen)) break;
+        bool refused_early = errno == 0 && !l->hello_answered;
+        if (!refused_early || attempt == HELLO_RETRIES) {
+            lane_free(l);
+            return NULL;
+        }
+        vgpu_conn_close(l->conn);
+        l->conn = NULL;
+        struct timespec ts = {0, (long)(50 << attempt) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (shm_upgrade(l, err, errlen)) {
         lane_free(l);
         return NULL;
     }
@@ -293,6 +324,14 @@ int vg_rpc_open(const char *api)
     snprintf(G.api, sizeof G.api, "%s", api);
     const char *addr = getenv("VGPU_SERVER");
     snprintf(G.addr, sizeof G.addr, "%s", addr && addr[0] ? addr : VGPU_DEFAULT_SERVER);
+    const char *timeout = getenv("VGPU_TIMEOUT");
+    char *end = NULL;
+    long secs = timeout && *timeout ? strtol(timeout, &end, 10) : DEFAULT_STALL_S;
+    if (timeout && *timeout && (*end || secs < 0 || secs > 86400)) {
+        VGPU_WARN("VGPU_TIMEOUT='%s' is not a number of seconds (0 to 86400); using %d", timeout, DEFAULT_STALL_S);
+        secs = DEFAULT_STALL_S;
+    }
+    G.stall_ms = (int)secs * 1000;
     char err[512] = "";
     bool auth_failed = false;
     bool token_unreadable = load_token() != 0; /* logged */
@@ -336,9 +375,16 @@ static struct vg_lane *lane_get(void)
 
 static enum vg_rpc_status lost(const char *what)
 {
-    if (!atomic_exchange(&G.lost, true))
-        VGPU_ERROR("connection to vgpud lost (%s): %s; every further %s call fails", what,
-                   errno ? strerror(errno) : "closed", G.api);
+    if (!atomic_exchange(&G.lost, true)) {
+        if (errno == ETIMEDOUT)
+            VGPU_ERROR("connection to vgpud lost (%s): the daemon stopped midway through a reply for %d s "
+                       "(VGPU_TIMEOUT) or stopped answering keepalives; every further %s call fails",
+                       what, G.stall_ms / 1000, G.api);
+        else
+            VGPU_ERROR("connection to vgpud lost (%s): %s; every further %s call fails", what,
+                       errno ? strerror(errno) : "closed by the daemon (it exited or restarted, or ended this session)",
+                       G.api);
+    }
     return VG_RPC_LOST;
 }
 
@@ -348,6 +394,9 @@ struct wire_buf *vg_rpc_args(void)
     static __thread struct wire_buf fallback;
     struct wire_buf *b = l ? &l->args : &fallback;
     wire_buf_reset(b);
+    /* Without a lane the call fails before it looks at its arguments: let them allocate
+     * nothing (a thread-local buffer would leak when the thread exits). */
+    if (!l) b->oom = true;
     return b;
 }
 
@@ -625,7 +674,7 @@ static enum vg_rpc_status call(uint16_t op, const struct wire_buf *args, const v
     if (rc) return lost("send");
     if (fc.n) batch_hurry(); /* not under send_lock: the flusher takes batch.lock, then send locks */
     struct vgpu_frame_hdr h;
-    if (vgpu_frame_recv(l->conn, &h, &l->in)) return lost("receive");
+    if (vgpu_frame_recv_ex(l->conn, &h, &l->in, VGPU_MAX_FRAME_PAYLOAD, G.stall_ms)) return lost("receive");
     if (!(h.flags & VGPU_FRAME_REPLY) || h.seq != seq || h.length < 4) {
         errno = EPROTO;
         return lost("out-of-order reply");
@@ -683,7 +732,18 @@ enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *
          * straight into its destination. */
         uint8_t hdr[VGPU_FRAME_HDR_SIZE];
         struct vgpu_frame_hdr h;
-        if (l->conn->t->read_all(l->conn, hdr, sizeof hdr)) return lost("receive");
+        /* The reply's first byte may take as long as the copy; the rest must follow
+         * within VGPU_TIMEOUT (the deadline is cleared below, after its data). */
+        l->conn->read_deadline_ns = 0;
+        size_t first = 0;
+        if (l->conn->t->wait_readable) {
+            if (l->conn->t->wait_readable(l->conn)) return lost("receive");
+        } else {
+            if (l->conn->t->read_all(l->conn, hdr, 1)) return lost("receive");
+            first = 1;
+        }
+        vgpu_conn_set_read_deadline(l->conn, G.stall_ms);
+        if (l->conn->t->read_all(l->conn, hdr + first, sizeof hdr - first)) return lost("receive");
         vgpu_frame_hdr_decode(hdr, &h);
         size_t want = 0;
         void *dst = p->dest(p->ctx, done, &want);
@@ -705,6 +765,7 @@ enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *
             return lost("failed reply with data");
         }
         if (body && l->conn->t->read_all(l->conn, dst, body)) return lost("receive");
+        l->conn->read_deadline_ns = 0;
         if (r != 0 && *result == 0) *result = r;
         atomic_store(&l->state->settled, h.seq);
         done++;
