@@ -150,6 +150,7 @@ static int send_reply_bounded(struct lane *L, uint64_t seq, const void *data, si
         log_disconnect_and_exit("peer timeout");
     }
     return rc;
+}
 
 enum lane_step lane_serve_frame(struct lane *L, const struct vgpu_frame_hdr *h, const char **why)
 {

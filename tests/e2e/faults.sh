@@ -29,7 +29,7 @@
 #       and every flood connection is refused at once or dropped at the hello deadline.
 #       VGPU_E2E_TEST_DAEMON names test_daemon.
 #   faults.sh stall    unix FAULT_CLIENT
-#       a fake daemon (python) answers the HELLO, then sends 10 bytes of its next reply
+#       a fake daemon (python) answers the handshake, then sends 10 bytes of its next reply
 #       and stalls: with VGPU_TIMEOUT=2 the client's cuInit fails within seconds, with one
 #       log line saying why, instead of hanging.
 #
@@ -370,8 +370,15 @@ def read_frame(c):
 while True:
     c, _ = srv.accept()
     if read_frame(c) is None: continue  # a liveness probe
+    # the handshake of protocol 2 (docs/protocol.md §5), without a token: CHALLENGE,
+    # AUTH (read), AUTH_OK, then the HELLO reply
+    ch = struct.pack("<iI", 0, 2) + b"\1" * 32
+    c.sendall(struct.pack("<IHHQ", len(ch), 0, 2, 0) + ch)
+    if read_frame(c) is None: continue
+    ok = struct.pack("<i", 0) + b"\0" * 32
+    c.sendall(struct.pack("<IHHQ", len(ok), 0, 2, 0) + ok)
     msg = b"fake daemon"
-    body = struct.pack("<iIQI", 0, 1, 7, 0) + b"\0" * 16 + struct.pack("<I", len(msg)) + msg + struct.pack("<I", 0)
+    body = struct.pack("<iIQI", 0, 2, 7, 0) + b"\0" * 16 + struct.pack("<I", len(msg)) + msg + struct.pack("<I", 0)
     c.sendall(struct.pack("<IHHQ", len(body), 0, 2, 0) + body)
     f = read_frame(c)
     if f is None: continue

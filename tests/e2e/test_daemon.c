@@ -2288,6 +2288,8 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         return flood(argv[2], atoi(argv[3]), atoi(argv[4]));
     }
+    /* The tenant token for new sessions (run_daemon_test.sh sets it over TCP). */
+    g_token = getenv("VGPU_TOKEN") && getenv("VGPU_TOKEN")[0] ? getenv("VGPU_TOKEN") : NULL;
     if (argc == 3 && !strcmp(argv[1], "--faults")) {
         g_addr = argv[2];
         signal(SIGPIPE, SIG_IGN);
@@ -2298,7 +2300,6 @@ int main(int argc, char **argv)
         return 2;
     }
     g_addr = argv[1];
-    g_token = getenv("VGPU_TOKEN") && getenv("VGPU_TOKEN")[0] ? getenv("VGPU_TOKEN") : NULL;
     signal(SIGPIPE, SIG_IGN);
     double t0 = now_s();
     idle_start(); /* before any thread: it forks */
