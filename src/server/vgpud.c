@@ -7,6 +7,7 @@
  *
  *   vgpud --listen ADDR [--listen ADDR...] --backend auto|cuda|emu
  *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE]
+ *         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +30,9 @@
 #include "common/proto.h"
 #include "common/util.h"
 #include "server/board.h"
+#include "server/tls_linked.h"
 #include "server/worker.h"
+#include "transport/tls.h"
 
 #define MAX_LISTEN 16
 #define HELLO_TIMEOUT_MS 5000
@@ -70,7 +73,10 @@ static void usage(FILE *f)
                "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
                "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n"
                "  --client-memory-limit SIZE: device memory quota of each client, seen by it as the\n"
-               "      device's total memory (default: none)\n");
+               "      device's total memory (default: none)\n"
+               "  --tls-cert FILE --tls-key FILE: tcp listeners speak TLS only, with this certificate\n"
+               "      chain and private key (PEM)\n"
+               "  --tls-client-ca FILE: require client certificates signed by this CA (PEM)\n");
 }
 
 static void on_signal(int sig)
@@ -276,6 +282,20 @@ static void *handshake_main(void *arg)
     setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     struct wire_buf body;
     wire_buf_init(&body);
+    /* With TLS configured, tcp connections speak TLS from their first byte; a plain
+     * vgpu client gets a plain-text refusal after its hello (below). */
+    bool plain_on_tls_port = false;
+    if (conn->t == &vgpu_transport_tcp && vgpu_tls_server_enabled()) {
+        char why[400];
+        bool quiet;
+        int tr = vgpu_tls_accept(conn, HELLO_TIMEOUT_MS, &quiet, why, sizeof why);
+        if (tr < 0) {
+            if (quiet) VGPU_DEBUG("connection from %s: %s", conn->peer, why);
+            else VGPU_WARN("connection from %s refused: %s", conn->peer, why);
+            goto out;
+        }
+        plain_on_tls_port = tr > 0;
+    }
     struct vgpu_frame_hdr h;
     if (vgpu_frame_recv(conn, &h, &body)) {
         /* A bare connect-and-close is a liveness probe (scripts waiting for the daemon). */
@@ -315,6 +335,20 @@ static void *handshake_main(void *arg)
         VGPU_WARN("connection from %s: malformed hello; closed", conn->peer);
         goto out;
     }
+    if (plain_on_tls_port) {
+        VGPU_WARN("connection from %s (client pid %d, %s@%s) refused: plain tcp, but this daemon accepts TLS only",
+                  conn->peer, client_pid, name, host);
+        reply_error(conn, CUDA_ERROR_NOT_PERMITTED, "the daemon accepts TLS only: set VGPU_TLS_CA on the guest");
+        goto out;
+    }
+    /* What the worker gets: the connection itself, or for TLS the plain end of the
+     * relay this thread runs once the connection is handed over (vgpu_tls_relay). */
+    int handoff_fd = vgpu_tls_handoff_fd(conn);
+    if (handoff_fd < 0) {
+        VGPU_ERROR("connection from %s: cannot set up its TLS relay: %s", conn->peer, strerror(errno));
+        reply_error(conn, CUDA_ERROR_OUT_OF_MEMORY, "daemon cannot relay the connection");
+        goto out;
+    }
     /* The hello timeout is a socket option: it would stay with the connection in the
      * worker and end any lane that idles longer. Lanes wait for requests forever. */
     struct timeval no_timeout = {0, 0};
@@ -330,7 +364,7 @@ static void *handshake_main(void *arg)
             goto out;
         }
         struct worker_lane_handover ho = {.tag = 'L', .hello_features = features};
-        if (vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, conn->fd))
+        if (vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, handoff_fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);
         goto out; /* the worker owns the connection now; close our copy */
@@ -360,11 +394,11 @@ static void *handshake_main(void *arg)
     memcpy(as.token, cl->token, sizeof as.token);
     cl->board_slot = as.board_slot = board_reserve(cl->session_id, client_pid, name, host);
     bool assigned = take_worker(&wpid, &wctl) == 0;
-    if (assigned && assign_worker(wctl, &as, conn->fd)) {
+    if (assigned && assign_worker(wctl, &as, handoff_fd)) {
         /* The spare died meanwhile: start one now. */
         kill(wpid, SIGTERM);
         close(wctl);
-        assigned = take_worker(&wpid, &wctl) == 0 && assign_worker(wctl, &as, conn->fd) == 0;
+        assigned = take_worker(&wpid, &wctl) == 0 && assign_worker(wctl, &as, handoff_fd) == 0;
     }
     if (!assigned) {
         pthread_mutex_unlock(&d.lock);
@@ -382,14 +416,16 @@ static void *handshake_main(void *arg)
     /* The transport: a unix lane whose guest can use shared memory asks for it next. */
     const char *transport = conn->t == &vgpu_transport_unix && features > 0 && (features & VGPU_FEATURE_SHM)
                                 ? "shm"
-                                : conn->t->scheme;
+                            : conn->tls ? "tls"
+                                        : conn->t->scheme;
     VGPU_INFO("client pid %d (%s@%s) connected via %s (%s): session %llu, worker pid %d", client_pid, name, host,
               conn->peer, transport, (unsigned long long)cl->session_id, (int)cl->worker);
     pthread_mutex_unlock(&d.lock);
 out:
     wire_buf_free(&body);
-    vgpu_conn_close(conn);
     atomic_fetch_sub(&handshakes_pending, 1);
+    vgpu_tls_relay(conn); /* TLS: this thread now carries the connection until it ends */
+    vgpu_conn_close(conn);
     return NULL;
 }
 
@@ -520,6 +556,7 @@ int main(int argc, char **argv)
     const char *addrs[MAX_LISTEN];
     int naddrs = 0;
     const char *backend = "auto";
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     struct worker_args wa = {.ctl_fd = 4, .board_fd = 5};
     bool worker = false;
     d.emu_memory = 16ull << 30;
@@ -545,7 +582,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vgpud: bad --client-memory-limit '%s'\n", v);
                 return 2;
             }
-        } else if (!strcmp(a, "--worker")) worker = true;
+        } else if (!strcmp(a, "--tls-cert") && v) tls_cert = TAKE();
+        else if (!strcmp(a, "--tls-key") && v) tls_key = TAKE();
+        else if (!strcmp(a, "--tls-client-ca") && v) tls_client_ca = TAKE();
+        else if (!strcmp(a, "--worker")) worker = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -571,6 +611,18 @@ int main(int argc, char **argv)
     if (strcmp(backend, "auto") && strcmp(backend, "cuda") && strcmp(backend, "emu")) {
         fprintf(stderr, "vgpud: --backend must be auto, cuda or emu\n");
         return 2;
+    }
+    if (tls_cert || tls_key || tls_client_ca) {
+        char err[600];
+        if (server_tls_init(tls_cert, tls_key, tls_client_ca, err, sizeof err)) {
+            fprintf(stderr, "vgpud: TLS: %s\n", err);
+            return 1;
+        }
+        bool any_tcp = false;
+        for (int i = 0; i < naddrs; i++) any_tcp |= strncmp(addrs[i], "tcp:", 4) == 0;
+        if (!any_tcp) VGPU_WARN("--tls-cert given but no tcp listener: TLS applies to tcp only");
+        VGPU_INFO("TLS: tcp listeners accept TLS only%s",
+                  tls_client_ca ? ", from clients with a certificate signed by --tls-client-ca" : "");
     }
     ssize_t n = readlink("/proc/self/exe", d.self_exe, sizeof d.self_exe - 1);
     if (n <= 0) {

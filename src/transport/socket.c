@@ -1,5 +1,8 @@
 /* Stream-socket plumbing shared by the unix and TCP transports, and address dispatch. */
 #include "transport/transport.h"
+#include "transport/tls.h"
+
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -59,6 +62,24 @@ struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd)
     return c;
 }
 
+/* Logs name a TCP peer by its address: "tcp:192.0.2.1:40312", "tcp:[::1]:40312". */
+static void name_tcp_peer(struct vgpu_conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len)) return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof host))
+            snprintf(c->peer, sizeof c->peer, "tcp:%s:%u", host, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host))
+            snprintf(c->peer, sizeof c->peer, "tcp:[%s]:%u", host, ntohs(a->sin6_port));
+    }
+}
+
 int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
 {
     for (;;) {
@@ -76,6 +97,7 @@ int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
             close(fd);
             return -1;
         }
+        if (l->t == &vgpu_transport_tcp) name_tcp_peer(c);
         *out = c;
         return 0;
     }
@@ -216,6 +238,7 @@ static ssize_t recv_some(struct vgpu_conn *c, void *p, size_t n)
         struct cmsghdr h;
         char buf[CMSG_SPACE(VGPU_CONN_MAX_FDS * sizeof(int))];
     } cm;
+    if (c->tls) return vgpu_tls_recv_some(c, p, n);
     for (;;) {
         struct iovec iov = {p, n};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};

@@ -13,6 +13,7 @@
 
 struct vgpu_conn;
 struct vgpu_listener;
+struct vgpu_tls;
 
 struct vgpu_transport {
     const char *scheme; /* "unix", "tcp" */
@@ -52,6 +53,9 @@ struct vgpu_conn {
      * taken; more than VGPU_CONN_MAX_FDS are closed on arrival. */
     int fds[4];
     unsigned nfds;
+    /* TCP only: the TLS session this connection speaks through, or NULL (tls.h).
+     * Reads then fill rbuf from the session; writes go through it. */
+    struct vgpu_tls *tls;
 };
 #define VGPU_CONN_MAX_FDS 4
 
