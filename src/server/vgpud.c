@@ -295,6 +295,9 @@ static void *handshake_main(void *arg)
             goto out;
         }
         plain_on_tls_port = tr > 0;
+    } else if (conn->t == &vgpu_transport_tcp && vgpu_tls_client_hello_next(conn, HELLO_TIMEOUT_MS)) {
+        VGPU_WARN("connection from %s refused: it speaks TLS, but this daemon has no --tls-cert", conn->peer);
+        goto out;
     }
     struct vgpu_frame_hdr h;
     if (vgpu_frame_recv(conn, &h, &body)) {

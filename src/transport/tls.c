@@ -19,6 +19,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+
+bool vgpu_tls_client_hello_next(struct vgpu_conn *c, int timeout_ms)
+{
+    /* A TLS record header: handshake (0x16), version 3.x. No vgpu frame starts so: its
+     * first word is a little-endian length, and a HELLO is far shorter than 0x??0x0316. */
+    unsigned char b[3];
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+    }
+    if (r <= 0) return false;
+    ssize_t n;
+    while ((n = recv(c->fd, b, sizeof b, MSG_PEEK)) < 0 && errno == EINTR) {
+    }
+    return n == (ssize_t)sizeof b && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04;
+}
+
 #if VGPU_HAVE_OPENSSL
 
 #include "transport/tls_api.h"
@@ -27,10 +46,8 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -383,6 +400,23 @@ fail:
 
 bool vgpu_tls_server_enabled(void) { return server_ctx != NULL; }
 
+/* With TLS 1.3 a guest finishes its handshake before the daemon has judged its
+ * certificate, and sends its HELLO at once. Closing on it then would reset the
+ * connection and lose the alert that says why; so stop writing, and read (discarding)
+ * until the guest closes, for a short while. */
+static void linger_for_alert(int fd)
+{
+    if (shutdown(fd, SHUT_WR)) return;
+    int64_t until = now_ms() + 1000;
+    char scratch[4096];
+    for (;;) {
+        int64_t left = until - now_ms();
+        if (left <= 0 || wait_fd(fd, POLLIN, (int)left)) return;
+        ssize_t n = recv(fd, scratch, sizeof scratch, 0);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return;
+    }
+}
+
 int vgpu_tls_accept(struct vgpu_conn *c, int timeout_ms, bool *quiet, char *err, size_t errlen)
 {
     *quiet = false;
@@ -423,6 +457,7 @@ int vgpu_tls_accept(struct vgpu_conn *c, int timeout_ms, bool *quiet, char *err,
         snprintf(err, errlen, "TLS handshake failed: %s", why);
         c->tls = NULL;
         tls_destroy(t);
+        linger_for_alert(c->fd);
         return -1;
     }
     if (vgpu_log_enabled(VGPU_LOG_DEBUG)) {
@@ -507,7 +542,9 @@ int vgpu_tls_connect(struct vgpu_conn *c, const char *host, int timeout_ms, char
     c->tls = t;
     char why[300];
     if (handshake(c, OP_CONNECT, timeout_ms, why, sizeof why)) {
-        snprintf(err, errlen, "TLS handshake with %s failed: %s", c->peer, why);
+        bool silent = !strncmp(why, "connection closed", 17) || !strncmp(why, "no TLS handshake", 16);
+        snprintf(err, errlen, "TLS handshake with %s failed: %s%s", c->peer, why,
+                 silent ? " (is TLS on in the daemon? it needs --tls-cert and --tls-key)" : "");
         c->tls = NULL;
         tls_destroy(t);
         return -1;

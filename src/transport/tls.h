@@ -42,6 +42,10 @@ bool vgpu_tls_server_enabled(void);
  * (its first bytes are unread): the caller may answer it in plain text and close. */
 int vgpu_tls_accept(struct vgpu_conn *c, int timeout_ms, bool *quiet, char *err, size_t errlen);
 
+/* Daemon without TLS: whether the peer's first bytes (within timeout_ms) are a TLS
+ * handshake, i.e. a guest with VGPU_TLS_CA (refused with a clear log line). */
+bool vgpu_tls_client_hello_next(struct vgpu_conn *c, int timeout_ms);
+
 /* Guest: whether VGPU_TLS_CA asks for TLS; the handshake for a new TCP connection
  * to host (a name or an IP literal, checked against the certificate). */
 bool vgpu_tls_client_wanted(void);
