@@ -53,6 +53,8 @@ bool vgpu_tls_client_hello_next(struct vgpu_conn *c, int timeout_ms)
 
 /* Small writes are gathered into one SSL_write up to a TLS record's payload. */
 #define TLS_STAGE_BYTES 16384u
+/* OpenSSL's read-ahead buffer: several full records per read(2). */
+#define TLS_READ_BUFFER_BYTES (4u * (16384u + 512u))
 /* The relay's buffer for each direction. */
 #define RELAY_BUF_BYTES VGPU_CONN_RBUF
 /* Once one side of a relay ended, how long the other gets to take what is left. */
@@ -63,6 +65,7 @@ struct vgpu_tls {
     pthread_mutex_t lock; /* serialises every SSL call on this connection */
     unsigned char *stage; /* write coalescing (writers are serialised by the caller) */
     int relay_near, relay_far; /* daemon: the socket pair of vgpu_tls_handoff_fd, or -1 */
+    bool guard_sigpipe; /* block SIGPIPE around SSL calls (not where it is ignored) */
 };
 
 static struct vgpu_ssl_api ssl;
@@ -204,7 +207,7 @@ enum tls_op_kind { OP_READ, OP_WRITE, OP_ACCEPT, OP_CONNECT };
 static int tls_op(struct vgpu_tls *t, enum tls_op_kind op, void *buf, int n, short *want, char *why, size_t whylen)
 {
     sigset_t old;
-    sigpipe_block(&old);
+    if (t->guard_sigpipe) sigpipe_block(&old);
     pthread_mutex_lock(&t->lock);
     ssl.ERR_clear_error();
     errno = 0;
@@ -225,7 +228,7 @@ static int tls_op(struct vgpu_tls *t, enum tls_op_kind op, void *buf, int n, sho
         ssl.ERR_clear_error();
     }
     pthread_mutex_unlock(&t->lock);
-    sigpipe_restore(&old, sys_errno == EPIPE);
+    if (t->guard_sigpipe) sigpipe_restore(&old, sys_errno == EPIPE);
     switch (e) {
     case SSL_ERROR_NONE:
         return r;
@@ -260,6 +263,10 @@ static struct vgpu_tls *tls_new(SSL_CTX *ctx, int fd)
     struct vgpu_tls *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->relay_near = t->relay_far = -1;
+    /* A process that ignores SIGPIPE (vgpud does) need not pay two system calls per
+     * SSL call for the guard. */
+    struct sigaction sa;
+    t->guard_sigpipe = sigaction(SIGPIPE, NULL, &sa) || sa.sa_handler != SIG_IGN;
     pthread_mutex_init(&t->lock, NULL);
     t->ssl = ssl.SSL_new(ctx);
     if (!t->ssl || ssl.SSL_set_fd(t->ssl, fd) != 1) {
@@ -310,6 +317,10 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method)
     /* An unexpected end of stream is an ordinary end: the frames carry their own
      * lengths, so a truncated one is noticed anyway (and a killed guest is normal). */
     ssl.SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Read whole bursts of records with one system call, not two per record (callers
+     * always try SSL_read before they poll, so buffered records are never missed). */
+    ssl.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+    ssl.SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER_BYTES);
     /* Each lane is one long connection: no session resumption. */
     ssl.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_OFF, NULL);
     return ctx;
@@ -633,12 +644,12 @@ void vgpu_tls_free(struct vgpu_conn *c)
     c->tls = NULL;
     /* One try at a close_notify; the peer treats a plain end of stream the same. */
     sigset_t old;
-    sigpipe_block(&old);
+    if (t->guard_sigpipe) sigpipe_block(&old);
     errno = 0;
     (void)ssl.SSL_shutdown(t->ssl);
     int sys_errno = errno;
     ssl.ERR_clear_error();
-    sigpipe_restore(&old, sys_errno == EPIPE);
+    if (t->guard_sigpipe) sigpipe_restore(&old, sys_errno == EPIPE);
     tls_destroy(t);
 }
 
@@ -657,7 +668,10 @@ int vgpu_tls_handoff_fd(struct vgpu_conn *c)
 /* Relay between the TLS session (the guest) and the socket pair (the worker). Each
  * direction has one bounded buffer that is refilled only once it is empty, so a side
  * that stops reading stops the other from sending (back-pressure, never unbounded
- * buffering). Runs on the connection's own thread: nobody else waits for it. */
+ * buffering). Runs on the connection's own thread: nobody else waits for it.
+ * Each of the four operations remembers the event it last had to wait for and is
+ * tried again only once poll() reports it, which saves the system calls that would
+ * fail with EAGAIN (records OpenSSL already holds are always read first). */
 void vgpu_tls_relay(struct vgpu_conn *c)
 {
     struct vgpu_tls *t = c->tls;
@@ -668,6 +682,8 @@ void vgpu_tls_relay(struct vgpu_conn *c)
     unsigned char *up = malloc(RELAY_BUF_BYTES), *down = malloc(RELAY_BUF_BYTES);
     size_t up_off = 0, up_len = 0, down_off = 0, down_len = 0;
     bool guest_open = true, worker_open = true;
+    /* The event each operation waits for; 0: it may be tried now. */
+    short tls_rd = 0, tls_wr = 0, plain_rd = 0, plain_wr = 0;
     int64_t linger_until = -1;
     char why[300];
     if (!up || !down || set_nonblocking(plain)) {
@@ -680,32 +696,35 @@ void vgpu_tls_relay(struct vgpu_conn *c)
     c->rpos = c->rlen;
     for (;;) {
         bool progress = false;
-        short tls_ev = 0, plain_ev = 0, want = 0;
-        if (guest_open && up_len == 0) { /* guest -> buffer */
-            int r = tls_op(t, OP_READ, up, RELAY_BUF_BYTES, &want, why, sizeof why);
+        short want = 0;
+        /* guest -> buffer: as many records as have arrived, so that a large copy
+         * reaches the worker in large pieces (each piece costs it a wakeup) */
+        while (guest_open && up_len < RELAY_BUF_BYTES && up_off == 0 && !tls_rd) {
+            int r = tls_op(t, OP_READ, up + up_len, (int)(RELAY_BUF_BYTES - up_len), &want, why, sizeof why);
             if (r > 0) {
-                up_len = (size_t)r;
+                up_len += (size_t)r;
                 progress = true;
+                if (tls_wr == POLLIN) tls_wr = 0;
             } else if (r == 0) {
-                tls_ev |= want;
+                tls_rd = want;
             } else {
                 if (errno) VGPU_WARN("connection from %s: %s", c->peer, why);
                 guest_open = false;
             }
         }
-        if (up_off < up_len) { /* buffer -> worker */
+        if (up_off < up_len && !plain_wr) { /* buffer -> worker */
             ssize_t w = send(plain, up + up_off, up_len - up_off, MSG_NOSIGNAL);
             if (w > 0) {
                 up_off += (size_t)w;
                 if (up_off == up_len) up_off = up_len = 0;
                 progress = true;
             } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                plain_ev |= POLLOUT;
+                plain_wr = POLLOUT;
             } else if (errno != EINTR) {
                 break; /* the worker is gone */
             }
         }
-        if (worker_open && down_len == 0) { /* worker -> buffer */
+        if (worker_open && down_len == 0 && !plain_rd) { /* worker -> buffer */
             ssize_t r = recv(plain, down, RELAY_BUF_BYTES, 0);
             if (r > 0) {
                 down_len = (size_t)r;
@@ -713,20 +732,21 @@ void vgpu_tls_relay(struct vgpu_conn *c)
             } else if (r == 0) {
                 worker_open = false;
             } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                plain_ev |= POLLIN;
+                plain_rd = POLLIN;
             } else if (errno != EINTR) {
                 worker_open = false;
             }
         }
-        if (down_off < down_len) { /* buffer -> guest */
+        if (down_off < down_len && !tls_wr) { /* buffer -> guest */
             if (!guest_open) break; /* the guest is gone: nobody to tell */
             int r = tls_op(t, OP_WRITE, down + down_off, (int)(down_len - down_off), &want, why, sizeof why);
             if (r > 0) {
                 down_off += (size_t)r;
                 if (down_off == down_len) down_off = down_len = 0;
                 progress = true;
+                if (tls_rd == POLLOUT) tls_rd = 0;
             } else if (r == 0) {
-                tls_ev |= want;
+                tls_wr = want;
             } else {
                 if (errno) VGPU_WARN("connection from %s: %s", c->peer, why);
                 break;
@@ -737,6 +757,9 @@ void vgpu_tls_relay(struct vgpu_conn *c)
         if (!guest_open && up_len == 0) break;
         if (!worker_open && down_len == 0) break;
         if (progress) continue;
+        short tls_ev = (short)((guest_open && up_off == 0 && up_len < RELAY_BUF_BYTES ? tls_rd : 0) | (down_off < down_len ? tls_wr : 0));
+        short plain_ev = (short)((up_off < up_len ? plain_wr : 0) | (worker_open && down_len == 0 ? plain_rd : 0));
+        if (!tls_ev && !plain_ev) break; /* nothing can move any more */
         int timeout = -1;
         if (!guest_open || !worker_open) {
             if (linger_until < 0) linger_until = now_ms() + RELAY_LINGER_MS;
@@ -744,11 +767,20 @@ void vgpu_tls_relay(struct vgpu_conn *c)
             if (left <= 0) break;
             timeout = (int)left;
         }
-        if (!tls_ev && !plain_ev) break; /* nothing can move any more */
         /* A side with nothing to wait for is left out, so its hangup cannot spin us. */
         struct pollfd pf[2] = {{.fd = tls_ev ? c->fd : -1, .events = tls_ev},
                                {.fd = plain_ev ? plain : -1, .events = plain_ev}};
-        if (poll(pf, 2, timeout) < 0 && errno != EINTR) break;
+        if (poll(pf, 2, timeout) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        /* An error or hangup wakes every operation on that side: each finds out itself. */
+        short tls_got = pf[0].revents & (POLLERR | POLLHUP) ? (short)(POLLIN | POLLOUT) : pf[0].revents;
+        short plain_got = pf[1].revents & (POLLERR | POLLHUP) ? (short)(POLLIN | POLLOUT) : pf[1].revents;
+        if (tls_rd & tls_got) tls_rd = 0;
+        if (tls_wr & tls_got) tls_wr = 0;
+        if (plain_rd & plain_got) plain_rd = 0;
+        if (plain_wr & plain_got) plain_wr = 0;
     }
 out:
     free(up);

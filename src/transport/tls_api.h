@@ -28,6 +28,7 @@
     X(SSL_CTX_set_verify)                                                                                      \
     X(SSL_CTX_set_client_CA_list)                                                                              \
     X(SSL_CTX_set_num_tickets)                                                                                 \
+    X(SSL_CTX_set_default_read_buffer_len)                                                                     \
     X(SSL_load_client_CA_file)                                                                                 \
     X(SSL_new)                                                                                                 \
     X(SSL_free)                                                                                                \
