@@ -353,7 +353,8 @@ static int load_identity(SSL_CTX *ctx, const char *cert, const char *key, const 
     }
     if (ssl.SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         ssl_error_text(why, sizeof why);
-        snprintf(err, errlen, "key %s: not a usable PEM private key (%s)", key, why);
+        if (strstr(why, "mismatch")) snprintf(err, errlen, "key %s does not belong to %s %s (%s)", key, what, cert, why);
+        else snprintf(err, errlen, "key %s: not a usable PEM private key (%s)", key, why);
         return -1;
     }
     if (ssl.SSL_CTX_check_private_key(ctx) != 1) {

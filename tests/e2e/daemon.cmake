@@ -32,3 +32,8 @@ foreach(_vgpu_dt_tr unix tcp)
             $<TARGET_FILE:vgpu_test_daemon>)
   set_tests_properties(e2e_daemon_${_vgpu_dt_tr} PROPERTIES LABELS "e2e;daemon" TIMEOUT 90)
 endforeach()
+
+# vgpud refuses to start with unusable TLS files (tls_config_check.sh; skips without the
+# openssl command).
+add_test(NAME e2e_tls_config COMMAND bash "${_vgpu_dt_src}/tls_config_check.sh" "${_vgpu_dt_vgpud}")
+set_tests_properties(e2e_tls_config PROPERTIES LABELS "e2e;daemon;tls" TIMEOUT 120 SKIP_RETURN_CODE 77)

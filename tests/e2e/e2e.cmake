@@ -353,13 +353,14 @@ foreach(_p drv_basic drv_threads drv_pipeline)
 endforeach()
 set_property(TEST e2e_drv_pipeline_tcp-tls APPEND PROPERTY ENVIRONMENT "VGPU_E2E_EXPECT_SHARED=0")
 vgpu_e2e_add(e2e_drv_basic_tcp-tls-client tcp-tls-client $<TARGET_FILE:vgpu_e2e_drv_basic>)
-foreach(_case wrong-ca wrong-name plain-guest plain-daemon no-client-cert other-client-cert)
+foreach(_case wrong-ca wrong-name plain-guest plain-daemon no-client-cert other-client-cert bad-ca-file
+              cert-without-key)
   vgpu_e2e_add(e2e_tls_refused_${_case} tls-refused-${_case} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
 endforeach()
 set(_e2e_tls_tests e2e_drv_basic_tcp-tls e2e_drv_threads_tcp-tls e2e_drv_pipeline_tcp-tls
     e2e_drv_basic_tcp-tls-client e2e_tls_refused_wrong-ca e2e_tls_refused_wrong-name
     e2e_tls_refused_plain-guest e2e_tls_refused_plain-daemon e2e_tls_refused_no-client-cert
-    e2e_tls_refused_other-client-cert)
+    e2e_tls_refused_other-client-cert e2e_tls_refused_bad-ca-file e2e_tls_refused_cert-without-key)
 set_tests_properties(${_e2e_tls_tests} PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e;tls")
 
 # the pipeline without batching (every posted frame written by itself)

@@ -13,14 +13,16 @@
 #       as tcp, over TLS: a test CA and certificates are made with the openssl command
 #       (tls_certs.sh; exit 77, a skip, without it), vgpud gets --tls-cert/--tls-key
 #       (tcp-tls-client: also --tls-client-ca) and the program VGPU_TLS_CA (and
-#       VGPU_TLS_CERT/VGPU_TLS_KEY); the daemon's log must show the session on TLS.
+#       VGPU_TLS_CERT/VGPU_TLS_KEY, and the address tcp:localhost:PORT, so the name is
+#       checked rather than the IP); the daemon's log must show the session on TLS.
 #   run_e2e.sh tls-refused-CASE PROGRAM [ARGS...]
 #       a TLS mismatch that must fail cleanly: PROGRAM (tests/e2e/unreachable.c) checks
 #       that cuInit fails promptly, and the guest's and the daemon's logs must say why.
 #       CASE: wrong-ca (guest trusts another CA), wrong-name (daemon's certificate names
 #       another host), plain-guest (no VGPU_TLS_CA against a TLS daemon), plain-daemon
 #       (TLS guest against a plain daemon), no-client-cert / other-client-cert (daemon
-#       with --tls-client-ca; guest without a certificate / with one from another CA).
+#       with --tls-client-ca; guest without a certificate / with one from another CA),
+#       bad-ca-file (VGPU_TLS_CA names no file), cert-without-key (VGPU_TLS_CERT alone).
 #   run_e2e.sh dead-unix|dead-tcp PROGRAM [ARGS...]
 #       no daemon: run PROGRAM directly with VGPU_SERVER set to an address where
 #       nothing listens (a stale unix socket file / a closed TCP port) and vgpu's
@@ -253,6 +255,9 @@ unix | unix-noshm | tcp | tcp-tls | tcp-tls-client)
     if [ -n "${VGPU_E2E_PRELOAD:-}" ]; then export LD_PRELOAD="$VGPU_E2E_PRELOAD"; fi
     if [ "$mode" = unix-noshm ]; then export VGPU_SHM=0; else unset VGPU_SHM; fi
     start=$(date +%s.%N)
+    # with a client certificate, the guest names the daemon by host name (SSL_set1_host)
+    # rather than by address as the others do
+    [ "$mode" = tcp-tls-client ] && addr="tcp:localhost:$port"
     run_limited "$vgpu" run --server "$addr" -- "$prog" "$@"
     rc=$?
     end=$(date +%s.%N)
@@ -335,6 +340,16 @@ tls-refused-*)
         guest_says="TLS handshake with tcp:127.0.0.1:[0-9]* failed"
         daemon_says="refused: it speaks TLS, but this daemon has no --tls-cert"
         ;;
+    bad-ca-file)
+        guest_env=(VGPU_TLS_CA="$c/nope.pem")
+        guest_says="VGPU_TLS_CA $c/nope.pem: No such file"
+        daemon_says=""
+        ;;
+    cert-without-key)
+        guest_env+=(VGPU_TLS_CERT="$c/client.pem")
+        guest_says="VGPU_TLS_CERT and VGPU_TLS_KEY go together"
+        daemon_says=""
+        ;;
     no-client-cert)
         server_tls+=(--tls-client-ca "$c/ca.pem")
         guest_says="certificate required"
@@ -375,7 +390,7 @@ tls-refused-*)
         echo "run_e2e: FAIL: the guest's log does not say '$guest_says'" >&2
         failed=1
     fi
-    if ! grep -q -- "$daemon_says" "$tmp/vgpud.log"; then
+    if [ -n "$daemon_says" ] && ! grep -q -- "$daemon_says" "$tmp/vgpud.log"; then
         echo "run_e2e: FAIL: the daemon's log does not say '$daemon_says'" >&2
         failed=1
     fi

@@ -24,3 +24,10 @@ add_executable(test_shm_ring tests/unit/test_shm_ring.c)
 target_link_libraries(test_shm_ring PRIVATE vgpu_common)
 add_test(NAME unit_shm_ring COMMAND test_shm_ring)
 set_tests_properties(unit_shm_ring PROPERTIES TIMEOUT 120)
+
+# TLS over TCP: a guest connection, the daemon's TLS accept and relay, a slow echo worker
+# (test_tls.c; certificates made at test time, a skip without the openssl command).
+add_executable(test_tls tests/unit/test_tls.c)
+target_link_libraries(test_tls PRIVATE vgpu_common)
+add_test(NAME unit_tls COMMAND bash ${CMAKE_SOURCE_DIR}/tests/unit/run_tls_unit.sh $<TARGET_FILE:test_tls>)
+set_tests_properties(unit_tls PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77 LABELS "tls")
