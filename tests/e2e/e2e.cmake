@@ -357,7 +357,9 @@ foreach(_case wrong-ca wrong-name plain-guest plain-daemon no-client-cert other-
               cert-without-key)
   vgpu_e2e_add(e2e_tls_refused_${_case} tls-refused-${_case} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
 endforeach()
-set(_e2e_tls_tests e2e_drv_basic_tcp-tls e2e_drv_threads_tcp-tls e2e_drv_pipeline_tcp-tls
+vgpu_e2e_add(e2e_smi_tcp-tls tcp-tls "${_e2e_src}/smi_check.sh")
+set_property(TEST e2e_smi_tcp-tls APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")
+set(_e2e_tls_tests e2e_smi_tcp-tls e2e_drv_basic_tcp-tls e2e_drv_threads_tcp-tls e2e_drv_pipeline_tcp-tls
     e2e_drv_basic_tcp-tls-client e2e_tls_refused_wrong-ca e2e_tls_refused_wrong-name
     e2e_tls_refused_plain-guest e2e_tls_refused_plain-daemon e2e_tls_refused_no-client-cert
     e2e_tls_refused_other-client-cert e2e_tls_refused_bad-ca-file e2e_tls_refused_cert-without-key)
