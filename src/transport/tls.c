@@ -80,11 +80,17 @@ static char client_error[600];
 
 bool vgpu_tls_built(void) { return true; }
 
+/* OpenSSL frees its global state in an exit handler unless told not to; a thread still
+ * inside an SSL call when the process exits (a guest lane waiting for a reply, a relay
+ * in vgpud) would then crash the exit. The memory stays reachable until the end. */
+static void openssl_init(void) { ssl.OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL); }
+
 void vgpu_tls_use_linked(const struct vgpu_ssl_api *api)
 {
     pthread_mutex_lock(&api_lock);
     ssl = *api;
     api_tried = api_ready = true;
+    openssl_init();
     pthread_mutex_unlock(&api_lock);
 }
 
@@ -117,6 +123,7 @@ static int api_load(char *err, size_t errlen)
 #undef VGPU_LOAD
             if (missing) snprintf(api_error, sizeof api_error, "libssl.so.3/libcrypto.so.3 lack %s", missing);
             else api_ready = true;
+            if (api_ready) openssl_init();
         }
     }
     bool ok = api_ready;
@@ -646,10 +653,12 @@ void vgpu_tls_free(struct vgpu_conn *c)
     /* One try at a close_notify; the peer treats a plain end of stream the same. */
     sigset_t old;
     if (t->guard_sigpipe) sigpipe_block(&old);
+    pthread_mutex_lock(&t->lock);
     errno = 0;
     (void)ssl.SSL_shutdown(t->ssl);
     int sys_errno = errno;
     ssl.ERR_clear_error();
+    pthread_mutex_unlock(&t->lock);
     if (t->guard_sigpipe) sigpipe_restore(&old, sys_errno == EPIPE);
     tls_destroy(t);
 }

@@ -47,6 +47,7 @@
     X(SSL_get_current_cipher)                                                                                  \
     X(SSL_CIPHER_get_name)                                                                                     \
     X(SSL_get1_peer_certificate)                                                                               \
+    C(OPENSSL_init_crypto)                                                                                     \
     C(X509_free)                                                                                               \
     C(X509_get_subject_name)                                                                                   \
     C(X509_NAME_oneline)                                                                                       \

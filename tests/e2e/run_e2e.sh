@@ -165,6 +165,11 @@ daemon_extra=()
 # TLS modes: certificates in $tmp/tls; skip (77) without the openssl command. Daemons
 # that require a token for tcp (--token-file) are asked not to, where they can be.
 tls_setup() {
+    if "$vgpud" --listen unix:/nonexistent/vgpud.sock --tls-cert /dev/null --tls-key /dev/null 2>&1 |
+        grep -q "built without TLS"; then
+        echo "run_e2e: SKIP: vgpud was built without TLS (no OpenSSL at build time)"
+        exit 77
+    fi
     bash "$(dirname "$0")/tls_certs.sh" "$tmp/tls" || {
         rc=$?
         [ $rc = 77 ] && echo "run_e2e: SKIP: no openssl command to make test certificates"

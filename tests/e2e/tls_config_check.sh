@@ -9,6 +9,11 @@
 set -u
 [ $# = 1 ] && [ -x "$1" ] || { echo "usage: tls_config_check.sh VGPUD" >&2; exit 2; }
 vgpud=$1
+if "$vgpud" --listen unix:/nonexistent/vgpud.sock --tls-cert /dev/null --tls-key /dev/null 2>&1 |
+    grep -q "built without TLS"; then
+    echo "tls_config_check: SKIP: vgpud was built without TLS"
+    exit 77
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vgpu-tlscfg.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 bash "$(dirname "$0")/tls_certs.sh" "$tmp" >/dev/null || exit $?
