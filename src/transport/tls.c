@@ -629,6 +629,7 @@ int vgpu_tls_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)
     for (int i = 0; i < iovcnt; i++) {
         const unsigned char *p = iov[i].iov_base;
         size_t len = iov[i].iov_len;
+        if (len == 0) continue; /* an empty piece may have no base */
         if (len >= TLS_STAGE_BYTES) {
             if (staged && write_all(c, t->stage, staged)) return -1;
             staged = 0;
