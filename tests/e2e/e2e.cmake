@@ -491,3 +491,7 @@ foreach(_tr unix unix-noshm tcp)
   set_tests_properties(e2e_killed_probe_${_tr} PROPERTIES
     LABELS "e2e" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
 endforeach()
+add_test(NAME e2e_killed_probe_tcp-tls
+  COMMAND bash "${_e2e_src}/killed_probe.sh" tcp-tls $<TARGET_FILE:vgpu_e2e_killed_probe>)
+set_tests_properties(e2e_killed_probe_tcp-tls PROPERTIES
+  LABELS "e2e;tls" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}" SKIP_RETURN_CODE 77)
