@@ -10,6 +10,7 @@
  *         [--config FILE] [--token-file FILE] [--tcp-no-auth] [--allow-users LIST] [--allow-groups LIST]
  *         [--max-clients N] [--max-lanes N] [--max-objects N] [--max-message SIZE]
  *         [--peer-timeout SECONDS]
+ *         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +41,9 @@
 #include "server/board.h"
 #include "server/config.h"
 #include "server/handshake.h"
+#include "server/tls_linked.h"
 #include "server/worker.h"
+#include "transport/tls.h"
 
 #define MAX_LISTEN 16
 #define HELLO_TIMEOUT_MS 5000
@@ -182,6 +185,9 @@ static void usage(FILE *f)
                "  --tcp-no-auth: accept clients without a token over TCP (else a token is required)\n"
                "  --allow-users LIST, --allow-groups LIST: unix-socket peers (names or ids, comma\n"
                "      separated) allowed without being a tenant\n"
+               "  --tls-cert FILE --tls-key FILE: tcp listeners speak TLS only, with this certificate\n"
+               "      chain and private key (PEM)\n"
+               "  --tls-client-ca FILE: require client certificates signed by this CA (PEM)\n"
                "  --max-clients N: concurrent client sessions; past it a new client's cuInit fails (default %d)\n"
                "  --max-lanes N: connections (guest threads) of one client (default %d)\n"
                "  --max-objects N: handles (contexts, streams, events, modules, allocations...) one client\n"
@@ -459,6 +465,23 @@ static void *handshake_main(void *arg)
     wire_buf_init(&body);
     wire_buf_init(&hello);
     wire_buf_init(&answer);
+    /* With TLS configured, tcp connections speak TLS from their first byte; a plain
+     * vgpu client gets a plain-text refusal after its hello (below). */
+    bool plain_on_tls_port = false;
+    if (conn->t == &vgpu_transport_tcp && vgpu_tls_server_enabled()) {
+        char why[400];
+        bool quiet;
+        int tr = vgpu_tls_accept(conn, HELLO_TIMEOUT_MS, &quiet, why, sizeof why);
+        if (tr < 0) {
+            if (quiet) VGPU_DEBUG("connection from %s: %s", conn->peer, why);
+            else VGPU_WARN("connection from %s refused: %s", conn->peer, why);
+            goto out;
+        }
+        plain_on_tls_port = tr > 0;
+    } else if (conn->t == &vgpu_transport_tcp && vgpu_tls_client_hello_next(conn, HELLO_TIMEOUT_MS)) {
+        VGPU_WARN("connection from %s refused: it speaks TLS, but this daemon has no --tls-cert", conn->peer);
+        goto out;
+    }
     struct vgpu_frame_hdr h;
     if (vgpu_frame_recv_ex(conn, &h, &body, MAX_HELLO_BYTES, 0)) {
         /* A bare connect-and-close is a liveness probe (scripts waiting for the daemon). */
@@ -481,6 +504,12 @@ static void *handshake_main(void *arg)
         goto out;
     }
     }
+    if (plain_on_tls_port) { /* answered in plain text, as a version mismatch would be */
+        VGPU_WARN("connection from %s (client pid %u, %s@%s) refused: plain tcp, but this daemon accepts TLS only",
+                  conn->peer, hi.pid, hi.name, hi.host);
+        reply_error(conn, CUDA_ERROR_NOT_SUPPORTED, "the daemon accepts TLS only: set VGPU_TLS_CA on the guest");
+        goto out;
+    }
     /* Challenge with a fresh nonce; the proof covers both messages (common/auth.h). */
     uint8_t nonce[VGPU_AUTH_NONCE_BYTES], transcript[VGPU_SHA256_BYTES], proof[VGPU_AUTH_PROOF_BYTES] = {0};
     if (getrandom(nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce) goto out;
@@ -496,6 +525,14 @@ static void *handshake_main(void *arg)
     }
     if (hs_decode_auth(h.op, body.data, body.len, &auth)) {
         VGPU_WARN("connection from %s: malformed authentication; closed", conn->peer);
+        goto out;
+    }
+    /* What the worker gets: the connection itself, or for TLS the plain end of the
+     * relay this thread runs once the connection is handed over (vgpu_tls_relay). */
+    int handoff_fd = vgpu_tls_handoff_fd(conn);
+    if (handoff_fd < 0) {
+        VGPU_ERROR("connection from %s: cannot set up its TLS relay: %s", conn->peer, strerror(errno));
+        reply_error(conn, CUDA_ERROR_OUT_OF_MEMORY, "daemon cannot relay the connection");
         goto out;
     }
     if (hi.kind == VGPU_HELLO_JOIN_SESSION) {
@@ -522,7 +559,7 @@ static void *handshake_main(void *arg)
         memset(&ho, 0, sizeof ho); /* no uninitialised padding bytes go to the worker (valgrind) */
         ho.tag = 'L';
         ho.hello_features = (int32_t)(hi.features & 0x7fffffffu);
-        if (cl && vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, conn->fd))
+        if (cl && vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, handoff_fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);
         goto out; /* the worker owns the connection now; close our copy */
@@ -595,11 +632,11 @@ static void *handshake_main(void *arg)
     memcpy(as.token, cl->token, sizeof as.token);
     cl->board_slot = as.board_slot = board_reserve(cl->session_id, client_pid, name, host, as.tenant);
     bool assigned = take_worker(&wpid, &wctl) == 0;
-    if (assigned && assign_worker(wctl, &as, conn->fd)) {
+    if (assigned && assign_worker(wctl, &as, handoff_fd)) {
         /* The spare died meanwhile: start one now. */
         kill(wpid, SIGTERM);
         close(wctl);
-        assigned = take_worker(&wpid, &wctl) == 0 && assign_worker(wctl, &as, conn->fd) == 0;
+        assigned = take_worker(&wpid, &wctl) == 0 && assign_worker(wctl, &as, handoff_fd) == 0;
     }
     explicit_bzero(as.token, sizeof as.token);
     if (!assigned) {
@@ -617,8 +654,9 @@ static void *handshake_main(void *arg)
     d.nclients++;
     spare_refill();
     /* The transport: a unix lane whose guest can use shared memory asks for it next. */
-    const char *transport =
-        conn->t == &vgpu_transport_unix && (features & VGPU_FEATURE_SHM) ? "shm" : conn->t->scheme;
+    const char *transport = conn->t == &vgpu_transport_unix && (features & VGPU_FEATURE_SHM) ? "shm"
+                            : conn->tls                                                   ? "tls"
+                                                                                          : conn->t->scheme;
     VGPU_INFO("client pid %d (%s@%s) connected via %s (%s), tenant %s: session %llu, worker pid %d", client_pid, name,
               host, conn->peer, transport, t ? t->name : "(none)", (unsigned long long)cl->session_id,
               (int)cl->worker);
@@ -627,10 +665,12 @@ out:
     wire_buf_free(&body);
     wire_buf_free(&hello);
     wire_buf_free(&answer);
-    vgpu_conn_close(conn);
     peer_pending(hs->peer, -1);
     free(hs);
     atomic_fetch_sub(&handshakes_pending, 1);
+    vgpu_conn_set_deadline(conn, 0); /* the handshake's deadline does not bound the relay */
+    vgpu_tls_relay(conn); /* TLS: this thread now carries the connection until it ends */
+    vgpu_conn_close(conn);
     return NULL;
 }
 
@@ -873,6 +913,7 @@ static int vgpud_main(int argc, char **argv)
     const char *addrs[MAX_LISTEN];
     int naddrs = 0;
     const char *backend = "auto";
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     struct worker_args wa = {.ctl_fd = 4, .board_fd = 5};
     bool worker = false;
     d.emu_memory = 16ull << 30;
@@ -964,7 +1005,10 @@ static int vgpud_main(int argc, char **argv)
                 return 2;
             }
             server_limits.peer_timeout_s = (int)count;
-        } else if (!strcmp(a, "--worker")) worker = true;
+        } else if (!strcmp(a, "--tls-cert") && v) tls_cert = TAKE();
+        else if (!strcmp(a, "--tls-key") && v) tls_key = TAKE();
+        else if (!strcmp(a, "--tls-client-ca") && v) tls_client_ca = TAKE();
+        else if (!strcmp(a, "--worker")) worker = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -1019,6 +1063,18 @@ static int vgpud_main(int argc, char **argv)
     for (size_t i = 0; i < d.cfg.ntenants; i++) {
         d.keys[i] = (struct hs_key){d.cfg.tenants[i].token, d.cfg.tenants[i].token_len};
         d.unix_restricted |= d.cfg.tenants[i].nuids || d.cfg.tenants[i].ngids;
+    }
+    if (tls_cert || tls_key || tls_client_ca) {
+        char err[600];
+        if (server_tls_init(tls_cert, tls_key, tls_client_ca, err, sizeof err)) {
+            fprintf(stderr, "vgpud: TLS: %s\n", err);
+            return 1;
+        }
+        bool any_tcp = false;
+        for (int i = 0; i < naddrs; i++) any_tcp |= strncmp(addrs[i], "tcp:", 4) == 0;
+        if (!any_tcp) VGPU_WARN("--tls-cert given but no tcp listener: TLS applies to tcp only");
+        VGPU_INFO("TLS: tcp listeners accept TLS only%s",
+                  tls_client_ca ? ", from clients with a certificate signed by --tls-client-ca" : "");
     }
     ssize_t n = readlink("/proc/self/exe", d.self_exe, sizeof d.self_exe - 1);
     if (n <= 0) {

@@ -1,5 +1,6 @@
 /* Stream-socket plumbing shared by the unix and TCP transports, and address dispatch. */
 #include "transport/transport.h"
+#include "transport/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -119,6 +120,24 @@ struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd)
     return c;
 }
 
+/* Logs name a TCP peer by its address: "tcp:192.0.2.1:40312", "tcp:[::1]:40312". */
+static void name_tcp_peer(struct vgpu_conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len)) return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof host))
+            snprintf(c->peer, sizeof c->peer, "tcp:%s:%u", host, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host))
+            snprintf(c->peer, sizeof c->peer, "tcp:[%s]:%u", host, ntohs(a->sin6_port));
+    }
+}
+
 int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
 {
     for (;;) {
@@ -136,24 +155,7 @@ int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
             close(fd);
             return -1;
         }
-        /* Name a network peer by its address in logs (authentication failures above all). */
-        struct sockaddr_storage sa;
-        socklen_t salen = sizeof sa;
-        char host[INET6_ADDRSTRLEN] = "";
-        if (l->t == &vgpu_transport_tcp && getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
-            int port = 0;
-            if (sa.ss_family == AF_INET) {
-                struct sockaddr_in *in = (struct sockaddr_in *)&sa;
-                inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-                port = ntohs(in->sin_port);
-            } else if (sa.ss_family == AF_INET6) {
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
-                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-                port = ntohs(in6->sin6_port);
-            }
-            if (host[0]) snprintf(c->peer, sizeof c->peer, "tcp:%s%s%s:%d (fd %d)", sa.ss_family == AF_INET6 ? "[" : "",
-                                  host, sa.ss_family == AF_INET6 ? "]" : "", port, fd);
-        }
+        if (l->t == &vgpu_transport_tcp) name_tcp_peer(c);
         *out = c;
         return 0;
     }
@@ -297,6 +299,7 @@ static ssize_t recv_some(struct vgpu_conn *c, void *p, size_t n)
         struct cmsghdr h;
         char buf[CMSG_SPACE(VGPU_CONN_MAX_FDS * sizeof(int))];
     } cm;
+    if (c->tls) return vgpu_tls_recv_some(c, p, n);
     for (;;) {
         struct iovec iov = {p, n};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};

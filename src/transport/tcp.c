@@ -1,6 +1,7 @@
 /* TCP transport: "tcp:HOST:PORT" (HOST may be a name, IPv4, or [IPv6]). TCP_NODELAY
  * on every connection: the protocol is request/reply with small messages. */
 #include "transport/transport.h"
+#include "transport/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,6 +106,11 @@ static int tcp_connect(const char *where, int timeout_ms, struct vgpu_conn **out
         return -1;
     }
     snprintf(c->peer, sizeof c->peer, "tcp:%s", where);
+    /* With VGPU_TLS_CA the connection speaks TLS from its first byte. */
+    if (vgpu_tls_client_wanted() && vgpu_tls_connect(c, host, timeout_ms, err, errlen)) {
+        vgpu_sock_close(c);
+        return -1;
+    }
     *out = c;
     return 0;
 }
@@ -150,12 +156,24 @@ static int tcp_listen(const char *where, struct vgpu_listener **out, char *err, 
     return 0;
 }
 
+static int tcp_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)
+{
+    return c->tls ? vgpu_tls_writev_all(c, iov, iovcnt) : vgpu_sock_writev_all(c, iov, iovcnt);
+}
+
+static void tcp_close(struct vgpu_conn *c)
+{
+    if (!c) return;
+    vgpu_tls_free(c);
+    vgpu_sock_close(c);
+}
+
 const struct vgpu_transport vgpu_transport_tcp = {
     .scheme = "tcp",
     .batches = true,
     .connect = tcp_connect,
     .listen = tcp_listen,
-    .writev_all = vgpu_sock_writev_all,
+    .writev_all = tcp_writev_all,
     .read_all = vgpu_sock_read_all,
-    .close = vgpu_sock_close,
+    .close = tcp_close,
 };

@@ -13,6 +13,7 @@
 
 struct vgpu_conn;
 struct vgpu_listener;
+struct vgpu_tls;
 
 struct vgpu_transport {
     const char *scheme; /* "unix", "tcp" */
@@ -60,6 +61,9 @@ struct vgpu_conn {
      * Separate, because in the guest one thread may read while another writes. Set
      * with vgpu_conn_set_deadline / vgpu_conn_set_read_deadline around the I/O. */
     long long read_deadline_ns, write_deadline_ns;
+    /* TCP only: the TLS session this connection speaks through, or NULL (tls.h).
+     * Reads then fill rbuf from the session; writes go through it. */
+    struct vgpu_tls *tls;
 };
 #define VGPU_CONN_MAX_FDS 4
 

@@ -42,3 +42,8 @@ foreach(_vgpu_dt_tr unix tcp)
   set_tests_properties(e2e_daemon_faults_${_vgpu_dt_tr} PROPERTIES LABELS "e2e;daemon;faults" TIMEOUT 120
     ENVIRONMENT "VGPU_DAEMON_TEST_ARGS=--peer-timeout 3 --max-message 1M;VGPU_DAEMON_TEST_MODE=--faults")
 endforeach()
+
+# vgpud refuses to start with unusable TLS files (tls_config_check.sh; skips without the
+# openssl command).
+add_test(NAME e2e_tls_config COMMAND bash "${_vgpu_dt_src}/tls_config_check.sh" "${_vgpu_dt_vgpud}")
+set_tests_properties(e2e_tls_config PROPERTIES LABELS "e2e;daemon;tls" TIMEOUT 120 SKIP_RETURN_CODE 77)

@@ -351,6 +351,26 @@ foreach(_tr unix tcp)
   endif()
 endforeach()
 
+# TLS over tcp (run_e2e.sh tcp-tls*, tls-refused-*; certificates made with the openssl
+# command at test time, a skip without it): programs over TLS, with a client certificate,
+# and each mismatch failing cleanly with both sides saying why.
+foreach(_p drv_basic drv_threads drv_pipeline)
+  vgpu_e2e_add(e2e_${_p}_tcp-tls tcp-tls $<TARGET_FILE:vgpu_e2e_${_p}>)
+endforeach()
+set_property(TEST e2e_drv_pipeline_tcp-tls APPEND PROPERTY ENVIRONMENT "VGPU_E2E_EXPECT_SHARED=0")
+vgpu_e2e_add(e2e_drv_basic_tcp-tls-client tcp-tls-client $<TARGET_FILE:vgpu_e2e_drv_basic>)
+foreach(_case wrong-ca wrong-name plain-guest plain-daemon no-client-cert other-client-cert bad-ca-file
+              cert-without-key)
+  vgpu_e2e_add(e2e_tls_refused_${_case} tls-refused-${_case} $<TARGET_FILE:vgpu_e2e_unreachable> drv)
+endforeach()
+vgpu_e2e_add(e2e_smi_tcp-tls tcp-tls "${_e2e_src}/smi_check.sh")
+set_property(TEST e2e_smi_tcp-tls APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")
+set(_e2e_tls_tests e2e_smi_tcp-tls e2e_drv_basic_tcp-tls e2e_drv_threads_tcp-tls e2e_drv_pipeline_tcp-tls
+    e2e_drv_basic_tcp-tls-client e2e_tls_refused_wrong-ca e2e_tls_refused_wrong-name
+    e2e_tls_refused_plain-guest e2e_tls_refused_plain-daemon e2e_tls_refused_no-client-cert
+    e2e_tls_refused_other-client-cert e2e_tls_refused_bad-ca-file e2e_tls_refused_cert-without-key)
+set_tests_properties(${_e2e_tls_tests} PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e;tls")
+
 # the pipeline without batching (every posted frame written by itself)
 vgpu_e2e_add(e2e_drv_pipeline_nobatch_unix unix $<TARGET_FILE:vgpu_e2e_drv_pipeline>)
 set_property(TEST e2e_drv_pipeline_nobatch_unix APPEND PROPERTY ENVIRONMENT "VGPU_BATCH=0")
@@ -516,3 +536,8 @@ add_test(NAME e2e_fault_stall_unix
   COMMAND bash "${_e2e_src}/faults.sh" stall unix $<TARGET_FILE:vgpu_e2e_fault_client>)
 set_tests_properties(e2e_fault_stall_unix PROPERTIES
   LABELS "e2e;faults" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}")
+
+add_test(NAME e2e_killed_probe_tcp-tls
+  COMMAND bash "${_e2e_src}/killed_probe.sh" tcp-tls $<TARGET_FILE:vgpu_e2e_killed_probe>)
+set_tests_properties(e2e_killed_probe_tcp-tls PROPERTIES
+  LABELS "e2e;tls" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}" SKIP_RETURN_CODE 77)

@@ -2,12 +2,14 @@
 # A SIGKILLed short-lived client leaves nothing on the server (Ollama SIGKILLs its
 # discovery probes when they overrun their time limits).
 #
-#   killed_probe.sh unix|unix-noshm|tcp KILLED_PROBE
+#   killed_probe.sh unix|unix-noshm|tcp|tcp-tls KILLED_PROBE
 #
 # unix: the clients' lanes move to shared memory, with 4 KiB rings (VGPU_SHM_RING), and
 # the holding client copies whole 16 MiB buffers in its loop, so that it is killed in
 # the middle of a message streaming through the ring; the daemon's log must show its
-# lane on shared memory. unix-noshm: VGPU_SHM=0, the lanes stay on the socket.
+# lane on shared memory. unix-noshm: VGPU_SHM=0, the lanes stay on the socket. tcp-tls: over
+# TLS (test certificates from tls_certs.sh; a skip without openssl), killed mid-copy too, so
+# the daemon's relay sees the guest vanish in the middle of a record.
 #
 # Starts a private vgpud, then:
 #   1. `KILLED_PROBE info` (a fresh client): free device memory before;
@@ -29,7 +31,7 @@ die() {
     exit 1
 }
 
-[ $# -eq 2 ] || { echo "usage: killed_probe.sh unix|unix-noshm|tcp KILLED_PROBE" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: killed_probe.sh unix|unix-noshm|tcp|tcp-tls KILLED_PROBE" >&2; exit 2; }
 mode=$1
 client=$2
 bin=${VGPU_E2E_BIN:-}
@@ -63,7 +65,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$mode" != tcp ]; then
+if [ "${mode%%-*}" != tcp ]; then
     addr="unix:$tmp/vgpud.sock"
 else
     port=$("$probe" freeport) || die "no free TCP port"
@@ -73,6 +75,11 @@ fi
 (umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token") || die "cannot write a token"
 export VGPU_TOKEN_FILE="$tmp/token"
 args=(--listen "$addr" --backend "$backend" --token-file "$tmp/token")
+if [ "$mode" = tcp-tls ]; then
+    bash "$(dirname "$0")/tls_certs.sh" "$tmp/tls" >/dev/null || exit $?
+    args+=(--tls-cert "$tmp/tls/server.pem" --tls-key "$tmp/tls/server.key")
+    export VGPU_TLS_CA="$tmp/tls/ca.pem"
+fi
 [ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ] && args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")
 echo "killed_probe: $vgpud ${args[*]}"
 VGPU_LOG=info VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "$vgpud" "${args[@]}" </dev/null >"$tmp/vgpud.log" 2>&1 &
@@ -95,6 +102,7 @@ unix)
     hold_mode=(copy)
     ;;
 unix-noshm) export VGPU_SHM=0 ;;
+tcp-tls) hold_mode=(copy) ;;
 esac
 
 # The daemon's worker processes (its children), one per connected client.

@@ -10,6 +10,20 @@
 #       not exit cleanly (status 0 or 143) within 10 s of SIGTERM. unix: the lanes move
 #       to shared memory (the default; the daemon's log must show it); unix-noshm: the
 #       program runs with VGPU_SHM=0 and its lanes stay on the socket.
+#   run_e2e.sh tcp-tls|tcp-tls-client PROGRAM [ARGS...]
+#       as tcp, over TLS: a test CA and certificates are made with the openssl command
+#       (tls_certs.sh; exit 77, a skip, without it), vgpud gets --tls-cert/--tls-key
+#       (tcp-tls-client: also --tls-client-ca) and the program VGPU_TLS_CA (and
+#       VGPU_TLS_CERT/VGPU_TLS_KEY, and the address tcp:localhost:PORT, so the name is
+#       checked rather than the IP); the daemon's log must show the session on TLS.
+#   run_e2e.sh tls-refused-CASE PROGRAM [ARGS...]
+#       a TLS mismatch that must fail cleanly: PROGRAM (tests/e2e/unreachable.c) checks
+#       that cuInit fails promptly, and the guest's and the daemon's logs must say why.
+#       CASE: wrong-ca (guest trusts another CA), wrong-name (daemon's certificate names
+#       another host), plain-guest (no VGPU_TLS_CA against a TLS daemon), plain-daemon
+#       (TLS guest against a plain daemon), no-client-cert / other-client-cert (daemon
+#       with --tls-client-ca; guest without a certificate / with one from another CA),
+#       bad-ca-file (VGPU_TLS_CA names no file), cert-without-key (VGPU_TLS_CERT alone).
 #   run_e2e.sh dead-unix|dead-tcp PROGRAM [ARGS...]
 #       no daemon: run PROGRAM directly with VGPU_SERVER set to an address where
 #       nothing listens (a stale unix socket file / a closed TCP port) and vgpu's
@@ -34,7 +48,7 @@ die() {
     exit 1
 }
 
-[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|dead-unix|dead-tcp PROGRAM [ARGS...]"
+[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|tcp-tls|tcp-tls-client|tls-refused-CASE|dead-unix|dead-tcp PROGRAM [ARGS...]"
 mode=$1
 prog=$2
 shift 2
@@ -111,7 +125,7 @@ show_daemon_log() {
 # Start vgpud listening on $1; wait until it accepts. 0 on success.
 start_daemon() {
     local listen=$1 i
-    local args=(--listen "$listen" --backend "$backend" --token-file "$tmp/token")
+    local args=(--listen "$listen" --backend "$backend" --token-file "$tmp/token" "${daemon_extra[@]}")
     if [ -n "${VGPU_E2E_CLIENT_MEMORY_LIMIT:-}" ]; then
         args+=(--client-memory-limit "$VGPU_E2E_CLIENT_MEMORY_LIMIT")
     fi
@@ -150,6 +164,40 @@ start_daemon() {
     return 1
 }
 
+# Extra vgpud options (TLS modes).
+daemon_extra=()
+
+# Every daemon has a token (tenant "default"), required over TCP (TLS included): programs
+# prove it there (VGPU_TOKEN_FILE); over the unix socket they connect without one.
+(umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token") || die "cannot write a token"
+unset VGPU_TOKEN VGPU_TOKEN_FILE
+
+# TLS modes: certificates in $tmp/tls; skip (77) without the openssl command.
+tls_setup() {
+    if "$vgpud" --listen unix:/nonexistent/vgpud.sock --tls-cert /dev/null --tls-key /dev/null 2>&1 |
+        grep -q "built without TLS"; then
+        echo "run_e2e: SKIP: vgpud was built without TLS (no OpenSSL at build time)"
+        exit 77
+    fi
+    bash "$(dirname "$0")/tls_certs.sh" "$tmp/tls" || {
+        rc=$?
+        [ $rc = 77 ] && echo "run_e2e: SKIP: no openssl command to make test certificates"
+        exit $rc
+    }
+}
+
+# Start vgpud on a free TCP port (a few tries: the port can be taken meanwhile); sets addr.
+start_tcp_daemon() {
+    local _
+    for _ in 1 2 3; do
+        port=$("$probe" freeport) || die "no free TCP port"
+        addr="tcp:127.0.0.1:$port"
+        start_daemon "$addr" && return 0
+    done
+    show_daemon_log "startup failed"
+    die "could not start vgpud"
+}
+
 # Run the program with a time limit; its output goes straight to ours. It runs in
 # the background and we `wait` for it, so that a SIGTERM/SIGINT to this script is
 # handled at once (cleanup stops the program and the daemon). Returns its status.
@@ -180,17 +228,24 @@ stop_program() {
 }
 
 case "$mode" in
-unix | unix-noshm | tcp)
-    # The daemon has a token (tenant "default"), required over TCP: the program proves
-    # it there (VGPU_TOKEN_FILE); over the unix socket it connects without one.
-    (umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token") || die "cannot write a token"
-    unset VGPU_TOKEN VGPU_TOKEN_FILE
-    [ "$mode" = tcp ] && export VGPU_TOKEN_FILE="$tmp/token"
+unix | unix-noshm | tcp | tcp-tls | tcp-tls-client)
+    [ "${mode%%-*}" = tcp ] && export VGPU_TOKEN_FILE="$tmp/token"
     [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
     [ -x "$vgpu" ] || die "vgpu not found: '$vgpu' (set VGPU_E2E_BIN)"
+    case "$mode" in
+    tcp-tls*)
+        tls_setup
+        daemon_extra+=(--tls-cert "$tmp/tls/server.pem" --tls-key "$tmp/tls/server.key")
+        export VGPU_TLS_CA="$tmp/tls/ca.pem"
+        if [ "$mode" = tcp-tls-client ]; then
+            daemon_extra+=(--tls-client-ca "$tmp/tls/ca.pem")
+            export VGPU_TLS_CERT="$tmp/tls/client.pem" VGPU_TLS_KEY="$tmp/tls/client.key"
+        fi
+        ;;
+    esac
     started=0
     for _ in 1 2 3; do
-        if [ "$mode" != tcp ]; then
+        if [ "${mode%%-*}" != tcp ]; then
             addr="unix:$tmp/vgpud.sock"
         else
             port=$("$probe" freeport) || die "no free TCP port"
@@ -201,7 +256,7 @@ unix | unix-noshm | tcp)
             break
         fi
         # a TCP port can be taken between freeport and bind: try another one
-        [ "$mode" = tcp ] || break
+        [ "${mode%%-*}" = tcp ] || break
     done
     if [ $started != 1 ]; then
         show_daemon_log "startup failed"
@@ -214,6 +269,9 @@ unix | unix-noshm | tcp)
     if [ -n "${VGPU_E2E_PRELOAD:-}" ]; then export LD_PRELOAD="$VGPU_E2E_PRELOAD"; fi
     if [ "$mode" = unix-noshm ]; then export VGPU_SHM=0; else unset VGPU_SHM; fi
     start=$(date +%s.%N)
+    # with a client certificate, the guest names the daemon by host name (SSL_set1_host)
+    # rather than by address as the others do
+    [ "$mode" = tcp-tls-client ] && addr="tcp:localhost:$port"
     run_limited "$vgpu" run --server "$addr" -- "$prog" "$@"
     rc=$?
     end=$(date +%s.%N)
@@ -236,9 +294,17 @@ unix | unix-noshm | tcp)
             failed=1
         fi
         ;;
-    unix-noshm | tcp)
+    unix-noshm | tcp | tcp-tls*)
         if [ "${shm_lanes:-0}" != 0 ]; then
             echo "run_e2e: FAIL: a session moved to shared memory in mode $mode" >&2
+            failed=1
+        fi
+        ;;
+    esac
+    case "$mode" in
+    tcp-tls*)
+        if ! grep -q "connected via tcp:.* (tls)" "$tmp/vgpud.log"; then
+            echo "run_e2e: FAIL: the daemon's log shows no session over TLS" >&2
             failed=1
         fi
         ;;
@@ -257,6 +323,98 @@ unix | unix-noshm | tcp)
         exit 1
     fi
     echo "run_e2e: PASS ($prog)"
+    exit 0
+    ;;
+tls-refused-*)
+    [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
+    lib=${VGPU_E2E_LIB:-}
+    [ -e "$lib/libcuda.so.1" ] || die "VGPU_E2E_LIB does not hold libcuda.so.1: '$lib'"
+    tls_setup
+    c=$tmp/tls
+    server_tls=(--tls-cert "$c/server.pem" --tls-key "$c/server.key")
+    guest_env=(VGPU_TLS_CA="$c/ca.pem")
+    case "${mode#tls-refused-}" in
+    wrong-ca)
+        guest_env=(VGPU_TLS_CA="$c/other-ca.pem")
+        guest_says="certificate verify failed"
+        daemon_says="TLS handshake failed"
+        ;;
+    wrong-name)
+        server_tls=(--tls-cert "$c/wrongname.pem" --tls-key "$c/wrongname.key")
+        guest_says="certificate verify failed (IP address mismatch)"
+        daemon_says="TLS handshake failed"
+        ;;
+    plain-guest)
+        guest_env=()
+        guest_says="accepts TLS only"
+        daemon_says="refused: plain tcp, but this daemon accepts TLS only"
+        ;;
+    plain-daemon)
+        server_tls=()
+        guest_says="TLS handshake with tcp:127.0.0.1:[0-9]* failed"
+        daemon_says="refused: it speaks TLS, but this daemon has no --tls-cert"
+        ;;
+    bad-ca-file)
+        guest_env=(VGPU_TLS_CA="$c/nope.pem")
+        guest_says="VGPU_TLS_CA $c/nope.pem: No such file"
+        daemon_says=""
+        ;;
+    cert-without-key)
+        guest_env+=(VGPU_TLS_CERT="$c/client.pem")
+        guest_says="VGPU_TLS_CERT and VGPU_TLS_KEY go together"
+        daemon_says=""
+        ;;
+    no-client-cert)
+        server_tls+=(--tls-client-ca "$c/ca.pem")
+        guest_says="certificate required"
+        daemon_says="TLS handshake failed: peer did not return a certificate"
+        ;;
+    other-client-cert)
+        server_tls+=(--tls-client-ca "$c/ca.pem")
+        guest_env+=(VGPU_TLS_CERT="$c/other-client.pem" VGPU_TLS_KEY="$c/other-client.key")
+        guest_says="alert unknown ca"
+        daemon_says="TLS handshake failed: certificate verify failed"
+        ;;
+    *) die "unknown mode '$mode'" ;;
+    esac
+    daemon_extra+=("${server_tls[@]}")
+    start_tcp_daemon
+    # the TLS handshake may wait out the connect timeout (5 s) before it fails
+    export VGPU_E2E_UNREACHABLE_MAX_S=${VGPU_E2E_UNREACHABLE_MAX_S:-12}
+    echo "run_e2e: VGPU_SERVER=$addr ${guest_env[*]} LD_LIBRARY_PATH=$lib $prog $*"
+    if [ -n "${VGPU_E2E_PRELOAD:-}" ]; then export LD_PRELOAD="$VGPU_E2E_PRELOAD"; fi
+    unset VGPU_TLS_CA VGPU_TLS_CERT VGPU_TLS_KEY
+    run_limited env "${guest_env[@]}" VGPU_SERVER="$addr" \
+        LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$prog" "$@" >"$tmp/guest.log"
+    rc=$?
+    cat "$tmp/guest.log"
+    echo "run_e2e: program exit status $rc"
+    failed=0
+    [ $rc = 0 ] || failed=1
+    if ! kill -0 "$daemon_pid" 2>/dev/null; then
+        echo "run_e2e: FAIL: vgpud died" >&2
+        failed=1
+    fi
+    # the daemon logs a refused handshake when it gives up on it: give it a moment
+    for ((i = 0; i < 100; i++)); do
+        grep -q -- "$daemon_says" "$tmp/vgpud.log" && break
+        sleep 0.1
+    done
+    if ! grep -q -- "$guest_says" "$tmp/guest.log"; then
+        echo "run_e2e: FAIL: the guest's log does not say '$guest_says'" >&2
+        failed=1
+    fi
+    if [ -n "$daemon_says" ] && ! grep -q -- "$daemon_says" "$tmp/vgpud.log"; then
+        echo "run_e2e: FAIL: the daemon's log does not say '$daemon_says'" >&2
+        failed=1
+    fi
+    stop_daemon
+    show_daemon_log "$mode"
+    [ $failed = 0 ] || {
+        echo "run_e2e: FAIL ($mode)" >&2
+        exit 1
+    }
+    echo "run_e2e: PASS ($mode)"
     exit 0
     ;;
 dead-unix | dead-tcp)
@@ -284,6 +442,6 @@ dead-unix | dead-tcp)
     exit 0
     ;;
 *)
-    die "unknown mode '$mode' (unix, unix-noshm, tcp, dead-unix, dead-tcp)"
+    die "unknown mode '$mode' (unix, unix-noshm, tcp, tcp-tls, tcp-tls-client, tls-refused-*, dead-unix, dead-tcp)"
     ;;
 esac

@@ -40,3 +40,16 @@ add_test(NAME unit_sched COMMAND test_sched)
 add_executable(test_auth tests/unit/test_auth.c src/server/handshake.c src/server/config.c)
 target_link_libraries(test_auth PRIVATE vgpu_common)
 add_test(NAME unit_auth COMMAND test_auth)
+
+# TLS over TCP: a guest connection, the daemon's TLS accept and relay, a slow echo worker
+# (test_tls.c; certificates made at test time, a skip without the openssl command).
+add_executable(test_tls tests/unit/test_tls.c)
+target_link_libraries(test_tls PRIVATE vgpu_common)
+add_test(NAME unit_tls COMMAND bash ${CMAKE_SOURCE_DIR}/tests/unit/run_tls_unit.sh $<TARGET_FILE:test_tls>)
+set_tests_properties(unit_tls PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77 LABELS "tls")
+
+# The guest libraries load OpenSSL only when VGPU_TLS_CA asks for it: no NEEDED entry.
+add_test(NAME unit_guest_no_libssl COMMAND bash -c
+  "command -v readelf >/dev/null || exit 77; for f in \"$0\" \"$1\"; do readelf -d \"$f\" | grep -E 'NEEDED.*(libssl|libcrypto)' && { echo \"$f depends on OpenSSL\"; exit 1; }; done; echo 'no libssl/libcrypto NEEDED'"
+  $<TARGET_FILE:cuda_guest> $<TARGET_FILE:nvml_guest>)
+set_tests_properties(unit_guest_no_libssl PROPERTIES SKIP_RETURN_CODE 77 LABELS "tls")
