@@ -2,7 +2,7 @@
  * libFuzzer harness for vgpud's configuration file parser (src/server/config.c): any
  * text must be accepted or refused with a message, never crash or leak. Token files
  * named by the input resolve under a directory that does not exist, so nothing outside
- * is read. Seeds: tests/fuzz/corpus/config/.
+ * is read. Seeds: tests/fuzz/corpus/fuzz_config/.
  *
  *   clang -g -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc -I. \
  *       tests/fuzz/fuzz_config.c src/server/config.c src/common/util.c -o fuzz_config

@@ -8,7 +8,7 @@
  * transcript over the HELLO and a fixed challenge, the key search over the tenants'
  * tokens, the daemon's proof and the derived session token, and the unix-peer tenant
  * and allow-list checks with ids taken from the HELLO. Seeds (real messages) are in
- * tests/fuzz/corpus/handshake/ (written by gen_handshake_seeds.c).
+ * tests/fuzz/corpus/fuzz_handshake/ (written by gen_handshake_seeds.c).
  *
  *   clang -g -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -I. -I/usr/local/cuda/include \
  *       tests/fuzz/fuzz_handshake.c src/server/handshake.c src/common/auth.c src/common/sha256.c \

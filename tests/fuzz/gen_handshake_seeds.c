@@ -1,11 +1,11 @@
 /*
- * Writes the seed inputs of fuzz_handshake.c (tests/fuzz/corpus/handshake/): real HELLO
+ * Writes the seed inputs of fuzz_handshake.c (tests/fuzz/corpus/fuzz_handshake/): real HELLO
  * and AUTH bodies as the guest builds them (common/auth.c), in the harness's input
  * layout (u16 hello_len, HELLO body, AUTH body), with proofs made against the
  * harness's fixed challenge and test tokens. Run once by hand; the outputs are committed.
  *
  *   cc -Iinclude -Isrc -I. -I/usr/local/cuda/include tests/fuzz/gen_handshake_seeds.c \
- *      src/common/auth.c src/common/sha256.c src/common/wire.c -o /tmp/gen && /tmp/gen tests/fuzz/corpus/handshake
+ *      src/common/auth.c src/common/sha256.c src/common/wire.c -o /tmp/gen && /tmp/gen tests/fuzz/corpus/fuzz_handshake
  */
 #include <stdio.h>
 #include <string.h>
