@@ -49,7 +49,7 @@ int vgpu_frame_recv_ex(struct vgpu_conn *c, struct vgpu_frame_hdr *h, struct wir
             if (c->t->read_all(c, hdr, 1)) return -1;
             first = 1;
         }
-        vgpu_conn_set_read_deadline(c, stall_ms);
+        vgpu_conn_set_read_stall(c, stall_ms);
     }
     int rc = -1;
     if (c->t->read_all(c, hdr + first, sizeof hdr - first)) goto out;

@@ -6,6 +6,14 @@
 
 #include "common/util.h"
 
+/* Names from the peer end up in the daemon's log: control characters (a newline that would
+ * forge a log line, terminal escapes) become '?'. The transcript keeps the raw bytes. */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 enum hs_status hs_decode_hello(uint16_t op, const uint8_t *body, size_t len, struct hs_hello *out)
 {
     memset(out, 0, sizeof *out);
@@ -20,6 +28,8 @@ enum hs_status hs_decode_hello(uint16_t op, const uint8_t *body, size_t len, str
     out->pid = wire_get_u32(&r);
     wire_get_str(&r, out->name, sizeof out->name);
     wire_get_str(&r, out->host, sizeof out->host);
+    printable(out->name);
+    printable(out->host);
     out->ids_parsed = !r.bad;
     if (out->version != VGPU_PROTOCOL_VERSION) return HS_VERSION;
     out->session = wire_get_u64(&r);

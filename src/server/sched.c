@@ -246,7 +246,11 @@ void sched_charge(uint64_t gpu_ns)
     struct sched_slot *t = mine();
     if (!t || !gpu_ns) return;
     atomic_fetch_add_explicit(&t->used_ns, gpu_ns, memory_order_relaxed);
-    atomic_fetch_add(&t->vtime, gpu_ns / my_weight);
+    /* The remainder carries over (per lane), so short kernels of a heavy tenant still count. */
+    static _Thread_local uint64_t t_vtime_rest;
+    uint64_t charge = gpu_ns + t_vtime_rest;
+    t_vtime_rest = charge % my_weight;
+    atomic_fetch_add(&t->vtime, charge / my_weight);
     /* Work that ran for a while keeps its tenant active from its end (short work: the
      * submission just did). */
     if (gpu_ns > MS) atomic_store(&t->active_ns, now_ns());

@@ -82,11 +82,22 @@ static void peer_key(const struct vgpu_conn *c, char *key, size_t len)
         else snprintf(key, len, "pid:?");
         return;
     }
+    const char *suffix = "";
     if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, sizeof buf);
-        else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, sizeof buf);
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, sizeof buf);
+        } else if (ss.ss_family == AF_INET6) {
+            struct in6_addr a = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+            if (IN6_IS_ADDR_V4MAPPED(&a)) { /* the same host as its IPv4 address */
+                inet_ntop(AF_INET, &a.s6_addr[12], buf, sizeof buf);
+            } else { /* one host usually owns a whole /64: count it as one peer */
+                memset(&a.s6_addr[8], 0, 8);
+                inet_ntop(AF_INET6, &a, buf, sizeof buf);
+                suffix = "/64";
+            }
+        }
     }
-    snprintf(key, len, "ip:%s", buf);
+    snprintf(key, len, "ip:%s%s", buf, suffix);
 }
 
 /* Count one more (delta 1; false when the peer is at its bound) or one fewer (-1). */
@@ -401,21 +412,46 @@ static int send_answer(struct vgpu_conn *c, const struct wire_buf *b)
     return b->oom ? -1 : vgpu_frame_send(c, 0, VGPU_FRAME_REPLY, 0, b->data, b->len, NULL, 0);
 }
 
-/* A unix peer's uid and groups (its primary group and the uid's supplementary groups). */
-static int unix_peer_ids(struct vgpu_conn *conn, uid_t *uid, gid_t *gids, size_t cap, size_t *ngids)
+/* A unix peer's uid and groups (its primary group and the uid's supplementary groups,
+ * however many: a truncated list could match the wrong tenant). *gids is malloc'd. */
+static int unix_peer_ids(struct vgpu_conn *conn, uid_t *uid, gid_t **gids, size_t *ngids)
 {
     struct ucred cr;
     socklen_t len = sizeof cr;
     if (getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) || len != sizeof cr) return -1;
     *uid = cr.uid;
-    gids[0] = cr.gid;
-    *ngids = 1;
+    int n = 64;
+    gid_t *g = NULL;
     struct passwd pw, *res = NULL;
     char buf[16384];
-    if (getpwuid_r(cr.uid, &pw, buf, sizeof buf, &res) == 0 && res) {
-        int n = (int)cap;
-        if (getgrouplist(res->pw_name, cr.gid, gids, &n) >= 0 && n > 0) *ngids = (size_t)n;
+    bool named = getpwuid_r(cr.uid, &pw, buf, sizeof buf, &res) == 0 && res;
+    for (int tries = 0; tries < 4; tries++) {
+        gid_t *grown = realloc(g, (size_t)n * sizeof *g);
+        if (!grown) break;
+        g = grown;
+        g[0] = cr.gid;
+        if (!named) {
+            n = 1;
+            break;
+        }
+        int want = n;
+        if (getgrouplist(res->pw_name, cr.gid, g, &want) >= 0 && want > 0) {
+            n = want;
+            break;
+        }
+        if (want <= n || want > 65536) { /* no usable answer: refuse rather than guess */
+            free(g);
+            errno = E2BIG;
+            return -1;
+        }
+        n = want;
     }
+    if (!g) {
+        errno = ENOMEM;
+        return -1;
+    }
+    *gids = g;
+    *ngids = (size_t)n;
     return 0;
 }
 
@@ -438,17 +474,19 @@ static int authenticate_new(struct vgpu_conn *conn, const struct hs_auth *a,
     }
     if (!d.unix_restricted) return 0; /* the socket's file permissions are the gate */
     uid_t uid;
-    gid_t gids[256];
+    gid_t *gids = NULL;
     size_t ngids;
-    if (unix_peer_ids(conn, &uid, gids, sizeof gids / sizeof gids[0], &ngids)) {
-        snprintf(why, whylen, "cannot read its credentials: %s", strerror(errno));
+    if (unix_peer_ids(conn, &uid, &gids, &ngids)) {
+        snprintf(why, whylen, "cannot read its credentials or groups: %s", strerror(errno));
         return -1;
     }
     *tenant = hs_unix_tenant(d.cfg.tenants, d.cfg.ntenants, uid, gids, ngids);
-    if (*tenant >= 0 || hs_allowed(d.allow_uids, d.nallow_uids, d.allow_gids, d.nallow_gids, uid, gids, ngids))
-        return 0;
-    snprintf(why, whylen, "uid %u (gid %u) is neither allowed nor a tenant's", (unsigned)uid, (unsigned)gids[0]);
-    return -1;
+    bool admitted =
+        *tenant >= 0 || hs_allowed(d.allow_uids, d.nallow_uids, d.allow_gids, d.nallow_gids, uid, gids, ngids);
+    if (!admitted)
+        snprintf(why, whylen, "uid %u (gid %u) is neither allowed nor a tenant's", (unsigned)uid, (unsigned)gids[0]);
+    free(gids);
+    return admitted ? 0 : -1;
 }
 
 /* Read the handshake of one new connection (HELLO, CHALLENGE, AUTH: docs/protocol.md §5)
@@ -546,10 +584,12 @@ static void *handshake_main(void *arg)
         if (!cl || auth.method != VGPU_AUTH_TOKEN || hs_find_key(&key, 1, transcript, auth.proof) != 0) {
             VGPU_WARN("connection from %s: join of unknown session %llu refused", conn->peer,
                       (unsigned long long)hi.session);
+            explicit_bzero(token, sizeof token);
             reply_error(conn, CUDA_ERROR_INVALID_HANDLE, "unknown session");
             goto out;
         }
         vgpu_auth_daemon_proof(token, sizeof token, transcript, auth.proof, proof);
+        explicit_bzero(token, sizeof token);
         wire_buf_reset(&answer);
         vgpu_auth_ok_put(&answer, proof);
         if (send_answer(conn, &answer)) goto out;
@@ -699,6 +739,7 @@ static void reap_workers(bool log)
             board_release(c->board_slot);
             d.nclients--;
             *pp = c->next;
+            explicit_bzero(c->token, sizeof c->token);
             free(c);
             break;
         }
@@ -1038,8 +1079,10 @@ static int vgpud_main(int argc, char **argv)
     if (d.token_file) {
         struct vgpu_tenant t = {.name = "default", .weight = 1};
         char err[600];
-        if (config_read_token_file(d.token_file, t.token, &t.token_len, err, sizeof err) ||
-            config_add_tenant(&d.cfg, &t, err, sizeof err)) {
+        int bad = config_read_token_file(d.token_file, t.token, &t.token_len, err, sizeof err) ||
+                  config_add_tenant(&d.cfg, &t, err, sizeof err);
+        explicit_bzero(t.token, sizeof t.token); /* the table holds its copy */
+        if (bad) {
             fprintf(stderr, "vgpud: --token-file: %s\n", err);
             return 2;
         }

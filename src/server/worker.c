@@ -138,7 +138,7 @@ static int peer_timeout_ms(void)
  * socket buffer or ring full) must not hold a lane thread forever. */
 static int send_reply_bounded(struct lane *L, uint64_t seq, const void *data, size_t len, bool fds)
 {
-    vgpu_conn_set_deadline(L->conn, peer_timeout_ms());
+    vgpu_conn_set_stall(L->conn, peer_timeout_ms());
     int rc = fds ? vgpu_frame_send_fds(L->conn, 0, VGPU_FRAME_REPLY, seq, data, len, L->reply_fds, L->nreply_fds)
                  : vgpu_frame_send(L->conn, 0, VGPU_FRAME_REPLY, seq, data, len, NULL, 0);
     int saved = errno;
@@ -205,7 +205,7 @@ static void *lane_main(void *arg)
     struct lane *L = arg;
     char desc[160];
     snprintf(desc, sizeof desc, "vgpu %s backend", server_backend_name);
-    vgpu_conn_set_deadline(L->conn, peer_timeout_ms());
+    vgpu_conn_set_stall(L->conn, peer_timeout_ms());
     int hello_rc = send_hello_reply(L, CUDA_SUCCESS, desc);
     vgpu_conn_set_deadline(L->conn, 0);
     if (hello_rc) {

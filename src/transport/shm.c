@@ -283,7 +283,7 @@ static int sleep_on_bell(struct shm_conn *c, const struct ring_view *r)
 /* Wait for data in our incoming ring (rx) or room in our outgoing one: spin, then
  * raise our "waiting" word in that ring and sleep on its doorbell. Data the peer
  * published before it went is still delivered. */
-static int wait_for(struct shm_conn *c, bool rx)
+static int wait_for_ready(struct shm_conn *c, bool rx)
 {
     const struct ring_view *ring = rx ? &c->rx : &c->tx;
     _Atomic uint32_t *flag = rx ? ring->cwait : ring->pwait;
@@ -320,6 +320,14 @@ static int wait_for(struct shm_conn *c, bool rx)
             return -1;
         }
     }
+}
+
+/* wait_for_ready, and the peer moved: a stall bound on this direction starts again. */
+static int wait_for(struct shm_conn *c, bool rx)
+{
+    int r = wait_for_ready(c, rx);
+    if (r == 0) vgpu_conn_progress(&c->base, !rx);
+    return r;
 }
 
 /* ---- the transport ---- */

@@ -63,11 +63,28 @@ static long long mono_ns(void)
 void vgpu_conn_set_deadline(struct vgpu_conn *c, int ms)
 {
     c->read_deadline_ns = c->write_deadline_ns = ms > 0 ? mono_ns() + (long long)ms * 1000000ll : 0;
+    c->read_stall_ms = c->write_stall_ms = 0;
 }
 
-void vgpu_conn_set_read_deadline(struct vgpu_conn *c, int ms)
+void vgpu_conn_set_stall(struct vgpu_conn *c, int ms)
+{
+    c->read_deadline_ns = c->write_deadline_ns = ms > 0 ? mono_ns() + (long long)ms * 1000000ll : 0;
+    c->read_stall_ms = c->write_stall_ms = ms > 0 ? ms : 0;
+}
+
+void vgpu_conn_set_read_stall(struct vgpu_conn *c, int ms)
 {
     c->read_deadline_ns = ms > 0 ? mono_ns() + (long long)ms * 1000000ll : 0;
+    c->read_stall_ms = ms > 0 ? ms : 0;
+}
+
+void vgpu_conn_progress(struct vgpu_conn *c, bool write)
+{
+    if (write) {
+        if (c->write_deadline_ns && c->write_stall_ms) c->write_deadline_ns = mono_ns() + c->write_stall_ms * 1000000ll;
+    } else if (c->read_deadline_ns && c->read_stall_ms) {
+        c->read_deadline_ns = mono_ns() + c->read_stall_ms * 1000000ll;
+    }
 }
 
 int vgpu_conn_wait_ms(const struct vgpu_conn *c, bool write)
@@ -234,7 +251,10 @@ static int sock_writev(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int f
         if (wait_ready(c, POLLOUT)) return -1;
         ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | (c->write_deadline_ns ? MSG_DONTWAIT : 0));
         if (n < 0 && c->write_deadline_ns && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-        if (n > 0) fd = -1; /* sent with these bytes */
+        if (n > 0) {
+            fd = -1; /* sent with these bytes */
+            vgpu_conn_progress(c, true);
+        }
         if (n < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -307,7 +327,10 @@ static ssize_t recv_some(struct vgpu_conn *c, void *p, size_t n)
         ssize_t r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (c->read_deadline_ns ? MSG_DONTWAIT : 0));
         if (r < 0 && c->read_deadline_ns && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (r > 0 && mh.msg_controllen) stash_fds(c, &mh);
-        if (r > 0) return r;
+        if (r > 0) {
+            vgpu_conn_progress(c, false);
+            return r;
+        }
         if (r == 0) {
             errno = 0;
             return -1;

@@ -594,7 +594,10 @@ ssize_t vgpu_tls_recv_some(struct vgpu_conn *c, void *p, size_t n)
         short want = 0;
         char why[300];
         int r = tls_op(c->tls, OP_READ, p, len, &want, why, sizeof why);
-        if (r > 0) return r;
+        if (r > 0) {
+            vgpu_conn_progress(c, false);
+            return r;
+        }
         if (r < 0) {
             int saved = errno;
             if (saved) VGPU_WARN("TLS connection %s: %s", c->peer, why);
@@ -618,6 +621,7 @@ static int write_all(struct vgpu_conn *c, const unsigned char *p, size_t n)
         char why[300];
         int r = tls_op(c->tls, OP_WRITE, (void *)p, len, &want, why, sizeof why);
         if (r > 0) {
+            vgpu_conn_progress(c, true);
             p += r;
             n -= (size_t)r;
             continue;
@@ -713,6 +717,9 @@ void vgpu_tls_relay(struct vgpu_conn *c)
     unsigned char *up = malloc(RELAY_BUF_BYTES), *down = malloc(RELAY_BUF_BYTES);
     size_t up_off = 0, up_len = 0, down_off = 0, down_len = 0;
     bool guest_open = true, worker_open = true;
+    /* The worker closed its end while we were not reading it (the guest not reading
+     * its replies): what is left is bounded by the linger, as after a close. */
+    bool worker_hungup = false;
     /* The event each operation waits for; 0: it may be tried now. */
     short tls_rd = 0, tls_wr = 0, plain_rd = 0, plain_wr = 0;
     int64_t linger_until = -1;
@@ -792,15 +799,16 @@ void vgpu_tls_relay(struct vgpu_conn *c)
         short plain_ev = (short)((up_off < up_len ? plain_wr : 0) | (worker_open && down_len == 0 ? plain_rd : 0));
         if (!tls_ev && !plain_ev) break; /* nothing can move any more */
         int timeout = -1;
-        if (!guest_open || !worker_open) {
+        if (!guest_open || !worker_open || worker_hungup) {
             if (linger_until < 0) linger_until = now_ms() + RELAY_LINGER_MS;
             int64_t left = linger_until - now_ms();
             if (left <= 0) break;
             timeout = (int)left;
         }
         /* A side with nothing to wait for is left out, so its hangup cannot spin us. */
+        short plain_watch = worker_open && !worker_hungup ? POLLRDHUP : 0;
         struct pollfd pf[2] = {{.fd = tls_ev ? c->fd : -1, .events = tls_ev},
-                               {.fd = plain_ev ? plain : -1, .events = plain_ev}};
+                               {.fd = plain_ev || plain_watch ? plain : -1, .events = (short)(plain_ev | plain_watch)}};
         if (poll(pf, 2, timeout) < 0) {
             if (errno == EINTR) continue;
             break;
@@ -808,6 +816,7 @@ void vgpu_tls_relay(struct vgpu_conn *c)
         /* An error or hangup wakes every operation on that side: each finds out itself. */
         short tls_got = pf[0].revents & (POLLERR | POLLHUP) ? (short)(POLLIN | POLLOUT) : pf[0].revents;
         short plain_got = pf[1].revents & (POLLERR | POLLHUP) ? (short)(POLLIN | POLLOUT) : pf[1].revents;
+        if (plain_watch && (pf[1].revents & (POLLRDHUP | POLLHUP))) worker_hungup = true;
         if (tls_rd & tls_got) tls_rd = 0;
         if (tls_wr & tls_got) tls_wr = 0;
         if (plain_rd & plain_got) plain_rd = 0;

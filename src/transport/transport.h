@@ -59,18 +59,27 @@ struct vgpu_conn {
     /* Absolute CLOCK_MONOTONIC times (ns) by which the current read, or write, must
      * complete, or 0 for none: a wait past it fails with ETIMEDOUT (a stalled peer).
      * Separate, because in the guest one thread may read while another writes. Set
-     * with vgpu_conn_set_deadline / vgpu_conn_set_read_deadline around the I/O. */
+     * with vgpu_conn_set_deadline / vgpu_conn_set_stall around the I/O. */
     long long read_deadline_ns, write_deadline_ns;
+    /* Stall bounds (vgpu_conn_set_stall): a read or write that makes progress moves its
+     * deadline this many ms past now, so a slow but moving peer is not cut off. 0: the
+     * deadline is absolute (the daemon's handshake: however slowly the bytes come). */
+    int read_stall_ms, write_stall_ms;
     /* TCP only: the TLS session this connection speaks through, or NULL (tls.h).
      * Reads then fill rbuf from the session; writes go through it. */
     struct vgpu_tls *tls;
 };
 #define VGPU_CONN_MAX_FDS 4
 
-/* Bound the following reads and writes (or only reads) on c to `ms` milliseconds
- * from now (ms <= 0: no bound, the default). */
+/* Bound the following reads and writes on c to `ms` milliseconds from now, in all
+ * (ms <= 0: no bound, the default). */
 void vgpu_conn_set_deadline(struct vgpu_conn *c, int ms);
-void vgpu_conn_set_read_deadline(struct vgpu_conn *c, int ms);
+/* Bound the following reads and writes (or only reads) on c to `ms` milliseconds
+ * without progress: each transfer of some bytes starts the time again (ms <= 0: none). */
+void vgpu_conn_set_stall(struct vgpu_conn *c, int ms);
+void vgpu_conn_set_read_stall(struct vgpu_conn *c, int ms);
+/* Transports: some bytes moved on c (read or written): renew that stall deadline. */
+void vgpu_conn_progress(struct vgpu_conn *c, bool write);
 /* Milliseconds left until c's read or write deadline, for poll(): -1 without one, 0
  * once it passed. */
 int vgpu_conn_wait_ms(const struct vgpu_conn *c, bool write);

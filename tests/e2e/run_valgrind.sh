@@ -56,9 +56,13 @@ tcp_addr="tcp:127.0.0.1:$port"
 vg=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
     --error-exitcode=99 --trace-children=yes --child-silent-after-fork=yes --num-callers=30
     --suppressions=tests/e2e/valgrind.supp --log-file="$tmp/vg.%p.log")
+# A token (required over TCP; the clients prove it there, and also over the unix socket,
+# which then runs the authenticated handshake under memcheck too)
+(umask 077 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token") || exit 1
+export VGPU_TOKEN_FILE="$tmp/token"
 echo "make valgrind: starting vgpud under memcheck on $unix_addr and $tcp_addr (logs: $tmp)"
 VGPU_LOG=info VGPU_EMU_KERNELS="$plugins" setsid "${vg[@]}" "$bin/vgpud" --listen "$unix_addr" \
-    --listen "$tcp_addr" --backend emu </dev/null >"$tmp/vgpud.log" 2>&1 &
+    --listen "$tcp_addr" --backend emu --token-file "$tmp/token" </dev/null >"$tmp/vgpud.log" 2>&1 &
 daemon_pid=$!
 up=0
 for ((i = 0; i < 600; i++)); do # up to ~60 s: valgrind starts slowly

@@ -31,6 +31,8 @@
 #define DEFAULT_STALL_S 60
 /* Further tries of a HELLO the daemon closed without an answer (50, 100, 200 ms apart). */
 #define HELLO_RETRIES 3
+/* Bound on a whole handshake (HELLO to the worker's reply), unless VGPU_TIMEOUT is longer. */
+#define HANDSHAKE_TIMEOUT_MS 60000
 
 /* What other threads need to know about a lane to order their synchronous calls after
  * its posted work (see FENCE in src/server/ops_fence.c). Never freed. */
@@ -161,10 +163,15 @@ static int hello(struct vg_lane *l, uint32_t kind, bool *auth_failed, char *err,
         p.key = G.auth;
         p.keylen = G.auth_len;
     }
-    p.stall_ms = G.stall_ms;
+    /* The whole handshake under one deadline: the daemon bounds its side to a few
+     * seconds plus a worker's start, so a daemon that accepted but never answers (stopped,
+     * wedged) fails cuInit instead of hanging it. */
+    p.stall_ms = 0;
+    vgpu_conn_set_deadline(l->conn, G.stall_ms > HANDSHAKE_TIMEOUT_MS ? G.stall_ms : HANDSHAKE_TIMEOUT_MS);
     struct vgpu_hello_result res;
     int rc = vgpu_hello_exchange(l->conn, &p, &l->in, &res, err, errlen);
     int saved = errno; /* 0: closed without an answer */
+    vgpu_conn_set_deadline(l->conn, 0);
     *auth_failed = res.auth_failed;
     l->hello_answered = res.answered;
     errno = saved;
@@ -257,14 +264,24 @@ static struct vg_lane *lane_open(uint32_t kind, bool *auth_failed, char *err, si
     /* A connection the daemon closes before answering its HELLO was refused for a moment
      * (too many handshakes pending, from this process among others): try again shortly. */
     for (int attempt = 0;; attempt++) {
+        /* The daemon closes a connection past its handshake bounds at once; the guest
+         * then sees the close, or a reset when its HELLO (or TLS hello) was already sent. */
         if (vgpu_connect(G.addr, CONNECT_TIMEOUT_MS, &l->conn, err, errlen)) {
-            lane_free(l);
-            return NULL;
+            bool cut = errno == ECONNRESET || errno == EPIPE || errno == ECONNABORTED;
+            if (!cut || attempt == HELLO_RETRIES) {
+                lane_free(l);
+                return NULL;
+            }
+            l->conn = NULL;
+            struct timespec ts = {0, (long)(50 << attempt) * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
         }
         if (l->conn->t == &vgpu_transport_tcp) vgpu_tcp_keepalive(l->conn->fd, G.stall_ms / 1000, false);
         errno = EINVAL;
         if (!hello(l, kind, auth_failed, err, errlen)) break;
-        bool refused_early = errno == 0 && !l->hello_answered;
+        bool refused_early = !l->hello_answered && (errno == 0 || errno == ECONNRESET || errno == EPIPE ||
+                                                    errno == ECONNABORTED);
         if (!refused_early || attempt == HELLO_RETRIES) {
             lane_free(l);
             return NULL;
@@ -742,7 +759,7 @@ enum vg_rpc_status vg_rpc_call_pipelined(uint16_t op, const struct vg_rpc_pipe *
             if (l->conn->t->read_all(l->conn, hdr, 1)) return lost("receive");
             first = 1;
         }
-        vgpu_conn_set_read_deadline(l->conn, G.stall_ms);
+        vgpu_conn_set_read_stall(l->conn, G.stall_ms);
         if (l->conn->t->read_all(l->conn, hdr + first, sizeof hdr - first)) return lost("receive");
         vgpu_frame_hdr_decode(hdr, &h);
         size_t want = 0;
