@@ -450,7 +450,9 @@ CUresult op_NVML_PROCESSES(struct lane *L, struct wire_rd *in, struct wire_buf *
     return CUDA_SUCCESS;
 }
 
-CUresult op_NVML_PROCESS_TENANT(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+/* One string of the status board entry of client process `pid` (the u32 argument):
+ * its process name or its tenant; NVML_ERROR_NOT_FOUND when no client has that pid. */
+static CUresult reply_board_string(struct lane *L, struct wire_rd *in, struct wire_buf *out, bool tenant)
 {
     uint32_t pid = wire_get_u32(in);
     IN_END(L, in);
@@ -463,7 +465,7 @@ CUresult op_NVML_PROCESS_TENANT(struct lane *L, struct wire_rd *in, struct wire_
     rc = NVML_ERROR_NOT_FOUND;
     for (int k = 0; k < nb; k++)
         if ((uint32_t)board[k].client_pid == pid) {
-            wire_put_str(out, board[k].tenant);
+            wire_put_str(out, tenant ? board[k].tenant : board[k].client_name);
             rc = NVML_SUCCESS;
             break;
         }
@@ -471,23 +473,12 @@ CUresult op_NVML_PROCESS_TENANT(struct lane *L, struct wire_rd *in, struct wire_
     return (CUresult)rc;
 }
 
+CUresult op_NVML_PROCESS_TENANT(struct lane *L, struct wire_rd *in, struct wire_buf *out)
+{
+    return reply_board_string(L, in, out, true);
+}
+
 CUresult op_NVML_PROCESS_NAME(struct lane *L, struct wire_rd *in, struct wire_buf *out)
 {
-    uint32_t pid = wire_get_u32(in);
-    IN_END(L, in);
-    nvmlReturn_t rc;
-    pthread_once(&setup_once, setup);
-    if ((rc = setup_rc) != NVML_SUCCESS) return (CUresult)rc;
-    int nb;
-    struct board_entry *board = board_copy(&nb);
-    if (!board) return (CUresult)NVML_ERROR_MEMORY;
-    rc = NVML_ERROR_NOT_FOUND;
-    for (int k = 0; k < nb; k++)
-        if ((uint32_t)board[k].client_pid == pid) {
-            wire_put_str(out, board[k].client_name);
-            rc = NVML_SUCCESS;
-            break;
-        }
-    free(board);
-    return (CUresult)rc;
+    return reply_board_string(L, in, out, false);
 }
