@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all test asan demo gen clean bench fuzz valgrind
+.PHONY: all test asan demo gen clean bench fuzz valgrind install uninstall
 # make fuzz: libFuzzer harnesses (clang) in build-fuzz, each run FUZZ_SECONDS (tests/fuzz/README.md)
 FUZZ_SECONDS ?= 60
 all:
@@ -28,6 +28,20 @@ fuzz:
 # vgpud and its workers under valgrind memcheck through the e2e programs (emu backend)
 valgrind: all
 	./tests/e2e/run_valgrind.sh $(BUILD)
+
+# make install / make uninstall [PREFIX=/usr/local] [DESTDIR=...]: cmake/install.cmake
+# says what goes where (docs/vm.md). The prefix is given at install time (cmake --install
+# --prefix), so installing never reconfigures an existing build directory.
+PREFIX ?= /usr/local
+DESTDIR ?=
+install:
+	@[ -f $(BUILD)/CMakeCache.txt ] || cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target vgpud vgpu vgpu_bench_worker cuda_guest nvml_guest
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+uninstall:
+	@[ -f $(BUILD)/vgpu_uninstall.cmake ] || cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	DESTDIR="$(DESTDIR)" cmake -DPREFIX="$(PREFIX)" -P $(BUILD)/vgpu_uninstall.cmake
 
 gen:
 	python3 tools/gen.py

@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "common/nvml_abi.h"
+#include "common/client_conf.h"
 #include "common/proto.h"
 
 #define MAX_CLIENTS 1024
@@ -122,7 +123,9 @@ int cmd_smi(int argc, char **argv)
             return 2;
         }
     }
-    const char *server = getenv("VGPU_SERVER");
+    /* For messages only: the library resolves the address the same way. */
+    vgpu_client_conf_load();
+    const char *server = vgpu_client_setting("VGPU_SERVER");
     if (!server || !server[0]) server = VGPU_DEFAULT_SERVER;
     if (load_nvml()) return 1;
     nvmlReturn_t rc = nv.init();

@@ -28,7 +28,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: vgpu run [--server ADDR] -- CMD [ARGS...]   run a CUDA program on the remote GPU\n"
                "       vgpu smi [--server ADDR] [--json]           devices and clients of a vgpud\n"
                "       vgpu bench [--server ADDR]... [--quick] [--json]  latency, launch rate, bandwidth\n"
-               "  ADDR: unix:PATH or tcp:HOST:PORT (default: $VGPU_SERVER, else %s)\n",
+               "  ADDR: unix:PATH or tcp:HOST:PORT (default: $VGPU_SERVER, else server in\n"
+               "        $VGPU_CLIENT_CONF or /etc/vgpu/client.conf, else %s)\n",
             VGPU_DEFAULT_SERVER);
 }
 
@@ -44,12 +45,17 @@ int cli_lib_dir(char *out, size_t n)
     if (len <= 0) return -1;
     exe[len] = 0;
     char *dir = dirname(exe);
-    snprintf(out, n, "%s/../lib", dir);
-    char real[PATH_MAX];
-    if (realpath(out, real)) snprintf(out, n, "%s", real);
-    char probe[PATH_MAX + 16];
-    snprintf(probe, sizeof probe, "%s/libcuda.so.1", out);
-    return access(probe, R_OK) == 0 ? 0 : -1;
+    /* ../lib in the build tree, ../lib/vgpu where `make install` puts them. */
+    static const char *const rel[] = {"../lib", "../lib/vgpu"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        snprintf(out, n, "%s/%s", dir, rel[i]);
+        char real[PATH_MAX];
+        if (realpath(out, real)) snprintf(out, n, "%s", real);
+        char probe[PATH_MAX + 16];
+        snprintf(probe, sizeof probe, "%s/libcuda.so.1", out);
+        if (access(probe, R_OK) == 0) return 0;
+    }
+    return -1;
 }
 
 static int cmd_run(int argc, char **argv)

@@ -28,8 +28,10 @@ enum { VGPU_LAUNCH_PLAIN = 0, VGPU_LAUNCH_COOPERATIVE = 1, VGPU_LAUNCH_EX = 2 };
  * lane thread's capture mode relaxed, so an open stream capture is not invalidated. */
 #define VGPU_HOST_REGISTER_FOR_GRAPH 0x80000000u
 
-/* Default server address when VGPU_SERVER is unset. */
-#define VGPU_DEFAULT_SERVER "unix:/tmp/vgpud.sock"
+/* Default server address when neither VGPU_SERVER nor client.conf's server gives one:
+ * where the installed vgpud.service listens (RuntimeDirectory=vgpud; /run, not /tmp,
+ * where any user could create the socket first). */
+#define VGPU_DEFAULT_SERVER "unix:/run/vgpud/vgpud.sock"
 
 /* The session token a lane presents to join its process's session. */
 #define VGPU_TOKEN_BYTES 16

@@ -10,6 +10,7 @@
  * Waits honour the socket's SO_RCVTIMEO/SO_SNDTIMEO as a blocking socket would.
  */
 #include "transport/tls.h"
+#include "common/client_conf.h"
 
 #include "common/log.h"
 #include "transport/transport.h"
@@ -508,7 +509,7 @@ int vgpu_tls_accept(struct vgpu_conn *c, int timeout_ms, bool *quiet, char *err,
 
 bool vgpu_tls_client_wanted(void)
 {
-    const char *ca = getenv("VGPU_TLS_CA");
+    const char *ca = vgpu_client_setting("VGPU_TLS_CA");
     return ca && ca[0];
 }
 
@@ -519,7 +520,9 @@ static SSL_CTX *client_ctx_get(char *err, size_t errlen)
     pthread_mutex_lock(&lock);
     if (!client_tried) {
         client_tried = true;
-        const char *ca = getenv("VGPU_TLS_CA"), *cert = getenv("VGPU_TLS_CERT"), *key = getenv("VGPU_TLS_KEY");
+        /* The environment, else the guest's client.conf (tls-ca, tls-cert, tls-key). */
+        const char *ca = vgpu_client_setting("VGPU_TLS_CA"), *cert = vgpu_client_setting("VGPU_TLS_CERT"),
+                   *key = vgpu_client_setting("VGPU_TLS_KEY");
         bool has_cert = cert && cert[0], has_key = key && key[0];
         SSL_CTX *ctx = NULL;
         if (api_load(client_error, sizeof client_error)) goto done;
@@ -859,7 +862,7 @@ int vgpu_tls_accept(struct vgpu_conn *c, int timeout_ms, bool *quiet, char *err,
 
 bool vgpu_tls_client_wanted(void)
 {
-    const char *ca = getenv("VGPU_TLS_CA");
+    const char *ca = vgpu_client_setting("VGPU_TLS_CA");
     return ca && ca[0];
 }
 

@@ -541,3 +541,11 @@ add_test(NAME e2e_killed_probe_tcp-tls
   COMMAND bash "${_e2e_src}/killed_probe.sh" tcp-tls $<TARGET_FILE:vgpu_e2e_killed_probe>)
 set_tests_properties(e2e_killed_probe_tcp-tls PROPERTIES
   LABELS "e2e;tls" TIMEOUT ${_e2e_ctest_timeout} ENVIRONMENT "${_e2e_env}" SKIP_RETURN_CODE 77)
+
+# make install / make uninstall into a temporary DESTDIR, and drv_basic through the
+# installed vgpud and libraries configured by client.conf alone (tests/e2e/install_test.sh).
+add_test(NAME install_layout_e2e
+  COMMAND bash "${_e2e_src}/install_test.sh" "${CMAKE_SOURCE_DIR}" "${CMAKE_BINARY_DIR}"
+          $<TARGET_FILE:vgpu_e2e_drv_basic>)
+set_tests_properties(install_layout_e2e PROPERTIES LABELS "e2e" TIMEOUT 600
+  ENVIRONMENT "VGPU_E2E_PROBE=$<TARGET_FILE:vgpu_e2e_probe>;VGPU_E2E_PLUGINS=${_e2e_plugins}")

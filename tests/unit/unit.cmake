@@ -53,3 +53,9 @@ add_test(NAME unit_guest_no_libssl COMMAND bash -c
   "command -v readelf >/dev/null || exit 77; for f in \"$0\" \"$1\"; do readelf -d \"$f\" | grep -E 'NEEDED.*(libssl|libcrypto)' && { echo \"$f depends on OpenSSL\"; exit 1; }; done; echo 'no libssl/libcrypto NEEDED'"
   $<TARGET_FILE:cuda_guest> $<TARGET_FILE:nvml_guest>)
 set_tests_properties(unit_guest_no_libssl PROPERTIES SKIP_RETURN_CODE 77 LABELS "tls")
+
+# The guest's client.conf parser (src/common/client_conf.c): good file, malformed lines,
+# environment precedence.
+add_executable(test_client_conf tests/unit/test_client_conf.c)
+target_link_libraries(test_client_conf PRIVATE vgpu_common)
+add_test(NAME unit_client_conf COMMAND test_client_conf)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/auth.h"
+#include "common/client_conf.h"
 #include "common/frame.h"
 #include "common/log.h"
 #include "common/shm_upgrade.h"
@@ -196,10 +197,11 @@ static int hello(struct vg_lane *l, uint32_t kind, bool *auth_failed, char *err,
 }
 
 /* The tenant token: VGPU_TOKEN, else the first line of VGPU_TOKEN_FILE (whitespace
- * trimmed). -1 (logged) when the file cannot be read. */
+ * trimmed); either may come from client.conf (token, token-file) when neither variable
+ * is set. -1 (logged) when the file cannot be read. */
 static int load_token(void)
 {
-    const char *tok = getenv("VGPU_TOKEN"), *file = getenv("VGPU_TOKEN_FILE");
+    const char *tok = vgpu_client_setting("VGPU_TOKEN"), *file = vgpu_client_setting("VGPU_TOKEN_FILE");
     char buf[sizeof G.auth + 2] = "";
     if (tok && tok[0]) {
         snprintf(buf, sizeof buf, "%s", tok);
@@ -339,9 +341,11 @@ int vg_rpc_open(const char *api)
         return 0;
     }
     snprintf(G.api, sizeof G.api, "%s", api);
-    const char *addr = getenv("VGPU_SERVER");
+    /* Before any setting is read: the environment, else /etc/vgpu/client.conf. */
+    vgpu_client_conf_load();
+    const char *addr = vgpu_client_setting("VGPU_SERVER");
     snprintf(G.addr, sizeof G.addr, "%s", addr && addr[0] ? addr : VGPU_DEFAULT_SERVER);
-    const char *timeout = getenv("VGPU_TIMEOUT");
+    const char *timeout = vgpu_client_setting("VGPU_TIMEOUT");
     char *end = NULL;
     long secs = timeout && *timeout ? strtol(timeout, &end, 10) : DEFAULT_STALL_S;
     if (timeout && *timeout && (*end || secs < 0 || secs > 86400)) {
@@ -359,7 +363,7 @@ int vg_rpc_open(const char *api)
             VGPU_ERROR("vgpud at %s: authentication failed (%s; check VGPU_TOKEN or VGPU_TOKEN_FILE)", G.addr,
                        err[0] ? err : G.auth_len ? "token refused" : "no token given");
         else if (!token_unreadable)
-            VGPU_ERROR("cannot reach vgpud at %s: %s (set VGPU_SERVER=unix:PATH or tcp:HOST:PORT)", G.addr, err);
+            VGPU_ERROR("cannot reach vgpud at %s: %s (set VGPU_SERVER=unix:PATH or tcp:HOST:PORT, or server in client.conf)", G.addr, err);
         return auth_failed || token_unreadable ? VG_RPC_OPEN_DENIED : -1;
     }
     l->primary = true;
