@@ -6,8 +6,8 @@
 #   2. start the installed usr/bin/vgpud (emu backend) on TCP with a token, and run
 #      drv_basic against it with LD_LIBRARY_PATH on the installed lib dir and no
 #      VGPU_SERVER or token variable: the address and token-file come from a
-#      client.conf named by VGPU_CLIENT_CONF; then check that without the conf (and
-#      with a conf naming a wrong token file) the same program is refused;
+#      client.conf named by VGPU_CLIENT_CONF; then check that a conf naming a wrong
+#      token file is refused, and that VGPU_TOKEN_FILE in the environment wins over it;
 #   3. uninstall and check nothing is left (an edited config stays, said so).
 #
 #   install_test.sh SRC_DIR BUILD_DIR DRV_BASIC   (env: VGPU_E2E_PROBE, VGPU_E2E_PLUGINS)
