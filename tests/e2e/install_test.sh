@@ -32,7 +32,7 @@ fail() {
     echo "install_test: FAIL: $*" >&2
     exit 1
 }
-check_file() { [ -f "$root/$1" ] && [ ! -L "$root/$1" ] || fail "$1 missing (or not a plain file)"; }
+check_file() { if [ ! -f "$root/$1" ] || [ -L "$root/$1" ]; then fail "$1 missing (or not a plain file)"; fi; }
 check_link() { [ "$(readlink "$root/$1")" = "$2" ] || fail "$1 is not a link to $2"; }
 
 # 1. install and layout
@@ -46,7 +46,7 @@ check_file usr/lib/vgpu/libcuda.so.1
 check_file usr/lib/vgpu/libnvidia-ml.so.1
 check_link usr/lib/vgpu/libcuda.so libcuda.so.1
 check_link usr/lib/vgpu/libnvidia-ml.so libnvidia-ml.so.1
-[ "$(ls "$root/usr/lib/vgpu" | wc -l)" = 4 ] || fail "usr/lib/vgpu holds more than the guest libraries"
+[ "$(find "$root/usr/lib/vgpu" -mindepth 1 | wc -l)" = 4 ] || fail "usr/lib/vgpu holds more than the guest libraries"
 [ "$(grep -v '^#' "$root/etc/ld.so.conf.d/vgpu.conf")" = /usr/lib/vgpu ] ||
     fail "etc/ld.so.conf.d/vgpu.conf does not name /usr/lib/vgpu"
 unit=$root/usr/lib/systemd/system/vgpud.service
