@@ -268,7 +268,7 @@ unix | unix-noshm | tcp | vsock | tcp-tls | tcp-tls-client)
             port=$("$probe" freeport) || die "no free TCP port"
             addr="tcp:127.0.0.1:$port"
         fi
-        if start_daemon "$addr" $reach; then
+        if start_daemon "$addr" "$reach"; then
             started=1
             break
         fi
