@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <linux/vm_sockets.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,7 +68,8 @@ static struct {
     } slot[MAX_PENDING_HANDSHAKES];
 } pending_peers = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* Who a new connection is from, for the per-peer bound: "ip:ADDR" or "pid:N uid:N". */
+/* Who a new connection is from, for the per-peer bound: "ip:ADDR", "cid:N" (a virtual
+ * machine: its source ports are its own to choose) or "pid:N uid:N". */
 static void peer_key(const struct vgpu_conn *c, char *key, size_t len)
 {
     struct sockaddr_storage ss;
@@ -83,6 +85,14 @@ static void peer_key(const struct vgpu_conn *c, char *key, size_t len)
         return;
     }
     const char *suffix = "";
+    if (c->t == &vgpu_transport_vsock) {
+        struct sockaddr_vm vm;
+        socklen_t vl = sizeof vm;
+        if (getpeername(c->fd, (struct sockaddr *)&vm, &vl) == 0 && vm.svm_family == AF_VSOCK)
+            snprintf(key, len, "cid:%u", vm.svm_cid);
+        else snprintf(key, len, "cid:?");
+        return;
+    }
     if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, sizeof buf);
@@ -182,7 +192,7 @@ static void usage(FILE *f)
                "             [--allow-users LIST] [--allow-groups LIST]\n"
                "             [--max-clients N] [--max-lanes N] [--max-objects N] [--max-message SIZE]\n"
                "             [--peer-timeout SECONDS]\n"
-               "  ADDR: unix:PATH or tcp:HOST:PORT\n"
+               "  ADDR: unix:PATH, tcp:HOST:PORT or vsock:PORT (any CID of this machine)\n"
                "  --backend auto (default): cuda when a driver and a GPU are present, else emu\n"
                "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
                "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n"
@@ -193,7 +203,7 @@ static void usage(FILE *f)
                "  --config FILE: options ([server]) and tenants ([tenant NAME]), see docs/config.md;\n"
                "      the command line wins over the file\n"
                "  --token-file FILE: the token of tenant \"default\" (first line of FILE, mode 600)\n"
-               "  --tcp-no-auth: accept clients without a token over TCP (else a token is required)\n"
+               "  --tcp-no-auth: accept clients without a token over TCP and vsock (else a token is required)\n"
                "  --allow-users LIST, --allow-groups LIST: unix-socket peers (names or ids, comma\n"
                "      separated) allowed without being a tenant\n"
                "  --tls-cert FILE --tls-key FILE: tcp listeners speak TLS only, with this certificate\n"
@@ -1090,7 +1100,8 @@ static int vgpud_main(int argc, char **argv)
     bool any_token = false;
     for (size_t i = 0; i < d.cfg.ntenants; i++) any_token |= d.cfg.tenants[i].token_len > 0;
     for (int i = 0; i < naddrs; i++) {
-        if (strncmp(addrs[i], "tcp:", 4)) continue;
+        /* vsock reaches other machines (virtual ones) just as TCP does. */
+        if (strncmp(addrs[i], "tcp:", 4) && strncmp(addrs[i], "vsock:", 6)) continue;
         if (!any_token && !d.tcp_no_auth) {
             fprintf(stderr,
                     "vgpud: listening on %s needs a token (--token-file FILE, or tenants with token-file in "
@@ -1098,7 +1109,8 @@ static int vgpud_main(int argc, char **argv)
                     addrs[i]);
             return 2;
         }
-        if (d.tcp_no_auth) VGPU_WARN("%s: --tcp-no-auth: clients without a token are accepted over TCP", addrs[i]);
+        if (d.tcp_no_auth) VGPU_WARN("%s: --tcp-no-auth: clients without a token are accepted over TCP and vsock",
+                                 addrs[i]);
     }
     d.keys = calloc(d.cfg.ntenants ? d.cfg.ntenants : 1, sizeof *d.keys);
     if (!d.keys) return 1;

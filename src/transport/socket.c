@@ -1,9 +1,10 @@
-/* Stream-socket plumbing shared by the unix and TCP transports, and address dispatch. */
+/* Stream-socket plumbing shared by the unix, TCP and vsock transports, and address dispatch. */
 #include "transport/transport.h"
 #include "transport/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <time.h>
 #include <stdio.h>
@@ -14,7 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static const struct vgpu_transport *const transports[] = {&vgpu_transport_unix, &vgpu_transport_tcp};
+static const struct vgpu_transport *const transports[] = {&vgpu_transport_unix, &vgpu_transport_tcp,
+                                                             &vgpu_transport_vsock};
 
 const struct vgpu_transport *vgpu_transport_for(const char *addr, const char **where)
 {
@@ -34,7 +36,7 @@ int vgpu_connect(const char *addr, int timeout_ms, struct vgpu_conn **out, char 
     const char *where;
     const struct vgpu_transport *t = vgpu_transport_for(addr, &where);
     if (!t) {
-        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH or tcp:HOST:PORT)", addr ? addr : "");
+        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT or vsock:CID:PORT)", addr ? addr : "");
         return -1;
     }
     return t->connect(where, timeout_ms, out, err, errlen);
@@ -45,7 +47,7 @@ int vgpu_listen(const char *addr, struct vgpu_listener **out, char *err, size_t 
     const char *where;
     const struct vgpu_transport *t = vgpu_transport_for(addr, &where);
     if (!t) {
-        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH or tcp:HOST:PORT)", addr ? addr : "");
+        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT or vsock:CID:PORT)", addr ? addr : "");
         return -1;
     }
     int rc = t->listen(where, out, err, errlen);
@@ -127,6 +129,35 @@ void vgpu_tcp_keepalive(int fd, int seconds, bool user_timeout_on)
     if (user_timeout_on) (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
 }
 
+/* Non-blocking connect so an unreachable peer fails after timeout_ms instead of
+ * the kernel's minutes-long SYN retry. */
+int vgpu_sock_connect_timeout(int fd, const struct sockaddr *sa, unsigned len, int timeout_ms)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    int rc = connect(fd, sa, (socklen_t)len);
+    if (rc < 0 && errno == EINPROGRESS) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        rc = poll(&p, 1, timeout_ms);
+        if (rc == 0) {
+            errno = ETIMEDOUT;
+            rc = -1;
+        } else if (rc > 0) {
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+            if (soerr) {
+                errno = soerr;
+                rc = -1;
+            } else {
+                rc = 0;
+            }
+        }
+    }
+    if (fcntl(fd, F_SETFL, fl) < 0) return -1;
+    return rc;
+}
+
 struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd)
 {
     struct vgpu_conn *c = calloc(1, sizeof *c);
@@ -173,6 +204,7 @@ int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
             return -1;
         }
         if (l->t == &vgpu_transport_tcp) name_tcp_peer(c);
+        else if (l->t == &vgpu_transport_vsock) vgpu_vsock_name_peer(c);
         *out = c;
         return 0;
     }

@@ -4,11 +4,9 @@
 #include "transport/tls.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,35 +40,6 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* Non-blocking connect so an unreachable host fails after timeout_ms instead of
- * the kernel's minutes-long SYN retry. */
-static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-    int rc = connect(fd, sa, len);
-    if (rc < 0 && errno == EINPROGRESS) {
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        rc = poll(&p, 1, timeout_ms);
-        if (rc == 0) {
-            errno = ETIMEDOUT;
-            rc = -1;
-        } else if (rc > 0) {
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-            if (soerr) {
-                errno = soerr;
-                rc = -1;
-            } else {
-                rc = 0;
-            }
-        }
-    }
-    if (fcntl(fd, F_SETFL, fl) < 0) return -1;
-    return rc;
-}
-
 static int tcp_connect(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen)
 {
     char host[256], port[32];
@@ -88,7 +57,7 @@ static int tcp_connect(const char *where, int timeout_ms, struct vgpu_conn **out
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) continue;
-        if (connect_timeout(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0) break;
+        if (vgpu_sock_connect_timeout(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0) break;
         saved = errno;
         close(fd);
         fd = -1;

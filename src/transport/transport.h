@@ -1,14 +1,15 @@
 /*
  * Transports: how guest and daemon exchange frames. Every transport implements the
  * same function table, so the protocol code never knows which one carries it.
- * Addresses: "unix:PATH", "tcp:HOST:PORT". (Shared memory, vsock and ivshmem slot
- * in as further tables.)
+ * Addresses: "unix:PATH", "tcp:HOST:PORT", "vsock:CID:PORT" (a daemon listens on
+ * "vsock:PORT"). (Shared memory and ivshmem slot in as further tables.)
  */
 #ifndef VGPU_TRANSPORT_H
 #define VGPU_TRANSPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 struct vgpu_conn;
@@ -16,7 +17,7 @@ struct vgpu_listener;
 struct vgpu_tls;
 
 struct vgpu_transport {
-    const char *scheme; /* "unix", "tcp" */
+    const char *scheme; /* "unix", "tcp", "vsock" */
     /* Writes cost a system call each: the guest batches posted frames (rpc.c). */
     bool batches;
     /* Connect to the part of the address after "scheme:"; timeout in milliseconds. */
@@ -110,6 +111,14 @@ struct vgpu_listener {
 
 extern const struct vgpu_transport vgpu_transport_unix;
 extern const struct vgpu_transport vgpu_transport_tcp;
+extern const struct vgpu_transport vgpu_transport_vsock;
+
+/* Parse the part of a vsock address after "vsock:": listening, "PORT" (*cid is then
+ * VMADDR_CID_ANY); connecting, "CID:PORT" or "host:PORT" (CID 2). Decimal only; 0 or a
+ * message in err. */
+int vgpu_vsock_parse(const char *where, bool listening, unsigned *cid, unsigned *port, char *err, size_t errlen);
+/* Name an accepted vsock connection "vsock:CID:PORT" for logs. */
+void vgpu_vsock_name_peer(struct vgpu_conn *c);
 
 /* Pick the transport for an address ("unix:/run/x.sock"); NULL if unknown.
  * *where is set to the part after the scheme. */
@@ -137,6 +146,9 @@ long vgpu_recv_fd(int sock, void *data, size_t len, int *fd);
 long vgpu_recv_fd_flags(int sock, void *data, size_t len, int *fd, int flags);
 
 /* Read/write helpers shared by the socket transports. */
+/* connect() that gives up after timeout_ms (the kernel's own retries take minutes); 0
+ * or -1 with errno (ETIMEDOUT when the time ran out). */
+int vgpu_sock_connect_timeout(int fd, const struct sockaddr *sa, unsigned len, int timeout_ms);
 int vgpu_sock_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt);
 int vgpu_sock_writev_fd(struct vgpu_conn *c, struct iovec *iov, int iovcnt, int fd);
 int vgpu_sock_read_all(struct vgpu_conn *c, void *buf, size_t n);

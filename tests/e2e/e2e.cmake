@@ -29,6 +29,7 @@
 # e2e_drv_pipeline, e2e_drv_visible, e2e_probe_ollama,
 # e2e_killed_probe, e2e_smi, e2e_unreachable_drv, e2e_unreachable_rt, e2e_blas_basic,
 # e2e_dnn_basic (these two skip, exit 77, when their library is absent); plus
+# e2e_drv_basic_vsock and e2e_smi_vsock (skip without vsock loopback), e2e_unreachable_drv_vsock;
 # e2e_plugin_selftest, e2e_plugin_symbols; with a backend other than emu also
 # e2e_{rt_basic_ptx,drv_basic_ptx}_{unix,tcp}. tests/e2e/README.md lists what each covers.
 # Variables set for other suites: VGPU_E2E_OUT_DIR, VGPU_E2E_RUN_SCRIPT, VGPU_E2E_RT_BASIC_PTX,
@@ -350,6 +351,15 @@ foreach(_tr unix tcp)
     vgpu_e2e_add(e2e_drv_basic_ptx_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic> "${_e2e_out}/drv_kernels.ptx")
   endif()
 endforeach()
+
+# vsock (run_e2e.sh vsock): vgpud on vsock:PORT, the program at vsock:1:PORT (the local
+# CID) with the token; a skip (77) where the vsock_loopback module is not loaded. A guest
+# whose vsock connect fails gets a prompt, clean cuInit error on every machine.
+vgpu_e2e_add(e2e_drv_basic_vsock vsock $<TARGET_FILE:vgpu_e2e_drv_basic>)
+vgpu_e2e_add(e2e_smi_vsock vsock "${_e2e_src}/smi_check.sh")
+set_property(TEST e2e_smi_vsock APPEND PROPERTY ENVIRONMENT "VGPU_E2E_HOLD=$<TARGET_FILE:vgpu_e2e_hold_memory>")
+set_tests_properties(e2e_drv_basic_vsock e2e_smi_vsock PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e;vsock")
+vgpu_e2e_add(e2e_unreachable_drv_vsock dead-vsock $<TARGET_FILE:vgpu_e2e_unreachable> drv)
 
 # TLS over tcp (run_e2e.sh tcp-tls*, tls-refused-*; certificates made with the openssl
 # command at test time, a skip without it): programs over TLS, with a client certificate,

@@ -1,12 +1,15 @@
 /*
  * Socket helper for run_e2e.sh (no python/socat/nc needed):
  *
- *   e2e_probe connect unix:PATH | tcp:HOST:PORT
+ *   e2e_probe connect unix:PATH | tcp:HOST:PORT | vsock:CID:PORT
  *       exit 0 if a connection can be made right now (then closes it), else 1
  *   e2e_probe freeport
  *       print a TCP port on 127.0.0.1 that was free a moment ago
  *   e2e_probe deadsock PATH
  *       leave a unix socket file at PATH that nobody listens on (connect: ECONNREFUSED)
+ *   e2e_probe vsockport
+ *       print a vsock port free on the local CID (1) a moment ago; exit 77 with the
+ *       reason on stderr when this machine has no vsock loopback (vsock_loopback)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
@@ -21,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <linux/vm_sockets.h>
 
 static int unix_addr(const char *path, struct sockaddr_un *sa)
 {
@@ -76,8 +80,56 @@ static int do_connect(const char *addr)
         freeaddrinfo(res);
         return ok ? 0 : 1;
     }
+    if (strncmp(addr, "vsock:", 6) == 0) {
+        unsigned cid, port;
+        char end;
+        if (sscanf(addr + 6, "%u:%u%c", &cid, &port, &end) != 2)
+            return 1;
+        struct sockaddr_vm sa;
+        memset(&sa, 0, sizeof sa);
+        sa.svm_family = AF_VSOCK;
+        sa.svm_cid = cid;
+        sa.svm_port = port;
+        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 1;
+        int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(fd);
+        return ok ? 0 : 1;
+    }
     fprintf(stderr, "e2e_probe: unknown address %s\n", addr);
     return 2;
+}
+
+/* Binding the local CID works only with the vsock_loopback module; without it the
+ * vsock tests cannot run here (77: ctest's skip). */
+static int vsock_port(void)
+{
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, "e2e_probe: no vsock on this machine (socket: %s)\n", strerror(errno));
+        return 77;
+    }
+    struct sockaddr_vm sa;
+    socklen_t len = sizeof sa;
+    memset(&sa, 0, sizeof sa);
+    sa.svm_family = AF_VSOCK;
+    sa.svm_cid = 1; /* VMADDR_CID_LOCAL */
+    sa.svm_port = VMADDR_PORT_ANY;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        fprintf(stderr, "e2e_probe: no vsock loopback on this machine (bind to CID 1: %s; modprobe vsock_loopback)\n",
+                strerror(errno));
+        close(fd);
+        return 77;
+    }
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        perror("e2e_probe: vsockport");
+        close(fd);
+        return 1;
+    }
+    printf("%u\n", sa.svm_port);
+    close(fd);
+    return 0;
 }
 
 static int free_port(void)
@@ -122,6 +174,8 @@ int main(int argc, char **argv)
         return free_port();
     if (argc == 3 && strcmp(argv[1], "deadsock") == 0)
         return dead_socket(argv[2]);
-    fprintf(stderr, "usage: e2e_probe connect ADDR | freeport | deadsock PATH\n");
+    if (argc == 2 && strcmp(argv[1], "vsockport") == 0)
+        return vsock_port();
+    fprintf(stderr, "usage: e2e_probe connect ADDR | freeport | deadsock PATH | vsockport\n");
     return 2;
 }

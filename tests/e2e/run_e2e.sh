@@ -10,6 +10,10 @@
 #       not exit cleanly (status 0 or 143) within 10 s of SIGTERM. unix: the lanes move
 #       to shared memory (the default; the daemon's log must show it); unix-noshm: the
 #       program runs with VGPU_SHM=0 and its lanes stay on the socket.
+#   run_e2e.sh vsock PROGRAM [ARGS...]
+#       as tcp, over vsock: vgpud listens on vsock:PORT, the program reaches it at
+#       vsock:1:PORT (the local CID) with the token. Needs the vsock_loopback module;
+#       without it (binding CID 1 fails) exits 77, a skip, saying so.
 #   run_e2e.sh tcp-tls|tcp-tls-client PROGRAM [ARGS...]
 #       as tcp, over TLS: a test CA and certificates are made with the openssl command
 #       (tls_certs.sh; exit 77, a skip, without it), vgpud gets --tls-cert/--tls-key
@@ -24,10 +28,11 @@
 #       (TLS guest against a plain daemon), no-client-cert / other-client-cert (daemon
 #       with --tls-client-ca; guest without a certificate / with one from another CA),
 #       bad-ca-file (VGPU_TLS_CA names no file), cert-without-key (VGPU_TLS_CERT alone).
-#   run_e2e.sh dead-unix|dead-tcp PROGRAM [ARGS...]
+#   run_e2e.sh dead-unix|dead-tcp|dead-vsock PROGRAM [ARGS...]
 #       no daemon: run PROGRAM directly with VGPU_SERVER set to an address where
-#       nothing listens (a stale unix socket file / a closed TCP port) and vgpu's
-#       libcuda.so.1 first on LD_LIBRARY_PATH (tests/e2e/unreachable.c).
+#       nothing listens (a stale unix socket file / a closed TCP port / a vsock port on
+#       the local CID, which fails at once also where vsock or its loopback is missing)
+#       and vgpu's libcuda.so.1 first on LD_LIBRARY_PATH (tests/e2e/unreachable.c).
 #
 # Environment (e2e.cmake sets these for ctest):
 #   VGPU_E2E_BIN        directory holding vgpud and vgpu
@@ -48,7 +53,7 @@ die() {
     exit 1
 }
 
-[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|tcp-tls|tcp-tls-client|tls-refused-CASE|dead-unix|dead-tcp PROGRAM [ARGS...]"
+[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|vsock|tcp-tls|tcp-tls-client|tls-refused-CASE|dead-unix|dead-tcp|dead-vsock PROGRAM [ARGS...]"
 mode=$1
 prog=$2
 shift 2
@@ -122,9 +127,9 @@ show_daemon_log() {
     fi
 }
 
-# Start vgpud listening on $1; wait until it accepts. 0 on success.
+# Start vgpud listening on $1; wait until it accepts (at $2 if given). 0 on success.
 start_daemon() {
-    local listen=$1 i
+    local listen=$1 reach=${2:-$1} i
     local args=(--listen "$listen" --backend "$backend" --token-file "$tmp/token" "${daemon_extra[@]}")
     if [ -n "${VGPU_E2E_CLIENT_MEMORY_LIMIT:-}" ]; then
         args+=(--client-memory-limit "$VGPU_E2E_CLIENT_MEMORY_LIMIT")
@@ -154,12 +159,12 @@ start_daemon() {
             daemon_pid=
             return 1
         fi
-        if "$probe" connect "$listen" 2>/dev/null; then
+        if "$probe" connect "$reach" 2>/dev/null; then
             return 0
         fi
         sleep 0.05
     done
-    echo "run_e2e: vgpud did not accept connections on $listen within 15 s" >&2
+    echo "run_e2e: vgpud did not accept connections on $reach within 15 s" >&2
     stop_daemon
     return 1
 }
@@ -228,8 +233,9 @@ stop_program() {
 }
 
 case "$mode" in
-unix | unix-noshm | tcp | tcp-tls | tcp-tls-client)
-    [ "${mode%%-*}" = tcp ] && export VGPU_TOKEN_FILE="$tmp/token"
+unix | unix-noshm | tcp | vsock | tcp-tls | tcp-tls-client)
+    # the network (vsock reaches other machines too) needs the token
+    [ "${mode%%-*}" = tcp ] || [ "$mode" = vsock ] && export VGPU_TOKEN_FILE="$tmp/token"
     [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
     [ -x "$vgpu" ] || die "vgpu not found: '$vgpu' (set VGPU_E2E_BIN)"
     case "$mode" in
@@ -245,18 +251,29 @@ unix | unix-noshm | tcp | tcp-tls | tcp-tls-client)
     esac
     started=0
     for _ in 1 2 3; do
-        if [ "${mode%%-*}" != tcp ]; then
+        reach=
+        if [ "$mode" = vsock ]; then
+            port=$("$probe" vsockport)
+            rc=$?
+            if [ $rc = 77 ]; then
+                echo "run_e2e: SKIP: this machine has no vsock loopback (load vsock_loopback to run vsock tests)"
+                exit 77
+            fi
+            [ $rc = 0 ] || die "no free vsock port"
+            addr="vsock:$port"
+            reach="vsock:1:$port"
+        elif [ "${mode%%-*}" != tcp ]; then
             addr="unix:$tmp/vgpud.sock"
         else
             port=$("$probe" freeport) || die "no free TCP port"
             addr="tcp:127.0.0.1:$port"
         fi
-        if start_daemon "$addr"; then
+        if start_daemon "$addr" "$reach"; then
             started=1
             break
         fi
-        # a TCP port can be taken between freeport and bind: try another one
-        [ "${mode%%-*}" = tcp ] || break
+        # a TCP or vsock port can be taken between freeport and bind: try another one
+        [ "${mode%%-*}" = tcp ] || [ "$mode" = vsock ] || break
     done
     if [ $started != 1 ]; then
         show_daemon_log "startup failed"
@@ -272,6 +289,8 @@ unix | unix-noshm | tcp | tcp-tls | tcp-tls-client)
     # with a client certificate, the guest names the daemon by host name (SSL_set1_host)
     # rather than by address as the others do
     [ "$mode" = tcp-tls-client ] && addr="tcp:localhost:$port"
+    # the daemon listens on every CID; the guest names one
+    [ "$mode" = vsock ] && addr=$reach
     run_limited "$vgpu" run --server "$addr" -- "$prog" "$@"
     rc=$?
     end=$(date +%s.%N)
@@ -294,7 +313,7 @@ unix | unix-noshm | tcp | tcp-tls | tcp-tls-client)
             failed=1
         fi
         ;;
-    unix-noshm | tcp | tcp-tls*)
+    unix-noshm | tcp | vsock | tcp-tls*)
         if [ "${shm_lanes:-0}" != 0 ]; then
             echo "run_e2e: FAIL: a session moved to shared memory in mode $mode" >&2
             failed=1
@@ -302,6 +321,12 @@ unix | unix-noshm | tcp | tcp-tls | tcp-tls-client)
         ;;
     esac
     case "$mode" in
+    vsock)
+        if ! grep -q "connected via vsock" "$tmp/vgpud.log"; then
+            echo "run_e2e: FAIL: the daemon's log shows no session over vsock" >&2
+            failed=1
+        fi
+        ;;
     tcp-tls*)
         if ! grep -q "connected via tcp:.* (tls)" "$tmp/vgpud.log"; then
             echo "run_e2e: FAIL: the daemon's log shows no session over TLS" >&2
@@ -417,7 +442,7 @@ tls-refused-*)
     echo "run_e2e: PASS ($mode)"
     exit 0
     ;;
-dead-unix | dead-tcp)
+dead-unix | dead-tcp | dead-vsock)
     lib=${VGPU_E2E_LIB:-}
     if [ -z "$lib" ] || [ ! -e "$lib/libcuda.so.1" ]; then
         die "VGPU_E2E_LIB does not hold libcuda.so.1: '$lib'"
@@ -425,6 +450,12 @@ dead-unix | dead-tcp)
     if [ "$mode" = dead-unix ]; then
         "$probe" deadsock "$tmp/dead.sock" || die "cannot create a dead socket"
         addr="unix:$tmp/dead.sock"
+    elif [ "$mode" = dead-vsock ]; then
+        # a port nobody listens on where there is a loopback; elsewhere any connect fails
+        port=$("$probe" vsockport 2>/dev/null) || port=9
+        addr="vsock:1:$port"
+        # a virtio-vsock guest without loopback waits out the kernel's 2 s connect timeout
+        export VGPU_E2E_UNREACHABLE_MAX_S=${VGPU_E2E_UNREACHABLE_MAX_S:-8}
     else
         port=$("$probe" freeport) || die "no free TCP port"
         addr="tcp:127.0.0.1:$port"
@@ -442,6 +473,6 @@ dead-unix | dead-tcp)
     exit 0
     ;;
 *)
-    die "unknown mode '$mode' (unix, unix-noshm, tcp, tcp-tls, tcp-tls-client, tls-refused-*, dead-unix, dead-tcp)"
+    die "unknown mode '$mode' (unix, unix-noshm, tcp, vsock, tcp-tls, tcp-tls-client, tls-refused-*, dead-unix, dead-tcp, dead-vsock)"
     ;;
 esac

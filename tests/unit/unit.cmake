@@ -59,3 +59,15 @@ set_tests_properties(unit_guest_no_libssl PROPERTIES SKIP_RETURN_CODE 77 LABELS 
 add_executable(test_client_conf tests/unit/test_client_conf.c)
 target_link_libraries(test_client_conf PRIVATE vgpu_common)
 add_test(NAME unit_client_conf COMMAND test_client_conf)
+
+# vsock addresses (src/transport/vsock.c), with no vsock needed: good and bad addresses,
+# and a connect that cannot succeed failing promptly.
+add_executable(test_vsock tests/unit/test_vsock.c)
+target_link_libraries(test_vsock PRIVATE vgpu_common)
+add_test(NAME unit_vsock COMMAND test_vsock)
+
+# vgpud refuses to listen on vsock without a token (vsock reaches other machines, as TCP
+# does), naming the address; a bad vsock address is refused with the expected form.
+add_test(NAME unit_vgpud_vsock_needs_token COMMAND bash -c
+  "out=$(timeout 20 \"$0\" --backend emu --listen vsock:5000 2>&1); rc=$?; echo \"$out\"; [ $rc = 2 ] && echo \"$out\" | grep -q 'listening on vsock:5000 needs a token' || { echo \"FAIL: status $rc\"; exit 1; }; out=$(timeout 20 \"$0\" --backend emu --tcp-no-auth --listen vsock:0 2>&1); rc=$?; echo \"$out\"; [ $rc != 0 ] && echo \"$out\" | grep -q 'expected vsock:PORT' || { echo \"FAIL: bad address, status $rc\"; exit 1; }; echo PASS"
+  $<TARGET_FILE:vgpud>)
