@@ -210,6 +210,20 @@ int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
     }
 }
 
+int vgpu_listener_wrap(const struct vgpu_transport *t, int fd, struct vgpu_listener **out, char *err, size_t errlen)
+{
+    struct vgpu_listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    l->t = t;
+    l->fd = fd;
+    *out = l;
+    return 0;
+}
+
 void vgpu_listener_close(struct vgpu_listener *l)
 {
     if (!l) return;

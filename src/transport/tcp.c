@@ -113,16 +113,7 @@ static int tcp_listen(const char *where, struct vgpu_listener **out, char *err, 
         snprintf(err, errlen, "cannot listen on tcp:%s: %s", where, strerror(saved));
         return -1;
     }
-    struct vgpu_listener *l = calloc(1, sizeof *l);
-    if (!l) {
-        close(fd);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    l->t = &vgpu_transport_tcp;
-    l->fd = fd;
-    *out = l;
-    return 0;
+    return vgpu_listener_wrap(&vgpu_transport_tcp, fd, out, err, errlen);
 }
 
 static int tcp_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)

@@ -129,6 +129,8 @@ int vgpu_listen(const char *addr, struct vgpu_listener **out, char *err, size_t 
 /* Accept one connection (blocking). */
 int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out);
 void vgpu_listener_close(struct vgpu_listener *l);
+/* Transports' listen: a listener for the listening socket fd (closed on failure). */
+int vgpu_listener_wrap(const struct vgpu_transport *t, int fd, struct vgpu_listener **out, char *err, size_t errlen);
 /* Wrap an already connected stream socket (handed over by another process). */
 struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd);
 static inline void vgpu_conn_close(struct vgpu_conn *c)

@@ -95,16 +95,7 @@ static int vsock_listen(const char *where, struct vgpu_listener **out, char *err
         if (fd >= 0) close(fd);
         return -1;
     }
-    struct vgpu_listener *l = calloc(1, sizeof *l);
-    if (!l) {
-        close(fd);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    l->t = &vgpu_transport_vsock;
-    l->fd = fd;
-    *out = l;
-    return 0;
+    return vgpu_listener_wrap(&vgpu_transport_vsock, fd, out, err, errlen);
 }
 
 /* Logs name an accepted peer "vsock:CID:PORT"; keep the generic name if the kernel
