@@ -395,7 +395,7 @@ static void add_server(struct column *cols, int *n, const char *addr)
         memset(c, 0, sizeof *c);
         snprintf(c->server, sizeof c->server, "%s", addr);
         c->shm_off = is_unix && pass == 1;
-        const char *net = !strncmp(addr, "vsock:", 6) ? "vsock" : "tcp";
+        const char *net = !strncmp(addr, "vsock:", 6) ? "vsock" : !strncmp(addr, "ivshmem:", 8) ? "ivshmem" : "tcp";
         snprintf(c->name, sizeof c->name, "%s", is_unix ? (pass == 0 ? "shm" : "unix") : net);
     }
 }

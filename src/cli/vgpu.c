@@ -28,8 +28,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: vgpu run [--server ADDR] -- CMD [ARGS...]   run a CUDA program on the remote GPU\n"
                "       vgpu smi [--server ADDR] [--json]           devices and clients of a vgpud\n"
                "       vgpu bench [--server ADDR]... [--quick] [--json]  latency, launch rate, bandwidth\n"
-               "  ADDR: unix:PATH, tcp:HOST:PORT or vsock:CID:PORT (default: $VGPU_SERVER, else server in\n"
-               "        $VGPU_CLIENT_CONF or /etc/vgpu/client.conf, else %s)\n",
+               "  ADDR: unix:PATH, tcp:HOST:PORT, vsock:CID:PORT or ivshmem:auto|PCI_ADDRESS|FILE\n"
+               "        (default: $VGPU_SERVER, else server in $VGPU_CLIENT_CONF or /etc/vgpu/client.conf,\n"
+               "        else %s)\n",
             VGPU_DEFAULT_SERVER);
 }
 

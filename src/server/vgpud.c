@@ -9,7 +9,7 @@
  *         [--driver PATH] [--emu-memory SIZE] [--client-memory-limit SIZE] [--client-pinned-limit SIZE]
  *         [--config FILE] [--token-file FILE] [--tcp-no-auth] [--allow-users LIST] [--allow-groups LIST]
  *         [--max-clients N] [--max-lanes N] [--max-objects N] [--max-message SIZE]
- *         [--peer-timeout SECONDS]
+ *         [--peer-timeout SECONDS] [--ivshmem-timeout SECONDS]
  *         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
  */
 #include <errno.h>
@@ -44,6 +44,7 @@
 #include "server/handshake.h"
 #include "server/tls_linked.h"
 #include "server/worker.h"
+#include "transport/ivshmem.h"
 #include "transport/tls.h"
 
 #define MAX_LISTEN 16
@@ -85,6 +86,10 @@ static void peer_key(const struct vgpu_conn *c, char *key, size_t len)
         return;
     }
     const char *suffix = "";
+    if (c->t == &vgpu_transport_ivshmem) { /* one virtual machine's region: "ivshmem:PATH" */
+        snprintf(key, len, "%.*s", (int)strcspn(c->peer, " "), c->peer);
+        return;
+    }
     if (c->t == &vgpu_transport_vsock) {
         struct sockaddr_vm vm;
         socklen_t vl = sizeof vm;
@@ -183,6 +188,8 @@ static struct {
     bool unix_restricted; /* allow lists or tenant users/groups exist: unix peers must match one */
 } d = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_session = 1};
 
+static int ivshmem_timeout_s = VGPU_IVSHMEM_TIMEOUT_DEFAULT_S;
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: vgpud --listen ADDR [--listen ADDR...] [--backend auto|cuda|emu]\n"
@@ -191,8 +198,9 @@ static void usage(FILE *f)
                "             [--config FILE] [--token-file FILE] [--tcp-no-auth]\n"
                "             [--allow-users LIST] [--allow-groups LIST]\n"
                "             [--max-clients N] [--max-lanes N] [--max-objects N] [--max-message SIZE]\n"
-               "             [--peer-timeout SECONDS]\n"
-               "  ADDR: unix:PATH, tcp:HOST:PORT or vsock:PORT (any CID of this machine)\n"
+               "             [--peer-timeout SECONDS] [--ivshmem-timeout SECONDS]\n"
+               "  ADDR: unix:PATH, tcp:HOST:PORT, vsock:PORT (any CID of this machine) or ivshmem:FILE\n"
+               "      (a region QEMU shares with one VM as ivshmem-plain; created at 64 MiB if missing)\n"
                "  --backend auto (default): cuda when a driver and a GPU are present, else emu\n"
                "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
                "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n"
@@ -203,7 +211,8 @@ static void usage(FILE *f)
                "  --config FILE: options ([server]) and tenants ([tenant NAME]), see docs/config.md;\n"
                "      the command line wins over the file\n"
                "  --token-file FILE: the token of tenant \"default\" (first line of FILE, mode 600)\n"
-               "  --tcp-no-auth: accept clients without a token over TCP and vsock (else a token is required)\n"
+               "  --tcp-no-auth: accept clients without a token over TCP, vsock and ivshmem (else a token\n"
+               "      is required)\n"
                "  --allow-users LIST, --allow-groups LIST: unix-socket peers (names or ids, comma\n"
                "      separated) allowed without being a tenant\n"
                "  --tls-cert FILE --tls-key FILE: tcp listeners speak TLS only, with this certificate\n"
@@ -216,9 +225,11 @@ static void usage(FILE *f)
                "  --max-message SIZE: largest frame accepted, bytes or K/M/G; a bigger one ends the\n"
                "      session (default and maximum %u)\n"
                "  --peer-timeout SECONDS: a client that stops midway through a frame or stops reading its\n"
-               "      replies is disconnected after this long; also TCP keepalive (default %d; 0: never)\n",
+               "      replies is disconnected after this long; also TCP keepalive (default %d; 0: never)\n"
+               "  --ivshmem-timeout SECONDS: an ivshmem guest process that stops beating (killed, or its\n"
+               "      VM paused) is gone after this long: its session ends (default %d; 0: never)\n",
             SERVER_DEFAULT_MAX_CLIENTS, SERVER_DEFAULT_MAX_LANES, SERVER_DEFAULT_MAX_OBJECTS,
-            (unsigned)VGPU_MAX_FRAME_PAYLOAD, SERVER_DEFAULT_PEER_TIMEOUT_S);
+            (unsigned)VGPU_MAX_FRAME_PAYLOAD, SERVER_DEFAULT_PEER_TIMEOUT_S, VGPU_IVSHMEM_TIMEOUT_DEFAULT_S);
 }
 
 static void on_signal(int sig)
@@ -609,6 +620,7 @@ static void *handshake_main(void *arg)
         memset(&ho, 0, sizeof ho); /* no uninitialised padding bytes go to the worker (valgrind) */
         ho.tag = 'L';
         ho.hello_features = (int32_t)(hi.features & 0x7fffffffu);
+        (void)vgpu_ivshmem_handoff_get(conn, &ho.ivshmem); /* where the worker goes on from */
         if (cl && vgpu_send_fd(cl->ctl_fd, &ho, sizeof ho, handoff_fd))
             VGPU_WARN("client pid %d: cannot hand a lane to its worker: %s", cl->client_pid, strerror(errno));
         pthread_mutex_unlock(&d.lock);
@@ -676,6 +688,7 @@ static void *handshake_main(void *arg)
         as.compute_weight = t->weight;
     }
     snprintf(as.transport, sizeof as.transport, "%s", conn->t->scheme);
+    (void)vgpu_ivshmem_handoff_get(conn, &as.ivshmem); /* where the worker goes on from */
     as.hello_features = features;
     snprintf(as.client_name, sizeof as.client_name, "%s", name);
     snprintf(as.client_host, sizeof as.client_host, "%s", host);
@@ -1056,6 +1069,12 @@ static int vgpud_main(int argc, char **argv)
                 return 2;
             }
             server_limits.peer_timeout_s = (int)count;
+        } else if (!strcmp(a, "--ivshmem-timeout") && v) {
+            if (parse_count(TAKE(), 0, 86400, &count)) {
+                fprintf(stderr, "vgpud: bad --ivshmem-timeout '%s' (seconds, 0 to 86400)\n", v);
+                return 2;
+            }
+            ivshmem_timeout_s = (int)count;
         } else if (!strcmp(a, "--tls-cert") && v) tls_cert = TAKE();
         else if (!strcmp(a, "--tls-key") && v) tls_key = TAKE();
         else if (!strcmp(a, "--tls-client-ca") && v) tls_client_ca = TAKE();
@@ -1100,8 +1119,9 @@ static int vgpud_main(int argc, char **argv)
     bool any_token = false;
     for (size_t i = 0; i < d.cfg.ntenants; i++) any_token |= d.cfg.tenants[i].token_len > 0;
     for (int i = 0; i < naddrs; i++) {
-        /* vsock reaches other machines (virtual ones) just as TCP does. */
-        if (strncmp(addrs[i], "tcp:", 4) && strncmp(addrs[i], "vsock:", 6)) continue;
+        /* vsock and ivshmem reach other machines (virtual ones) just as TCP does. */
+        if (strncmp(addrs[i], "tcp:", 4) && strncmp(addrs[i], "vsock:", 6) && strncmp(addrs[i], "ivshmem:", 8))
+            continue;
         if (!any_token && !d.tcp_no_auth) {
             fprintf(stderr,
                     "vgpud: listening on %s needs a token (--token-file FILE, or tenants with token-file in "
@@ -1109,7 +1129,7 @@ static int vgpud_main(int argc, char **argv)
                     addrs[i]);
             return 2;
         }
-        if (d.tcp_no_auth) VGPU_WARN("%s: --tcp-no-auth: clients without a token are accepted over TCP and vsock",
+        if (d.tcp_no_auth) VGPU_WARN("%s: --tcp-no-auth: clients without a token are accepted over TCP, vsock and ivshmem",
                                  addrs[i]);
     }
     d.keys = calloc(d.cfg.ntenants ? d.cfg.ntenants : 1, sizeof *d.keys);
@@ -1146,6 +1166,7 @@ static int vgpud_main(int argc, char **argv)
         return 1;
     }
     d.backend = backend;
+    vgpu_ivshmem_set_guest_timeout(ivshmem_timeout_s);
     return daemon_main(addrs, naddrs);
 }
 

@@ -229,7 +229,7 @@ static void *lane_main(void *arg)
                           L->s->client_pid, L->s->client_name, L->index, server_limits.peer_timeout_s);
                 log_disconnect_and_exit("peer timeout");
             }
-            if (errno == EPROTO && L->conn->t == &vgpu_transport_shm) shm_malformed(L);
+            if (errno == EPROTO && vgpu_shm_error(L->conn)[0]) shm_malformed(L);
             break; /* the lane's guest thread or process went away */
         }
         if (frame_record_on()) frame_record(L, &h);
@@ -238,7 +238,7 @@ static void *lane_main(void *arg)
         if (step == LANE_END_SESSION) log_disconnect_and_exit(why);
         if (step == LANE_GOODBYE) break;
         if (step == LANE_SEND_FAILED) {
-            if (errno == EPROTO && L->conn->t == &vgpu_transport_shm) shm_malformed(L);
+            if (errno == EPROTO && vgpu_shm_error(L->conn)[0]) shm_malformed(L);
             break;
         }
     }
@@ -260,14 +260,27 @@ done:
     return NULL;
 }
 
-static int start_lane(int fd, unsigned index, bool same_thread, int32_t hello_features)
+/* The connection for a descriptor the parent passed: a socket, or for ivshmem the
+ * liveness socket of a slot described by iv (which comes from the parent, not the guest). */
+static struct vgpu_conn *lane_conn(int fd, const struct vgpu_ivshmem_handoff *iv)
+{
+    if (lane_transport != &vgpu_transport_ivshmem) return vgpu_conn_from_fd(lane_transport, fd);
+    char err[200];
+    struct vgpu_conn *c = vgpu_ivshmem_adopt(fd, iv, err, sizeof err);
+    if (!c) VGPU_ERROR("client pid %d: ivshmem lane: %s", the_session.client_pid, err);
+    return c;
+}
+
+static int start_lane(int fd, unsigned index, bool same_thread, int32_t hello_features,
+                      const struct vgpu_ivshmem_handoff *iv)
 {
     struct lane *L = calloc(1, sizeof *L);
-    struct vgpu_conn *c = vgpu_conn_from_fd(lane_transport, fd);
+    bool ivshmem = lane_transport == &vgpu_transport_ivshmem;
+    struct vgpu_conn *c = lane_conn(fd, iv); /* ivshmem: consumes fd even on failure */
     if (!L || !c) {
         free(L);
-        free(c);
-        close(fd);
+        vgpu_conn_close(c);
+        if (!c && !ivshmem) close(fd);
         return -1;
     }
     L->s = &the_session;
@@ -319,18 +332,18 @@ static void *control_main(void *arg)
              * others go on. */
             VGPU_WARN("client pid %d (%s): lane refused: %u lanes open (--max-lanes %u)", the_session.client_pid,
                       the_session.client_name, open_lanes, server_limits.max_lanes);
-            struct lane refused = {.s = &the_session, .conn = vgpu_conn_from_fd(lane_transport, fd),
-                                   .hello_features = -1};
+            struct lane refused = {.s = &the_session, .conn = lane_conn(fd, &ho.ivshmem), .hello_features = -1};
             if (refused.conn) {
                 vgpu_conn_set_deadline(refused.conn, 5000);
                 send_hello_reply(&refused, CUDA_ERROR_OUT_OF_MEMORY, "too many threads: lane limit reached (--max-lanes)");
                 vgpu_conn_close(refused.conn);
-            } else {
+            } else if (lane_transport != &vgpu_transport_ivshmem) {
                 close(fd);
             }
             continue;
         }
-        start_lane(fd, next_index++, false, features);
+        if (n != (long)sizeof ho) memset(&ho.ivshmem, 0, sizeof ho.ivshmem);
+        start_lane(fd, next_index++, false, features, &ho.ivshmem);
     }
     VGPU_WARN("client pid %d: daemon control channel closed; ending session", the_session.client_pid);
     log_disconnect_and_exit("daemon exiting");
@@ -390,7 +403,7 @@ int worker_main(const struct worker_args *a)
     if (rc || init != CUDA_SUCCESS) {
         if (!rc) snprintf(err, sizeof err, "cuInit failed with error %d", (int)init);
         VGPU_ERROR("client pid %d: backend %s unavailable: %s", s->client_pid, a->backend, err);
-        struct lane L = {.s = s, .conn = vgpu_conn_from_fd(lane_transport, conn_fd), .hello_features = as.hello_features};
+        struct lane L = {.s = s, .conn = lane_conn(conn_fd, &as.ivshmem), .hello_features = as.hello_features};
         if (L.conn) send_hello_reply(&L, CUDA_ERROR_NO_DEVICE, err);
         _exit(1);
     }
@@ -399,6 +412,6 @@ int worker_main(const struct worker_args *a)
     if (!strcmp(a->backend, "emu")) backend_emu_set_engine(sched_engine_enter, sched_engine_leave);
     pthread_t th;
     if (pthread_create(&th, NULL, control_main, (void *)(intptr_t)a->ctl_fd) == 0) pthread_detach(th);
-    start_lane(conn_fd, 0, true, as.hello_features);
+    start_lane(conn_fd, 0, true, as.hello_features, &as.ivshmem);
     return 0;
 }

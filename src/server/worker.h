@@ -4,6 +4,7 @@
 #define VGPU_WORKER_H
 
 #include "server/server.h"
+#include "transport/ivshmem.h"
 
 struct worker_args {
     const char *backend; /* "cuda" or "emu" (resolved by the parent) */
@@ -29,12 +30,14 @@ struct worker_assignment {
     uint32_t compute_weight;  /* share of GPU time, 1..1000 */
     uint8_t token_derived;    /* 1: the guest derived the session token itself; the HELLO reply omits it */
     uint64_t pinned_limit;    /* pinned host memory the daemon may hold for it, 0 for none */
+    struct vgpu_ivshmem_handoff ivshmem; /* transport "ivshmem": lane 0's slot and ring positions */
 };
 
 /* The message that hands a further lane's connection (SCM_RIGHTS) to the worker. */
 struct worker_lane_handover {
     char tag;               /* 'L' */
     int32_t hello_features; /* that lane's HELLO feature word, -1 if it had none */
+    struct vgpu_ivshmem_handoff ivshmem; /* transport "ivshmem": the lane's slot and ring positions */
 };
 
 int worker_main(const struct worker_args *a);

@@ -1,5 +1,7 @@
-/* The shared-memory transport (see shm.h and docs/protocol.md, "Shared memory"). */
+/* The shared-memory transport (see shm.h and docs/protocol.md, "Shared memory"), and
+ * its polled variant, the rings of an ivshmem slot (shm_ring.h, ivshmem.c). */
 #include "transport/shm.h"
+#include "transport/shm_ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +52,12 @@ struct shm_conn {
     int timeout_ms;   /* per wait; -1: none */
     bool broken;
     char why[192];
+    /* Polled rings (ivshmem): no doorbells, no socket (base.fd is the owner's, or -1);
+     * the owner's hooks sleep between looks and say whether the peer is still there.
+     * NULL for rings reached through a unix-socket upgrade. */
+    const struct vgpu_shm_poller *poller;
+    void *poll_ctx;
+    unsigned poll_max_us;
 };
 
 struct vgpu_shm_offer {
@@ -119,6 +127,7 @@ __attribute__((format(printf, 2, 3))) static int broken(struct shm_conn *c, cons
 
 static void ring_bell(const struct ring_view *r)
 {
+    if (r->bell < 0) return; /* polled rings: the peer looks by itself */
     /* Never blocks, never raises SIGPIPE: a full doorbell already wakes the peer, and a
      * vanished peer shows on the socket. */
     ssize_t n = send(r->bell, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -280,6 +289,30 @@ static int sleep_on_bell(struct shm_conn *c, const struct ring_view *r)
     return 0;
 }
 
+/* Polled rings: sleep between looks, each sleep twice the last (from POLL_FIRST_US up
+ * to poll_max_us), until the ring is ready, the owner says the peer went, or the wait's
+ * bound runs out. 0: ready; -1: gone (errno 0: it closed in order), failed or timed out. */
+#define POLL_FIRST_US 20u
+
+static int sleep_polled(struct shm_conn *c, bool rx)
+{
+    int (*ready)(struct shm_conn *) = rx ? rx_ready : tx_ready;
+    int ms = c->timeout_ms, left = vgpu_conn_wait_ms(&c->base, !rx);
+    if (left >= 0 && (ms < 0 || left < ms)) ms = left;
+    uint64_t deadline = ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)ms * 1000000u;
+    for (unsigned us = POLL_FIRST_US;; us = us * 2 > c->poll_max_us ? c->poll_max_us : us * 2) {
+        int r = ready(c);
+        if (r) return r < 0 ? -1 : 0;
+        uint64_t now = now_ns();
+        if (now >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if ((uint64_t)us * 1000u > deadline - now) us = (unsigned)((deadline - now) / 1000u) + 1;
+        if (c->poller->pause(c->poll_ctx, us)) return -1;
+    }
+}
+
 /* Wait for data in our incoming ring (rx) or room in our outgoing one: spin, then
  * raise our "waiting" word in that ring and sleep on its doorbell. Data the peer
  * published before it went is still delivered. */
@@ -306,6 +339,13 @@ static int wait_for_ready(struct shm_conn *c, bool rx)
                     if (t - start >= c->spin_ns) break;
                 }
             }
+        }
+        if (c->poller) {
+            if (sleep_polled(c, rx) == 0) return 0;
+            int saved = errno;
+            if (!c->broken && ready(c) > 0) return 0; /* data the peer left before it went */
+            errno = c->broken ? EPROTO : saved;
+            return -1;
         }
         atomic_store_explicit(flag, 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
@@ -420,6 +460,11 @@ static void shm_close(struct vgpu_conn *base)
 {
     struct shm_conn *c = (struct shm_conn *)base;
     if (!c) return;
+    if (c->poller) { /* the owner's region and descriptors */
+        c->poller->close(c->poll_ctx);
+        free(c);
+        return;
+    }
     for (unsigned i = 0; i < c->base.nfds; i++) close(c->base.fds[i]);
     munmap(c->map, c->map_len);
     close(c->tx.bell);
@@ -471,8 +516,8 @@ static struct shm_conn *conn_new(struct vgpu_conn *sock, uint8_t *map, size_t le
     struct shm_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->base.t = &vgpu_transport_shm;
-    c->base.fd = sock->fd;
-    snprintf(c->base.peer, sizeof c->base.peer, "shm over %.100s", sock->peer);
+    c->base.fd = sock ? sock->fd : -1;
+    if (sock) snprintf(c->base.peer, sizeof c->base.peer, "shm over %.100s", sock->peer);
     c->sock = sock;
     c->map = map;
     c->map_len = len;
@@ -640,22 +685,70 @@ fail:
     return -1;
 }
 
+/* ---- polled rings (shm_ring.h) ---- */
+
+int vgpu_shm_ring_writev_all(struct vgpu_conn *c, struct iovec *iov, int iovcnt)
+{
+    return shm_writev_all(c, iov, iovcnt);
+}
+int vgpu_shm_ring_read_all(struct vgpu_conn *c, void *buf, size_t n) { return shm_read_all(c, buf, n); }
+int vgpu_shm_ring_wait_readable(struct vgpu_conn *c) { return shm_wait_readable(c); }
+void vgpu_shm_ring_close(struct vgpu_conn *c) { shm_close(c); }
+
+static bool is_ring(const struct vgpu_conn *c)
+{
+    return c && (c->t == &vgpu_transport_shm || c->t->read_all == vgpu_shm_ring_read_all);
+}
+
+struct vgpu_conn *vgpu_shm_ring_open(const struct vgpu_transport *t, uint8_t *slot, uint32_t g2d, uint32_t d2g,
+                                     bool guest, const struct vgpu_shm_ring_pos *pos,
+                                     const struct vgpu_shm_poller *poller, void *ctx, unsigned poll_max_us)
+{
+    struct shm_conn *c = conn_new(NULL, slot, 0, g2d, d2g, -1, -1, guest);
+    if (!c) return NULL;
+    c->base.t = t;
+    c->poller = poller;
+    c->poll_ctx = ctx;
+    c->poll_max_us = poll_max_us ? poll_max_us : 1;
+    if (pos) {
+        c->rx.pos = c->rx.published = c->rx.peer = pos->rx_pos;
+        c->tx.pos = c->tx.published = pos->tx_pos;
+        c->tx.peer = pos->tx_peer;
+    }
+    return &c->base;
+}
+
+void vgpu_shm_ring_pos_get(const struct vgpu_conn *base, struct vgpu_shm_ring_pos *pos)
+{
+    const struct shm_conn *c = (const struct shm_conn *)base;
+    pos->rx_pos = c->rx.pos;
+    pos->tx_pos = c->tx.pos;
+    pos->tx_peer = c->tx.peer;
+}
+
+void *vgpu_shm_ring_poll_ctx(const struct vgpu_conn *base, const struct vgpu_shm_poller *p)
+{
+    if (!is_ring(base)) return NULL;
+    const struct shm_conn *c = (const struct shm_conn *)base;
+    return c->poller == p ? c->poll_ctx : NULL;
+}
+
 /* ---- inspection and tuning ---- */
 
 const char *vgpu_shm_error(const struct vgpu_conn *c)
 {
-    if (!c || c->t != &vgpu_transport_shm) return "";
+    if (!is_ring(c)) return "";
     return ((const struct shm_conn *)c)->why;
 }
 
 void vgpu_shm_set_spin_us(struct vgpu_conn *c, unsigned us)
 {
-    if (c && c->t == &vgpu_transport_shm) ((struct shm_conn *)c)->spin_ns = (uint64_t)us * 1000u;
+    if (is_ring(c)) ((struct shm_conn *)c)->spin_ns = (uint64_t)us * 1000u;
 }
 
 void vgpu_shm_set_timeout_ms(struct vgpu_conn *c, int ms)
 {
-    if (c && c->t == &vgpu_transport_shm) ((struct shm_conn *)c)->timeout_ms = ms < 0 ? -1 : ms;
+    if (is_ring(c)) ((struct shm_conn *)c)->timeout_ms = ms < 0 ? -1 : ms;
 }
 
 void *vgpu_shm_region(struct vgpu_conn *c, size_t *len)

@@ -1,4 +1,5 @@
-/* Stream-socket plumbing shared by the unix, TCP and vsock transports, and address dispatch. */
+/* Stream-socket plumbing shared by the unix, TCP and vsock transports, and address dispatch
+ * (which also covers ivshmem). */
 #include "transport/transport.h"
 #include "transport/tls.h"
 
@@ -16,7 +17,7 @@
 #include <unistd.h>
 
 static const struct vgpu_transport *const transports[] = {&vgpu_transport_unix, &vgpu_transport_tcp,
-                                                             &vgpu_transport_vsock};
+                                                             &vgpu_transport_vsock, &vgpu_transport_ivshmem};
 
 const struct vgpu_transport *vgpu_transport_for(const char *addr, const char **where)
 {
@@ -36,7 +37,8 @@ int vgpu_connect(const char *addr, int timeout_ms, struct vgpu_conn **out, char 
     const char *where;
     const struct vgpu_transport *t = vgpu_transport_for(addr, &where);
     if (!t) {
-        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT or vsock:CID:PORT)", addr ? addr : "");
+        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT, vsock:CID:PORT or ivshmem:auto|PCI_ADDRESS|FILE)",
+                 addr ? addr : "");
         return -1;
     }
     return t->connect(where, timeout_ms, out, err, errlen);
@@ -47,7 +49,8 @@ int vgpu_listen(const char *addr, struct vgpu_listener **out, char *err, size_t 
     const char *where;
     const struct vgpu_transport *t = vgpu_transport_for(addr, &where);
     if (!t) {
-        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT or vsock:CID:PORT)", addr ? addr : "");
+        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT, vsock:PORT or ivshmem:FILE)",
+                 addr ? addr : "");
         return -1;
     }
     int rc = t->listen(where, out, err, errlen);
@@ -188,6 +191,7 @@ static void name_tcp_peer(struct vgpu_conn *c)
 
 int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out)
 {
+    if (l->t->accept) return l->t->accept(l, out);
     for (;;) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
@@ -227,6 +231,10 @@ int vgpu_listener_wrap(const struct vgpu_transport *t, int fd, struct vgpu_liste
 void vgpu_listener_close(struct vgpu_listener *l)
 {
     if (!l) return;
+    if (l->t->listener_close) {
+        l->t->listener_close(l);
+        return;
+    }
     close(l->fd);
     if (l->unix_path[0]) unlink(l->unix_path);
     free(l);

@@ -2,7 +2,8 @@
  * Transports: how guest and daemon exchange frames. Every transport implements the
  * same function table, so the protocol code never knows which one carries it.
  * Addresses: "unix:PATH", "tcp:HOST:PORT", "vsock:CID:PORT" (a daemon listens on
- * "vsock:PORT"). (Shared memory and ivshmem slot in as further tables.)
+ * "vsock:PORT"), "ivshmem:auto|PCI_ADDRESS|FILE" (a daemon listens on "ivshmem:FILE";
+ * ivshmem.h). Shared memory (shm.h) is reached by upgrading a unix: connection.
  */
 #ifndef VGPU_TRANSPORT_H
 #define VGPU_TRANSPORT_H
@@ -17,7 +18,7 @@ struct vgpu_listener;
 struct vgpu_tls;
 
 struct vgpu_transport {
-    const char *scheme; /* "unix", "tcp", "vsock" */
+    const char *scheme; /* "unix", "tcp", "vsock", "ivshmem" */
     /* Writes cost a system call each: the guest batches posted frames (rpc.c). */
     bool batches;
     /* Connect to the part of the address after "scheme:"; timeout in milliseconds. */
@@ -38,6 +39,10 @@ struct vgpu_transport {
     /* Block until at least one byte can be read (0), or the connection failed (-1).
      * NULL: vgpu_frame_recv_ex reads the first byte by itself instead. */
     int (*wait_readable)(struct vgpu_conn *c);
+    /* Listeners that are not a listening socket (ivshmem): take the next connection
+     * (-1, EAGAIN when none is ready), and close. NULL: accept4() and close() on fd. */
+    int (*accept)(struct vgpu_listener *l, struct vgpu_conn **out);
+    void (*listener_close)(struct vgpu_listener *l);
 };
 
 /* Receive buffer of a socket connection (bytes read ahead of the frame being read). */
@@ -104,7 +109,7 @@ static inline size_t vgpu_conn_pending(const struct vgpu_conn *c) { return c->rl
 
 struct vgpu_listener {
     const struct vgpu_transport *t;
-    int fd;
+    int fd; /* readable when a connection waits to be accepted */
     char addr[256]; /* the address as given */
     char unix_path[108]; /* removed at close, for unix sockets */
 };
@@ -112,6 +117,7 @@ struct vgpu_listener {
 extern const struct vgpu_transport vgpu_transport_unix;
 extern const struct vgpu_transport vgpu_transport_tcp;
 extern const struct vgpu_transport vgpu_transport_vsock;
+extern const struct vgpu_transport vgpu_transport_ivshmem;
 
 /* Parse the part of a vsock address after "vsock:": listening, "PORT" (*cid is then
  * VMADDR_CID_ANY); connecting, "CID:PORT" or "host:PORT" (CID 2). Decimal only; 0 or a

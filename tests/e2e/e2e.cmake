@@ -322,7 +322,7 @@ function(vgpu_e2e_add name mode program)
     ENVIRONMENT "${_e2e_env}")
 endfunction()
 
-foreach(_tr unix tcp)
+foreach(_tr unix tcp ivshmem)
   vgpu_e2e_add(e2e_rt_basic_static_${_tr} ${_tr} "${_e2e_out}/rt_basic_static")
   vgpu_e2e_add(e2e_rt_basic_shared_${_tr} ${_tr} "${_e2e_out}/rt_basic_shared")
   vgpu_e2e_add(e2e_drv_basic_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_basic>)
@@ -495,13 +495,13 @@ if(TARGET cuda_guest)
   add_dependencies(vgpu_e2e_probe_ollama cuda_guest)
 endif()
 
-foreach(_tr unix tcp)
+foreach(_tr unix tcp ivshmem)
   vgpu_e2e_add(e2e_drv_visible_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_visible>)
   vgpu_e2e_add(e2e_probe_ollama_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_probe_ollama>)
 endforeach()
 # killed_probe: unix (shared memory, 4 KiB rings, killed in the middle of 16 MiB copies),
-# unix-noshm (the socket) and tcp.
-foreach(_tr unix unix-noshm tcp)
+# unix-noshm (the socket), tcp, and ivshmem (the killed guest is noticed by its stopped beat).
+foreach(_tr unix unix-noshm tcp ivshmem)
   add_test(NAME e2e_killed_probe_${_tr}
     COMMAND bash "${_e2e_src}/killed_probe.sh" ${_tr} $<TARGET_FILE:vgpu_e2e_killed_probe>)
   set_tests_properties(e2e_killed_probe_${_tr} PROPERTIES

@@ -1,8 +1,9 @@
 /*
  * Socket helper for run_e2e.sh (no python/socat/nc needed):
  *
- *   e2e_probe connect unix:PATH | tcp:HOST:PORT | vsock:CID:PORT
- *       exit 0 if a connection can be made right now (then closes it), else 1
+ *   e2e_probe connect unix:PATH | tcp:HOST:PORT | vsock:CID:PORT | ivshmem:FILE
+ *       exit 0 if a connection can be made right now (then closes it), else 1; for
+ *       ivshmem, if a daemon has set up the region in FILE (its magic is there)
  *   e2e_probe freeport
  *       print a TCP port on 127.0.0.1 that was free a moment ago
  *   e2e_probe deadsock PATH
@@ -40,6 +41,13 @@ static int unix_addr(const char *path, struct sockaddr_un *sa)
 
 static int do_connect(const char *addr)
 {
+    if (strncmp(addr, "ivshmem:", 8) == 0) {
+        FILE *f = fopen(addr + 8, "rb");
+        unsigned char m[4] = {0};
+        int ok = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "VIVS", 4); /* VGPU_IVSHMEM_MAGIC, little-endian */
+        if (f) fclose(f);
+        return ok ? 0 : 1;
+    }
     if (strncmp(addr, "unix:", 5) == 0) {
         struct sockaddr_un sa;
         if (unix_addr(addr + 5, &sa) < 0)

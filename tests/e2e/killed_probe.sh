@@ -2,14 +2,16 @@
 # A SIGKILLed short-lived client leaves nothing on the server (Ollama SIGKILLs its
 # discovery probes when they overrun their time limits).
 #
-#   killed_probe.sh unix|unix-noshm|tcp|tcp-tls KILLED_PROBE
+#   killed_probe.sh unix|unix-noshm|tcp|tcp-tls|ivshmem KILLED_PROBE
 #
 # unix: the clients' lanes move to shared memory, with 4 KiB rings (VGPU_SHM_RING), and
 # the holding client copies whole 16 MiB buffers in its loop, so that it is killed in
 # the middle of a message streaming through the ring; the daemon's log must show its
 # lane on shared memory. unix-noshm: VGPU_SHM=0, the lanes stay on the socket. tcp-tls: over
 # TLS (test certificates from tls_certs.sh; a skip without openssl), killed mid-copy too, so
-# the daemon's relay sees the guest vanish in the middle of a record.
+# the daemon's relay sees the guest vanish in the middle of a record. ivshmem: the region is
+# a file (as in a VM's guest, nothing tells the daemon a process died): vgpud runs with
+# --ivshmem-timeout 2 and must notice that the killed client's beat stopped.
 #
 # Starts a private vgpud, then:
 #   1. `KILLED_PROBE info` (a fresh client): free device memory before;
@@ -31,7 +33,7 @@ die() {
     exit 1
 }
 
-[ $# -eq 2 ] || { echo "usage: killed_probe.sh unix|unix-noshm|tcp|tcp-tls KILLED_PROBE" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: killed_probe.sh unix|unix-noshm|tcp|tcp-tls|ivshmem KILLED_PROBE" >&2; exit 2; }
 mode=$1
 client=$2
 bin=${VGPU_E2E_BIN:-}
@@ -65,7 +67,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "${mode%%-*}" != tcp ]; then
+if [ "$mode" = ivshmem ]; then
+    addr="ivshmem:$tmp/region"
+elif [ "${mode%%-*}" != tcp ]; then
     addr="unix:$tmp/vgpud.sock"
 else
     port=$("$probe" freeport) || die "no free TCP port"
@@ -81,6 +85,7 @@ if [ "$mode" = tcp-tls ]; then
     export VGPU_TLS_CA="$tmp/tls/ca.pem"
 fi
 [ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ] && args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")
+[ "$mode" = ivshmem ] && args+=(--ivshmem-timeout 2)
 echo "killed_probe: $vgpud ${args[*]}"
 VGPU_LOG=info VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "$vgpud" "${args[@]}" </dev/null >"$tmp/vgpud.log" 2>&1 &
 daemon_pid=$!
@@ -102,7 +107,7 @@ unix)
     hold_mode=(copy)
     ;;
 unix-noshm) export VGPU_SHM=0 ;;
-tcp-tls) hold_mode=(copy) ;;
+tcp-tls | ivshmem) hold_mode=(copy) ;;
 esac
 
 # The daemon's worker processes (its children), one per connected client.

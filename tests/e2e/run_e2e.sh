@@ -14,6 +14,11 @@
 #       as tcp, over vsock: vgpud listens on vsock:PORT, the program reaches it at
 #       vsock:1:PORT (the local CID) with the token. Needs the vsock_loopback module;
 #       without it (binding CID 1 fails) exits 77, a skip, saying so.
+#   run_e2e.sh ivshmem PROGRAM [ARGS...]
+#       as tcp, over ivshmem with the region a file: vgpud listens on ivshmem:FILE (a
+#       fresh file in the temp dir, which it creates), the program maps the same file
+#       (VGPU_SERVER=ivshmem:FILE) with the token, as a virtual machine's guest maps the
+#       BAR of QEMU's ivshmem device (tests/vm runs that).
 #   run_e2e.sh tcp-tls|tcp-tls-client PROGRAM [ARGS...]
 #       as tcp, over TLS: a test CA and certificates are made with the openssl command
 #       (tls_certs.sh; exit 77, a skip, without it), vgpud gets --tls-cert/--tls-key
@@ -28,10 +33,11 @@
 #       (TLS guest against a plain daemon), no-client-cert / other-client-cert (daemon
 #       with --tls-client-ca; guest without a certificate / with one from another CA),
 #       bad-ca-file (VGPU_TLS_CA names no file), cert-without-key (VGPU_TLS_CERT alone).
-#   run_e2e.sh dead-unix|dead-tcp|dead-vsock PROGRAM [ARGS...]
+#   run_e2e.sh dead-unix|dead-tcp|dead-vsock|dead-ivshmem PROGRAM [ARGS...]
 #       no daemon: run PROGRAM directly with VGPU_SERVER set to an address where
 #       nothing listens (a stale unix socket file / a closed TCP port / a vsock port on
-#       the local CID, which fails at once also where vsock or its loopback is missing)
+#       the local CID, which fails at once also where vsock or its loopback is missing /
+#       an ivshmem region file no daemon has set up)
 #       and vgpu's libcuda.so.1 first on LD_LIBRARY_PATH (tests/e2e/unreachable.c).
 #
 # Environment (e2e.cmake sets these for ctest):
@@ -53,7 +59,7 @@ die() {
     exit 1
 }
 
-[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|vsock|tcp-tls|tcp-tls-client|tls-refused-CASE|dead-unix|dead-tcp|dead-vsock PROGRAM [ARGS...]"
+[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|vsock|ivshmem|tcp-tls|tcp-tls-client|tls-refused-CASE|dead-unix|dead-tcp|dead-vsock|dead-ivshmem PROGRAM [ARGS...]"
 mode=$1
 prog=$2
 shift 2
@@ -233,9 +239,9 @@ stop_program() {
 }
 
 case "$mode" in
-unix | unix-noshm | tcp | vsock | tcp-tls | tcp-tls-client)
-    # the network (vsock reaches other machines too) needs the token
-    [ "${mode%%-*}" = tcp ] || [ "$mode" = vsock ] && export VGPU_TOKEN_FILE="$tmp/token"
+unix | unix-noshm | tcp | vsock | ivshmem | tcp-tls | tcp-tls-client)
+    # the network (vsock and ivshmem reach virtual machines) needs the token
+    [ "${mode%%-*}" = tcp ] || [ "$mode" = vsock ] || [ "$mode" = ivshmem ] && export VGPU_TOKEN_FILE="$tmp/token"
     [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
     [ -x "$vgpu" ] || die "vgpu not found: '$vgpu' (set VGPU_E2E_BIN)"
     case "$mode" in
@@ -262,6 +268,8 @@ unix | unix-noshm | tcp | vsock | tcp-tls | tcp-tls-client)
             [ $rc = 0 ] || die "no free vsock port"
             addr="vsock:$port"
             reach="vsock:1:$port"
+        elif [ "$mode" = ivshmem ]; then
+            addr="ivshmem:$tmp/region"
         elif [ "${mode%%-*}" != tcp ]; then
             addr="unix:$tmp/vgpud.sock"
         else
@@ -313,7 +321,7 @@ unix | unix-noshm | tcp | vsock | tcp-tls | tcp-tls-client)
             failed=1
         fi
         ;;
-    unix-noshm | tcp | vsock | tcp-tls*)
+    unix-noshm | tcp | vsock | ivshmem | tcp-tls*)
         if [ "${shm_lanes:-0}" != 0 ]; then
             echo "run_e2e: FAIL: a session moved to shared memory in mode $mode" >&2
             failed=1
@@ -324,6 +332,12 @@ unix | unix-noshm | tcp | vsock | tcp-tls | tcp-tls-client)
     vsock)
         if ! grep -q "connected via vsock" "$tmp/vgpud.log"; then
             echo "run_e2e: FAIL: the daemon's log shows no session over vsock" >&2
+            failed=1
+        fi
+        ;;
+    ivshmem)
+        if ! grep -q "connected via ivshmem:" "$tmp/vgpud.log"; then
+            echo "run_e2e: FAIL: the daemon's log shows no session over ivshmem" >&2
             failed=1
         fi
         ;;
@@ -442,7 +456,7 @@ tls-refused-*)
     echo "run_e2e: PASS ($mode)"
     exit 0
     ;;
-dead-unix | dead-tcp | dead-vsock)
+dead-unix | dead-tcp | dead-vsock | dead-ivshmem)
     lib=${VGPU_E2E_LIB:-}
     if [ -z "$lib" ] || [ ! -e "$lib/libcuda.so.1" ]; then
         die "VGPU_E2E_LIB does not hold libcuda.so.1: '$lib'"
@@ -456,6 +470,10 @@ dead-unix | dead-tcp | dead-vsock)
         addr="vsock:1:$port"
         # a virtio-vsock guest without loopback waits out the kernel's 2 s connect timeout
         export VGPU_E2E_UNREACHABLE_MAX_S=${VGPU_E2E_UNREACHABLE_MAX_S:-8}
+    elif [ "$mode" = dead-ivshmem ]; then
+        # what a guest sees when QEMU created the file and vgpud never set it up
+        truncate -s 64M "$tmp/region" || die "cannot create a region file"
+        addr="ivshmem:$tmp/region"
     else
         port=$("$probe" freeport) || die "no free TCP port"
         addr="tcp:127.0.0.1:$port"
@@ -473,6 +491,6 @@ dead-unix | dead-tcp | dead-vsock)
     exit 0
     ;;
 *)
-    die "unknown mode '$mode' (unix, unix-noshm, tcp, vsock, tcp-tls, tcp-tls-client, tls-refused-*, dead-unix, dead-tcp, dead-vsock)"
+    die "unknown mode '$mode' (unix, unix-noshm, tcp, vsock, ivshmem, tcp-tls, tcp-tls-client, tls-refused-*, dead-unix, dead-tcp, dead-vsock, dead-ivshmem)"
     ;;
 esac

@@ -363,7 +363,7 @@ int vg_rpc_open(const char *api)
             VGPU_ERROR("vgpud at %s: authentication failed (%s; check VGPU_TOKEN or VGPU_TOKEN_FILE)", G.addr,
                        err[0] ? err : G.auth_len ? "token refused" : "no token given");
         else if (!token_unreadable)
-            VGPU_ERROR("cannot reach vgpud at %s: %s (set VGPU_SERVER=unix:PATH, tcp:HOST:PORT or vsock:CID:PORT, "
+            VGPU_ERROR("cannot reach vgpud at %s: %s (set VGPU_SERVER=unix:PATH, tcp:HOST:PORT, vsock:CID:PORT or ivshmem:auto, "
                        "or server in client.conf)",
                        G.addr, err);
         return auth_failed || token_unreadable ? VG_RPC_OPEN_DENIED : -1;
