@@ -49,6 +49,7 @@ static _Noreturn void log_disconnect_and_exit(const char *why)
     if (foreign)
         VGPU_WARN("client pid %d (%s): %llu requests named handles or device memory that were not its own (refused)",
                   s->client_pid, s->client_name, (unsigned long long)foreign);
+    vgpu_ivshmem_worker_exiting();
     /* Process exit returns every device object of this client to the driver; nothing
      * else in the daemon depends on this process. */
     _exit(0);

@@ -26,7 +26,7 @@
 
 #define HDR_PAGE 4096u
 #define SCAN_MS 10             /* the daemon looks at every slot this often */
-#define DAEMON_SILENT_MS 30000 /* a guest gives up on a daemon whose beat stopped this long */
+#define DAEMON_SILENT_MS 5000 /* a guest gives up on a daemon whose beat stopped this long */
 #define POLL_MAX_US_DEFAULT 1000u
 #define REGION_FD_MARK 'R' /* the message on a connection's liveness socket that carries the region */
 
@@ -119,6 +119,7 @@ struct ivs_listener {
 /* A daemon-side connection: on the parent's region (r) or, in a worker, on a mapping
  * of its slot alone (own_map). live: the liveness socket's end. */
 struct daemon_end {
+    struct daemon_end *next; /* a worker's: on worker_ends */
     struct region *r;
     uint8_t *own_map;
     size_t own_len;
@@ -147,9 +148,30 @@ static int daemon_pause(void *ctx, unsigned us)
     return -1;
 }
 
+/* A worker's connections, so that its exit can tell their guests at once. */
+static pthread_mutex_t worker_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct daemon_end *worker_ends;
+
+void vgpu_ivshmem_worker_exiting(void)
+{
+    if (pthread_mutex_trylock(&worker_lock)) return; /* the scanner tells them a little later */
+    for (struct daemon_end *e = worker_ends; e; e = e->next) st32(e->slot, VGPU_IVS_SLOT_DAEMON_STATE, VGPU_IVS_CLOSED);
+    pthread_mutex_unlock(&worker_lock);
+}
+
 static void daemon_close(void *ctx)
 {
     struct daemon_end *e = ctx;
+    if (e->own_map) { /* a worker's: the guest reads end of stream once the ring is empty */
+        pthread_mutex_lock(&worker_lock);
+        for (struct daemon_end **pp = &worker_ends; *pp; pp = &(*pp)->next)
+            if (*pp == e) {
+                *pp = e->next;
+                break;
+            }
+        pthread_mutex_unlock(&worker_lock);
+        st32(e->slot, VGPU_IVS_SLOT_DAEMON_STATE, VGPU_IVS_CLOSED);
+    }
     if (e->live >= 0) close(e->live);
     if (e->own_map) munmap(e->own_map, e->own_len);
     region_unref(e->r);
@@ -568,6 +590,10 @@ struct vgpu_conn *vgpu_ivshmem_adopt(int fd, const struct vgpu_ivshmem_handoff *
     }
     c->fd = fd;
     snprintf(c->peer, sizeof c->peer, "ivshmem slot %u", h->slot);
+    pthread_mutex_lock(&worker_lock);
+    e->next = worker_ends;
+    worker_ends = e;
+    pthread_mutex_unlock(&worker_lock);
     return c;
 fail:
     if (rfd >= 0) close(rfd);

@@ -87,6 +87,11 @@ int vgpu_ivshmem_handoff_get(const struct vgpu_conn *c, struct vgpu_ivshmem_hand
  * the result; closed on failure). NULL with a message in err. */
 struct vgpu_conn *vgpu_ivshmem_adopt(int fd, const struct vgpu_ivshmem_handoff *h, char *err, size_t errlen);
 
+/* A worker about to exit: its ivshmem connections' guests see them closed now (the
+ * process's exit frees their sessions' state; nothing else would tell the guests until
+ * the parent's scanner notices, or never if the parent is gone). */
+void vgpu_ivshmem_worker_exiting(void);
+
 /* Guest: the file that "ivshmem:WHERE" maps ("auto", a PCI address, or a path), or -1
  * with a message. */
 int vgpu_ivshmem_resolve(const char *where, char *path, size_t pathlen, char *err, size_t errlen);

@@ -518,7 +518,7 @@ set_tests_properties(e2e_auth PROPERTIES LABELS "e2e" TIMEOUT ${_e2e_ctest_timeo
 # random moments (nothing left behind), vgpud killed and restarted under a running client
 # (calls fail fast with one sticky error), another client's handles and device memory
 # (refused and logged), and --max-clients/--max-lanes/--max-objects/--max-message.
-foreach(_tr unix unix-noshm tcp)
+foreach(_tr unix unix-noshm tcp ivshmem)
   add_test(NAME e2e_fault_loop_${_tr}
     COMMAND bash "${_e2e_src}/faults.sh" loop ${_tr} $<TARGET_FILE:vgpu_e2e_fault_client>
             $<TARGET_FILE:vgpu_e2e_drv_basic>)

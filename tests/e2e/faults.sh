@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fault, limit and isolation tests of vgpud with real guest clients (fault_client.c):
 #
-#   faults.sh loop     unix|unix-noshm|tcp FAULT_CLIENT [DRV_BASIC]
+#   faults.sh loop     unix|unix-noshm|tcp|ivshmem FAULT_CLIENT [DRV_BASIC]
 #       VGPU_FAULT_ITERATIONS (default 40) clients, each doing a random multi-threaded mix
 #       of copies, memsets, launches, streams and events, SIGKILLed after a random delay
 #       (at once, as it enters cuInit, or within 600 ms: before its handshake, during
@@ -9,7 +9,7 @@
 #       is alive, no worker is left but the spare, `vgpu smi` lists no client, device
 #       memory is back to its baseline, and a fresh client (DRV_BASIC if given) works.
 #       Prints iterations, kills by phase and leftovers.
-#   faults.sh restart  unix|unix-noshm|tcp FAULT_CLIENT
+#   faults.sh restart  unix|unix-noshm|tcp|ivshmem FAULT_CLIENT
 #       SIGKILLs vgpud under a running client (one thread blocked in cuStreamSynchronize
 #       behind long kernels) and starts it again: the client's calls fail fast with one
 #       sticky error, the blocked thread returns, the guest logs one error line, and a new
@@ -28,6 +28,8 @@
 #       source addresses or another process): a legit client passes drv_basic meanwhile,
 #       and every flood connection is refused at once or dropped at the hello deadline.
 #       VGPU_E2E_TEST_DAEMON names test_daemon.
+#   ivshmem: the region is a file (ivshmem:FILE, as a VM's guest maps its device); the
+#   daemon runs with --ivshmem-timeout 2, since a killed guest is noticed by its beat.
 #   faults.sh stall    unix FAULT_CLIENT
 #       a fake daemon (python) answers the handshake, then sends 10 bytes of its next reply
 #       and stalls: with VGPU_TIMEOUT=2 the client's cuInit fails within seconds, with one
@@ -76,7 +78,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$mode" != tcp ]; then
+if [ "$mode" = ivshmem ]; then
+    addr="ivshmem:$tmp/region"
+elif [ "$mode" != tcp ]; then
     addr="unix:$tmp/vgpud.sock"
 else
     port=$("$probe" freeport) || die "no free TCP port"
@@ -86,6 +90,7 @@ daemon_args=(--listen "$addr" --backend "$backend")
 [ "$backend" = emu ] && [ -n "${VGPU_E2E_EMU_MEMORY:-}" ] && daemon_args+=(--emu-memory "$VGPU_E2E_EMU_MEMORY")
 # Plain TCP needs --tcp-no-auth where the daemon requires tokens on TCP.
 [ "$mode" = tcp ] && "$vgpud" --help 2>/dev/null | grep -q -- --tcp-no-auth && daemon_args+=(--tcp-no-auth)
+[ "$mode" = ivshmem ] && daemon_args+=(--tcp-no-auth --ivshmem-timeout 2)
 
 start_daemon() { # extra vgpud arguments
     VGPU_LOG=info VGPU_EMU_KERNELS="${VGPU_E2E_PLUGINS:-}" "$vgpud" "${daemon_args[@]}" "$@" </dev/null \
@@ -111,7 +116,8 @@ esac
 
 # The daemon's worker processes (its children).
 workers() {
-    awk -v p="$daemon_pid" '/^PPid:/ && $2 == p { split(FILENAME, a, "/"); print a[3] }' /proc/[0-9]*/status 2>/dev/null
+    # grep, not awk over the files: mawk gives up on a file whose process just exited
+    grep -H '^PPid:' /proc/[0-9]*/status 2>/dev/null | awk -F'[/:[:space:]]+' -v p="$daemon_pid" '$NF == p { print $3 }'
 }
 
 free_mem() {
@@ -225,7 +231,7 @@ restart)
     daemon_pid=
     echo gone >&9
     sleep 1
-    [ "$mode" != tcp ] && rm -f "$tmp/vgpud.sock" # a killed daemon leaves its socket file
+    [ "${addr%%:*}" = unix ] && rm -f "$tmp/vgpud.sock" # a killed daemon leaves its socket file
     start_daemon
     echo "faults: vgpud started again (pid $daemon_pid)"
     echo back >&9

@@ -112,7 +112,8 @@ esac
 
 # The daemon's worker processes (its children), one per connected client.
 workers() {
-    awk -v p="$daemon_pid" '/^PPid:/ && $2 == p { split(FILENAME, a, "/"); print a[3] }' /proc/[0-9]*/status 2>/dev/null
+    # grep, not awk over the files: mawk gives up on a file whose process just exited
+    grep -H '^PPid:' /proc/[0-9]*/status 2>/dev/null | awk -F'[/:[:space:]]+' -v p="$daemon_pid" '$NF == p { print $3 }'
 }
 
 info() {
