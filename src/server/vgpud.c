@@ -199,8 +199,9 @@ static void usage(FILE *f)
                "             [--allow-users LIST] [--allow-groups LIST]\n"
                "             [--max-clients N] [--max-lanes N] [--max-objects N] [--max-message SIZE]\n"
                "             [--peer-timeout SECONDS] [--ivshmem-timeout SECONDS]\n"
-               "  ADDR: unix:PATH, tcp:HOST:PORT, vsock:PORT (any CID of this machine) or ivshmem:FILE\n"
-               "      (a region QEMU shares with one VM as ivshmem-plain; created at 64 MiB if missing)\n"
+               "  ADDR: unix:PATH, tcp:HOST:PORT, vsock:PORT (any CID of this machine), ivshmem:FILE\n"
+               "      (a region QEMU shares with one VM as ivshmem-plain; created at 64 MiB if missing) or\n"
+               "      ivshmem-doorbell:SOCKET (vgpud as the ivshmem server of one VM's ivshmem-doorbell)\n"
                "  --backend auto (default): cuda when a driver and a GPU are present, else emu\n"
                "  --driver PATH: the real libcuda.so.1 for the cuda backend (default: system search path)\n"
                "  --emu-memory SIZE: emulated device memory, bytes or with K/M/G suffix (default 16G)\n"
@@ -1120,7 +1121,7 @@ static int vgpud_main(int argc, char **argv)
     for (size_t i = 0; i < d.cfg.ntenants; i++) any_token |= d.cfg.tenants[i].token_len > 0;
     for (int i = 0; i < naddrs; i++) {
         /* vsock and ivshmem reach other machines (virtual ones) just as TCP does. */
-        if (strncmp(addrs[i], "tcp:", 4) && strncmp(addrs[i], "vsock:", 6) && strncmp(addrs[i], "ivshmem:", 8))
+        if (strncmp(addrs[i], "tcp:", 4) && strncmp(addrs[i], "vsock:", 6) && strncmp(addrs[i], "ivshmem", 7))
             continue;
         if (!any_token && !d.tcp_no_auth) {
             fprintf(stderr,

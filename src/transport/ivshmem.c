@@ -17,8 +17,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,8 @@
 #define DAEMON_SILENT_MS 5000 /* a guest gives up on a daemon whose beat stopped this long */
 #define POLL_MAX_US_DEFAULT 1000u
 #define REGION_FD_MARK 'R' /* the message on a connection's liveness socket that carries the region */
+#define DAEMON_PEER_ID 1 /* ivshmem-doorbell: vgpud's peer ID (nonzero: a doorbell write is never 0); QEMU is peer 0 */
+#define QEMU_PEER_ID 0
 
 static long long mono_ns(void)
 {
@@ -77,6 +81,7 @@ void vgpu_ivshmem_set_guest_timeout(int seconds) { guest_timeout_s = seconds > 0
 /* The mapped region in vgpud's parent: the listener and its connections hold references. */
 struct region {
     _Atomic int refs;
+    uint32_t doorbell; /* 1: an ivshmem-doorbell region (guests may ring us) */
     int fd;
     uint8_t *map;
     size_t len;
@@ -105,6 +110,10 @@ struct slot_host {
 struct ivs_listener {
     struct vgpu_listener base; /* base.fd: a pipe that has a byte per accepted connection */
     struct region *r;
+    /* ivshmem-doorbell (an ivshmem server for QEMU): the listening socket, the connected
+     * QEMU (one VM), the eventfd its guest rings (our peer ID's vector 0), and the one we
+     * hand QEMU as its own vector (never rung: the guest polls). -1 when not. */
+    int server_fd, qemu_fd, bell_fd, guest_vector_fd;
     int notify_w;
     pthread_t scanner;
     bool scanner_started;
@@ -120,6 +129,7 @@ struct ivs_listener {
  * of its slot alone (own_map). live: the liveness socket's end. */
 struct daemon_end {
     struct daemon_end *next; /* a worker's: on worker_ends */
+    bool bell; /* a worker's, on an ivshmem-doorbell region: the scanner wakes it through live */
     struct region *r;
     uint8_t *own_map;
     size_t own_len;
@@ -134,13 +144,20 @@ struct daemon_end {
 static int daemon_pause(void *ctx, unsigned us)
 {
     struct daemon_end *e = ctx;
-    struct pollfd p = {.fd = e->live, .events = POLLRDHUP};
+    /* In a worker on a doorbell region the socket also carries wake-ups (the scanner's,
+     * when the guest rang); elsewhere the region's message still sits on it unread. */
+    struct pollfd p = {.fd = e->live, .events = POLLRDHUP | (e->bell ? POLLIN : 0)};
     struct timespec ts = {us / 1000000u, (long)(us % 1000000u) * 1000L};
     int n = ppoll(&p, 1, &ts, NULL);
     if (n < 0 && errno != EINTR) return -1;
     if (n > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) {
         errno = ECONNRESET; /* the guest's beat stopped (killed), or vgpud stops */
         return -1;
+    }
+    if (n > 0 && (p.revents & POLLIN)) {
+        char buf[64];
+        while (recv(e->live, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+        }
     }
     uint32_t gs = ld32(e->slot, VGPU_IVS_SLOT_GUEST_STATE);
     if (gs == VGPU_IVS_REQUEST) return 0;
@@ -178,7 +195,10 @@ static void daemon_close(void *ctx)
     free(e);
 }
 
-static const struct vgpu_shm_poller daemon_poller = {.pause = daemon_pause, .close = daemon_close};
+static bool daemon_doorbell(void *ctx) { return ((struct daemon_end *)ctx)->bell; }
+
+static const struct vgpu_shm_poller daemon_poller = {.pause = daemon_pause, .close = daemon_close,
+                                                     .doorbell = daemon_doorbell};
 
 static int ivs_connect(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen);
 static int ivs_listen(const char *where, struct vgpu_listener **out, char *err, size_t errlen);
@@ -268,6 +288,8 @@ static void region_setup(struct region *r)
     st64(m, VGPU_IVS_OFF_REGION, r->lo.used);
     st64(m, VGPU_IVS_OFF_EPOCH, epoch);
     st64(m, VGPU_IVS_OFF_DAEMON_BEAT, 1);
+    st32(m, VGPU_IVS_OFF_DOORBELL, r->doorbell);
+    st32(m, VGPU_IVS_OFF_DOORBELL_PEER, DAEMON_PEER_ID);
     atomic_thread_fence(memory_order_seq_cst);
     st32(m, VGPU_IVS_OFF_MAGIC, VGPU_IVSHMEM_MAGIC);
 }
@@ -296,7 +318,8 @@ static void scanner_accept(struct ivs_listener *L, uint32_t k)
     e->info = (struct vgpu_ivshmem_handoff){.slot = k,
                                             .ring = r->lo.ring,
                                             .slot_offset = r->lo.first + (uint64_t)k * r->lo.slot_bytes,
-                                            .slot_bytes = r->lo.slot_bytes};
+                                            .slot_bytes = r->lo.slot_bytes,
+                                            .doorbell = L->bell_fd >= 0};
     struct vgpu_conn *c = vgpu_shm_ring_open(&vgpu_transport_ivshmem, s, r->lo.ring, r->lo.ring, false, NULL,
                                              &daemon_poller, e, poll_max_us());
     if (!c) {
@@ -316,6 +339,94 @@ static void scanner_accept(struct ivs_listener *L, uint32_t k)
     pthread_mutex_unlock(&L->lock);
     ssize_t n = write(L->notify_w, "", 1); /* a full pipe already wakes the accept loop */
     (void)n;
+}
+
+/* ---- ivshmem-doorbell: vgpud as the ivshmem server of one VM's QEMU ----
+ * QEMU connects to the socket and reads messages, each a little-endian int64 with at
+ * most one descriptor: the protocol version (0), its peer ID, -1 with the shared memory,
+ * then for every other peer its ID once per vector with that vector's eventfd, then its
+ * own ID with its own vectors' eventfds (QEMU's docs/specs/ivshmem-spec.rst). We are
+ * peer 1 with one vector: a guest that writes (1 << 16 | 0) to its device's doorbell
+ * register makes QEMU signal bell_fd. */
+
+static int qemu_send(int fd, int64_t v, int passfd)
+{
+    uint64_t le = (uint64_t)v; /* x86: already little-endian */
+    if (passfd >= 0) return vgpu_send_fd(fd, &le, sizeof le, passfd);
+    return send(fd, &le, sizeof le, MSG_NOSIGNAL) == (ssize_t)sizeof le ? 0 : -1;
+}
+
+static void server_accept_qemu(struct ivs_listener *L)
+{
+    int fd = accept4(L->server_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (L->qemu_fd >= 0) { /* a region belongs to one VM: a second would share its memory */
+        VGPU_WARN("ivshmem %s: a second VM connected while one is attached; refused (one VM per socket)",
+                  L->r->path);
+        close(fd);
+        return;
+    }
+    if (qemu_send(fd, 0, -1) || qemu_send(fd, QEMU_PEER_ID, -1) || qemu_send(fd, -1, L->r->fd) ||
+        qemu_send(fd, DAEMON_PEER_ID, L->bell_fd) || qemu_send(fd, QEMU_PEER_ID, L->guest_vector_fd)) {
+        VGPU_WARN("ivshmem %s: could not set up the VM's device: %s", L->r->path, strerror(errno));
+        close(fd);
+        return;
+    }
+    L->qemu_fd = fd;
+    VGPU_INFO("ivshmem %s: a VM attached (QEMU ivshmem-doorbell)", L->r->path);
+}
+
+/* The VM's QEMU went away: so did every guest process in it. */
+static void server_drop_qemu(struct ivs_listener *L)
+{
+    close(L->qemu_fd);
+    L->qemu_fd = -1;
+    unsigned n = 0;
+    for (uint32_t k = 0; k < L->r->lo.nslots; k++) {
+        struct slot_host *h = &L->slots[k];
+        if (h->state == H_OPEN && !h->evicting) {
+            shutdown(h->live, SHUT_WR);
+            h->evicting = true;
+            n++;
+        }
+        h->beat_ns = LLONG_MIN / 2; /* silent: recycled as soon as our side is done */
+    }
+    VGPU_INFO("ivshmem %s: the VM detached; %u connection(s) ended", L->r->path, n);
+}
+
+/* The guest rang: wake the lanes that wait (their flag is set), through their sockets. */
+static void server_ring(struct ivs_listener *L)
+{
+    uint64_t count;
+    ssize_t n = read(L->bell_fd, &count, sizeof count);
+    (void)n;
+    for (uint32_t k = 0; k < L->r->lo.nslots; k++) {
+        struct slot_host *h = &L->slots[k];
+        if (h->state != H_OPEN) continue;
+        uint8_t *s = slot_at(L->r->map, &L->r->lo, k);
+        if (ld32(s, VGPU_SHM_OFF_G2D_CWAIT) || ld32(s, VGPU_SHM_OFF_D2G_PWAIT)) {
+            ssize_t w = send(h->live, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+            (void)w;
+        }
+    }
+}
+
+/* The scanner's pause on a doorbell region: wakes for QEMU and for the guest's rings. */
+static void server_wait(struct ivs_listener *L, int ms)
+{
+    struct pollfd p[3] = {{.fd = L->server_fd, .events = POLLIN},
+                          {.fd = L->bell_fd, .events = POLLIN},
+                          {.fd = L->qemu_fd, .events = POLLIN | POLLRDHUP}};
+    long long until = mono_ns() + (long long)ms * 1000000ll;
+    for (;;) {
+        long long left = (until - mono_ns()) / 1000000ll;
+        if (left < 0) return;
+        p[2].fd = L->qemu_fd;
+        if (poll(p, 3, (int)left) <= 0) return;
+        if (p[1].revents & POLLIN) server_ring(L);
+        if (p[2].revents) server_drop_qemu(L); /* QEMU sends nothing after connecting: any event is its end */
+        if (p[0].revents & POLLIN) server_accept_qemu(L);
+    }
 }
 
 /* Once per SCAN_MS: beat, accept requests, notice connections that ended on our side
@@ -386,18 +497,84 @@ static void *scanner_main(void *arg)
                 st32(slot_at(r->map, &r->lo, pk[i]), VGPU_IVS_SLOT_DAEMON_STATE, VGPU_IVS_CLOSED);
             }
         }
-        sleep_us(SCAN_MS * 1000u);
+        if (L->server_fd >= 0) server_wait(L, SCAN_MS);
+        else sleep_us(SCAN_MS * 1000u);
     }
     free(pf);
     free(pk);
     return NULL;
 }
 
+/* ivshmem:FILE serves a file QEMU maps (ivshmem-plain); ivshmem-doorbell:SOCKET is an
+ * ivshmem server: the region is our own memfd, handed to the QEMU that connects. */
+static int listen_region(const char *where, bool doorbell, struct vgpu_listener **out, char *err, size_t errlen);
+
 static int ivs_listen(const char *where, struct vgpu_listener **out, char *err, size_t errlen)
+{
+    return listen_region(where, false, out, err, errlen);
+}
+
+static int ivsd_listen(const char *where, struct vgpu_listener **out, char *err, size_t errlen)
+{
+    return listen_region(where, true, out, err, errlen);
+}
+
+static int ivsd_connect(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen)
+{
+    (void)where, (void)timeout_ms, (void)out;
+    snprintf(err, errlen, "ivshmem-doorbell: is a daemon's address; a guest uses ivshmem:auto");
+    return -1;
+}
+
+const struct vgpu_transport vgpu_transport_ivshmem_doorbell = {
+    .scheme = "ivshmem-doorbell",
+    .connect = ivsd_connect,
+    .listen = ivsd_listen,
+    .writev_all = vgpu_shm_ring_writev_all,
+    .read_all = vgpu_shm_ring_read_all,
+    .close = vgpu_shm_ring_close,
+    .wait_readable = vgpu_shm_ring_wait_readable,
+    .accept = ivs_accept,
+    .listener_close = ivs_listener_close,
+};
+
+static int server_socket(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "ivshmem-doorbell:%s: socket path too long", path);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "ivshmem-doorbell:%s: socket: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) { /* a stale socket of a previous vgpud: replace it; anything else: refuse */
+        if (!S_ISSOCK(st.st_mode) || connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+            snprintf(err, errlen, "ivshmem-doorbell:%s: %s", path,
+                     S_ISSOCK(st.st_mode) ? "another server listens there" : "exists and is not a socket");
+            close(fd);
+            return -1;
+        }
+        unlink(path);
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 4)) {
+        snprintf(err, errlen, "ivshmem-doorbell:%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int listen_region(const char *where, bool doorbell, struct vgpu_listener **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (!where[0] || strlen(where) >= sizeof ((struct region *)0)->path) {
-        snprintf(err, errlen, "ivshmem: expected ivshmem:PATH (a file QEMU maps with memory-backend-file)");
+        snprintf(err, errlen, doorbell ? "ivshmem-doorbell: expected ivshmem-doorbell:SOCKET (QEMU's chardev socket)"
+                                       : "ivshmem: expected ivshmem:PATH (a file QEMU maps with memory-backend-file)");
         return -1;
     }
     struct ivs_listener *L = calloc(1, sizeof *L);
@@ -409,13 +586,30 @@ static int ivs_listen(const char *where, struct vgpu_listener **out, char *err, 
         return -1;
     }
     r->fd = -1;
-    L->base.fd = L->notify_w = -1;
+    L->base.fd = L->notify_w = L->server_fd = L->qemu_fd = L->bell_fd = L->guest_vector_fd = -1;
+    r->doorbell = doorbell;
     snprintf(r->path, sizeof r->path, "%s", where);
     atomic_init(&r->refs, 1);
     struct stat st;
     const char *what = "open";
+    if (doorbell) {
+        /* Our own memory, sealed against resizing (QEMU maps it; nobody can make our
+         * mapping fault), and the socket QEMU connects to. */
+        what = "memfd_create";
+        if ((r->fd = memfd_create("vgpu-ivshmem", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0) goto fail_errno;
+        what = "ftruncate";
+        if (ftruncate(r->fd, VGPU_IVSHMEM_DEFAULT_BYTES)) goto fail_errno;
+        what = "sealing";
+        if (fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) goto fail_errno;
+        what = "eventfd";
+        if ((L->bell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+            (L->guest_vector_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+            goto fail_errno;
+        if ((L->server_fd = server_socket(where, err, errlen)) < 0) goto fail;
+        snprintf(L->base.unix_path, sizeof L->base.unix_path, "%s", where);
+    }
     /* 0660: QEMU usually runs as another user of the same group. */
-    if ((r->fd = open(where, O_RDWR | O_CREAT | O_CLOEXEC, 0660)) < 0) goto fail_errno;
+    else if ((r->fd = open(where, O_RDWR | O_CREAT | O_CLOEXEC, 0660)) < 0) goto fail_errno;
     what = "stat";
     if (fstat(r->fd, &st)) goto fail_errno;
     if (!S_ISREG(st.st_mode)) {
@@ -456,7 +650,7 @@ static int ivs_listen(const char *where, struct vgpu_listener **out, char *err, 
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK)) goto fail_errno;
     L->base.fd = p[0];
     L->notify_w = p[1];
-    L->base.t = &vgpu_transport_ivshmem;
+    L->base.t = doorbell ? &vgpu_transport_ivshmem_doorbell : &vgpu_transport_ivshmem;
     L->r = r;
     L->guest_timeout_ns = guest_timeout_s ? (long long)guest_timeout_s * 1000000000ll : LLONG_MAX;
     pthread_mutex_init(&L->lock, NULL);
@@ -473,7 +667,8 @@ static int ivs_listen(const char *where, struct vgpu_listener **out, char *err, 
         goto fail;
     }
     L->scanner_started = true;
-    VGPU_INFO("ivshmem %s: %u slots of %u KiB rings in %zu bytes", where, r->lo.nslots, r->lo.ring >> 10, r->len);
+    VGPU_INFO("ivshmem %s: %u slots of %u KiB rings in %zu bytes%s", where, r->lo.nslots, r->lo.ring >> 10, r->len,
+              doorbell ? "; waiting for QEMU's ivshmem-doorbell to connect" : "");
     *out = &L->base;
     return 0;
 fail_errno:
@@ -485,6 +680,12 @@ fail:
     free(r);
     if (L->base.fd >= 0) close(L->base.fd);
     if (L->notify_w >= 0) close(L->notify_w);
+    if (L->server_fd >= 0) {
+        close(L->server_fd);
+        unlink(where);
+    }
+    if (L->bell_fd >= 0) close(L->bell_fd);
+    if (L->guest_vector_fd >= 0) close(L->guest_vector_fd);
     free(L->queue);
     free(L->slots);
     free(L);
@@ -528,6 +729,13 @@ static void ivs_listener_close(struct vgpu_listener *base)
     /* Guests see the daemon's beat stop; a new daemon on this file starts a new epoch. */
     close(L->base.fd);
     close(L->notify_w);
+    if (L->server_fd >= 0) {
+        close(L->server_fd);
+        unlink(L->base.unix_path);
+    }
+    if (L->qemu_fd >= 0) close(L->qemu_fd);
+    if (L->bell_fd >= 0) close(L->bell_fd);
+    if (L->guest_vector_fd >= 0) close(L->guest_vector_fd);
     pthread_mutex_destroy(&L->lock);
     region_unref(L->r);
     free(L->queue);
@@ -581,6 +789,7 @@ struct vgpu_conn *vgpu_ivshmem_adopt(int fd, const struct vgpu_ivshmem_handoff *
     e->slot = e->own_map + delta;
     e->live = fd;
     e->info = *h;
+    e->bell = h->doorbell != 0;
     struct vgpu_conn *c = vgpu_shm_ring_open(&vgpu_transport_ivshmem, e->slot, h->ring, h->ring, false, &h->pos,
                                              &daemon_poller, e, poll_max_us());
     if (!c) {
@@ -611,6 +820,11 @@ struct guest_region {
     char path[330];
     uint8_t *map;
     size_t len;
+    /* ivshmem-doorbell: the device's registers (BAR 0) and the daemon's peer ID, so a
+     * write to the doorbell register wakes the daemon; NULL where there is none. */
+    volatile uint32_t *regs;
+    size_t regs_len;
+    uint32_t daemon_peer;
     int refs;
     struct layout lo;
 };
@@ -785,6 +999,27 @@ int vgpu_ivshmem_resolve(const char *where, char *path, size_t pathlen, char *er
     return 0;
 }
 
+/* A region the daemon serves as an ivshmem server, reached through a PCI device: map the
+ * device's registers (resource0 next to resource2) to ring the daemon. Without them
+ * (a file, or no permission) the daemon polls, as on ivshmem-plain. */
+#define IVSHMEM_REG_DOORBELL 12 /* bytes into BAR 0: write (peer << 16) | vector */
+static void map_doorbell(struct guest_region *g)
+{
+    size_t n = strlen(g->path);
+    if (ld32(g->map, VGPU_IVS_OFF_DOORBELL) != 1 || n < 10 || strcmp(g->path + n - 10, "/resource2")) return;
+    char p[340];
+    snprintf(p, sizeof p, "%.*s/resource0", (int)(n - 10), g->path);
+    int fd = open(p, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return;
+    long page = sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return;
+    g->regs = m;
+    g->regs_len = (size_t)page;
+    g->daemon_peer = ld32(g->map, VGPU_IVS_OFF_DOORBELL_PEER) & 0xffffu;
+}
+
 /* The region at path, mapped once per process; checked against its header. */
 static struct guest_region *guest_region_get(const char *path, char *err, size_t errlen)
 {
@@ -836,6 +1071,7 @@ static struct guest_region *guest_region_get(const char *path, char *err, size_t
     snprintf(g->path, sizeof g->path, "%s", path);
     g->map = m;
     g->len = (size_t)st.st_size;
+    map_doorbell(g);
     g->lo = lo;
     g->refs = 1;
     g->next = guest_regions;
@@ -852,6 +1088,7 @@ static void guest_region_put_locked(struct guest_region *g)
             break;
         }
     munmap(g->map, g->len);
+    if (g->regs) munmap((void *)g->regs, g->regs_len);
     free(g);
 }
 
@@ -900,7 +1137,15 @@ static void guest_close(void *ctx)
     free(e);
 }
 
-static const struct vgpu_shm_poller guest_poller = {.pause = guest_pause, .close = guest_close};
+/* The daemon waits for us (its flag is up): ring it through the device's doorbell
+ * register (QEMU turns the write into a signal on vgpud's eventfd). */
+static void guest_ring(void *ctx)
+{
+    struct guest_end *e = ctx;
+    if (e->gr->regs) e->gr->regs[IVSHMEM_REG_DOORBELL / 4] = e->gr->daemon_peer << 16;
+}
+
+static const struct vgpu_shm_poller guest_poller = {.pause = guest_pause, .close = guest_close, .ring = guest_ring};
 
 static int ivs_connect(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen)
 {

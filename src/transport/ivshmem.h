@@ -49,6 +49,8 @@ enum {
     VGPU_IVS_OFF_FIRST_SLOT = 24,  /* u64: offset of slot 0 (4096) */
     VGPU_IVS_OFF_REGION = 32,      /* u64: region bytes in use */
     VGPU_IVS_OFF_EPOCH = 40,       /* u64: random, new each time a daemon sets the region up */
+    VGPU_IVS_OFF_DOORBELL = 48,    /* u32: 1 when the daemon is the VM's ivshmem server (doorbell) */
+    VGPU_IVS_OFF_DOORBELL_PEER = 52, /* u32: then its peer ID, whose vector 0 a guest rings */
     VGPU_IVS_OFF_DAEMON_BEAT = 128, /* u64: the daemon adds one every scan (10 ms) */
 };
 
@@ -65,6 +67,11 @@ enum vgpu_ivs_daemon_state { VGPU_IVS_FREE = 0, VGPU_IVS_ACCEPTED = 1, VGPU_IVS_
 enum vgpu_ivs_guest_state { VGPU_IVS_IDLE = 0, VGPU_IVS_CLAIMED = 1, VGPU_IVS_REQUEST = 2, VGPU_IVS_GONE = 3 };
 
 extern const struct vgpu_transport vgpu_transport_ivshmem;
+/* "ivshmem-doorbell:SOCKET" (daemon only): vgpud is the ivshmem server QEMU's
+ * ivshmem-doorbell device connects to (-chardev socket,path=SOCKET); the region is a memfd
+ * it hands QEMU, and a guest's write to the device's doorbell register wakes the daemon
+ * instead of its polling. Accepted connections are ordinary ivshmem ones. */
+extern const struct vgpu_transport vgpu_transport_ivshmem_doorbell;
 
 /* Daemon: a guest whose slot's beat stops this long is gone (default 10 s; 0: never;
  * vgpud's --ivshmem-timeout). Applies to listeners opened afterwards. A guest process
@@ -80,6 +87,7 @@ struct vgpu_ivshmem_handoff {
     uint32_t ring;
     uint64_t slot_offset, slot_bytes;
     struct vgpu_shm_ring_pos pos;
+    uint32_t doorbell; /* 1: the guest rings (ivshmem-doorbell): the worker sleeps until woken */
 };
 /* 0 and *h filled when c is an ivshmem connection (daemon side), else -1. */
 int vgpu_ivshmem_handoff_get(const struct vgpu_conn *c, struct vgpu_ivshmem_handoff *h);

@@ -178,17 +178,19 @@ static int tx_ready(struct shm_conn *c)
 /* Store our counter and wake the peer if it announced that it waits on it. The fence
  * pairs with the one in wait_for: either the peer sees the new counter when it checks
  * after raising its flag, or we see the flag here. */
-static void publish(struct ring_view *r, _Atomic uint64_t *ours, _Atomic uint32_t *peer_waits)
+static void publish(struct shm_conn *c, struct ring_view *r, _Atomic uint64_t *ours, _Atomic uint32_t *peer_waits)
 {
     if (r->pos == r->published) return;
     atomic_store_explicit(ours, r->pos, memory_order_release);
     r->published = r->pos;
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(peer_waits, memory_order_relaxed)) ring_bell(r);
+    if (!atomic_load_explicit(peer_waits, memory_order_relaxed)) return;
+    if (!c->poller) ring_bell(r);
+    else if (c->poller->ring) c->poller->ring(c->poll_ctx); /* polled rings: the owner's doorbell, if any */
 }
 
-static void tx_publish(struct shm_conn *c) { publish(&c->tx, c->tx.head, c->tx.cwait); }
-static void rx_publish(struct shm_conn *c) { publish(&c->rx, c->rx.tail, c->rx.pwait); }
+static void tx_publish(struct shm_conn *c) { publish(c, &c->tx, c->tx.head, c->tx.cwait); }
+static void rx_publish(struct shm_conn *c) { publish(c, &c->rx, c->rx.tail, c->rx.pwait); }
 
 /* One descriptor message on the socket (FD_MARK with one descriptor): kept in base.fds
  * for vgpu_conn_take_fd. 1 when one was taken, 0 when nothing is there, -1 on end of
@@ -300,16 +302,30 @@ static int sleep_polled(struct shm_conn *c, bool rx)
     int ms = c->timeout_ms, left = vgpu_conn_wait_ms(&c->base, !rx);
     if (left >= 0 && (ms < 0 || left < ms)) ms = left;
     uint64_t deadline = ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)ms * 1000000u;
+    /* With a doorbell the peer rings once it sees our flag (publish): sleep long, as
+     * on a unix-socket ring; the flag protocol is wait_for_ready's. */
+    bool bell = c->poller->doorbell && c->poller->doorbell(c->poll_ctx);
+    _Atomic uint32_t *flag = rx ? c->rx.cwait : c->tx.pwait;
     for (unsigned us = POLL_FIRST_US;; us = us * 2 > c->poll_max_us ? c->poll_max_us : us * 2) {
+        if (bell) {
+            atomic_store_explicit(flag, 1, memory_order_relaxed);
+            atomic_thread_fence(memory_order_seq_cst);
+            us = VGPU_SHM_DOORBELL_SLEEP_US;
+        }
         int r = ready(c);
-        if (r) return r < 0 ? -1 : 0;
+        if (r) {
+            if (bell) atomic_store_explicit(flag, 0, memory_order_relaxed);
+            return r < 0 ? -1 : 0;
+        }
         uint64_t now = now_ns();
         if (now >= deadline) {
             errno = ETIMEDOUT;
             return -1;
         }
         if ((uint64_t)us * 1000u > deadline - now) us = (unsigned)((deadline - now) / 1000u) + 1;
-        if (c->poller->pause(c->poll_ctx, us)) return -1;
+        int p = c->poller->pause(c->poll_ctx, us);
+        if (bell) atomic_store_explicit(flag, 0, memory_order_relaxed);
+        if (p) return -1;
     }
 }
 

@@ -2,9 +2,10 @@
  * The shared-memory rings without their unix socket: for transports whose region both
  * sides map by other means (ivshmem, ivshmem.c). The layout of one ring pair is the
  * same as shm.h's region (a header page, then g2d, then d2g), so the ring code and its
- * checks of the peer's counters are shared; what differs is the waiting. There are no
- * doorbells: a side that finds its ring empty (or full) spins, then sleeps in growing
- * steps through its owner's pause hook, which also tells whether the peer is gone.
+ * checks of the peer's counters are shared; what differs is the waiting. A side that
+ * finds its ring empty (or full) spins, then sleeps in growing steps through its owner's
+ * pause hook, which also tells whether the peer is gone; where the owner has a doorbell
+ * the peer rings (ivshmem-doorbell), it raises its waiting flag and sleeps long instead.
  */
 #ifndef VGPU_TRANSPORT_SHM_RING_H
 #define VGPU_TRANSPORT_SHM_RING_H
@@ -15,12 +16,21 @@
 #include "transport/shm.h"
 
 struct vgpu_shm_poller {
-    /* Sleep about `us` microseconds (less if something happens). 0: look at the ring
-     * again; -1: the peer is gone (errno; 0 when it closed in order). */
+    /* Sleep about `us` microseconds (less if something happens, e.g. the peer rang).
+     * 0: look at the ring again; -1: the peer is gone (errno; 0 when it closed in order). */
     int (*pause)(void *ctx, unsigned us);
     /* The connection closes: release ctx (and whatever mapping the rings live in). */
     void (*close)(void *ctx);
+    /* Optional. ring: wake the peer, which raised its waiting flag. doorbell: whether the
+     * peer rings us; then a wait raises our flag and sleeps VGPU_SHM_DOORBELL_SLEEP_US
+     * at a time (the pause returns early when rung) instead of polling. */
+    void (*ring)(void *ctx);
+    bool (*doorbell)(void *ctx);
 };
+
+/* One sleep of a side that the peer rings: long, since a ring ends it early; what
+ * remains of it only bounds how late liveness is checked. */
+#define VGPU_SHM_DOORBELL_SLEEP_US 100000u
 
 /* Where one side's counters stand: a connection that moves to another process (vgpud's
  * handshake thread to the client's worker) goes on from there. rx_pos: bytes consumed

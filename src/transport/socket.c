@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 static const struct vgpu_transport *const transports[] = {&vgpu_transport_unix, &vgpu_transport_tcp,
-                                                             &vgpu_transport_vsock, &vgpu_transport_ivshmem};
+                                                             &vgpu_transport_vsock, &vgpu_transport_ivshmem,
+                                                             &vgpu_transport_ivshmem_doorbell};
 
 const struct vgpu_transport *vgpu_transport_for(const char *addr, const char **where)
 {
@@ -49,7 +50,7 @@ int vgpu_listen(const char *addr, struct vgpu_listener **out, char *err, size_t 
     const char *where;
     const struct vgpu_transport *t = vgpu_transport_for(addr, &where);
     if (!t) {
-        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT, vsock:PORT or ivshmem:FILE)",
+        snprintf(err, errlen, "unknown address '%s' (expected unix:PATH, tcp:HOST:PORT, vsock:PORT, ivshmem:FILE or ivshmem-doorbell:SOCKET)",
                  addr ? addr : "");
         return -1;
     }

@@ -2,8 +2,8 @@
  * Transports: how guest and daemon exchange frames. Every transport implements the
  * same function table, so the protocol code never knows which one carries it.
  * Addresses: "unix:PATH", "tcp:HOST:PORT", "vsock:CID:PORT" (a daemon listens on
- * "vsock:PORT"), "ivshmem:auto|PCI_ADDRESS|FILE" (a daemon listens on "ivshmem:FILE";
- * ivshmem.h). Shared memory (shm.h) is reached by upgrading a unix: connection.
+ * "vsock:PORT"), "ivshmem:auto|PCI_ADDRESS|FILE" (a daemon listens on "ivshmem:FILE"
+ * or, as QEMU's ivshmem server, "ivshmem-doorbell:SOCKET"; ivshmem.h). Shared memory (shm.h) is reached by upgrading a unix: connection.
  */
 #ifndef VGPU_TRANSPORT_H
 #define VGPU_TRANSPORT_H
@@ -118,6 +118,7 @@ extern const struct vgpu_transport vgpu_transport_unix;
 extern const struct vgpu_transport vgpu_transport_tcp;
 extern const struct vgpu_transport vgpu_transport_vsock;
 extern const struct vgpu_transport vgpu_transport_ivshmem;
+extern const struct vgpu_transport vgpu_transport_ivshmem_doorbell;
 
 /* Parse the part of a vsock address after "vsock:": listening, "PORT" (*cid is then
  * VMADDR_CID_ANY); connecting, "CID:PORT" or "host:PORT" (CID 2). Decimal only; 0 or a

@@ -272,6 +272,11 @@ target_link_libraries(vgpu_e2e_unreachable PRIVATE "${VGPU_E2E_CUDART_STATIC}" r
 set_source_files_properties("${_e2e_out}/gen/drv_kernels_fatbin.c" "${_e2e_out}/gen/drv_kernels_cubin.c"
   ${_e2e_link_embedded} PROPERTIES GENERATED TRUE COMPILE_OPTIONS "-w")
 
+# QEMU's ivshmem-doorbell device, simulated for the e2e mode ivshmem-doorbell.
+add_executable(vgpu_e2e_ivshmem_qemu_sim "${_e2e_src}/ivshmem_qemu_sim.c")
+target_compile_options(vgpu_e2e_ivshmem_qemu_sim PRIVATE ${_e2e_c_warnings})
+set_target_properties(vgpu_e2e_ivshmem_qemu_sim PROPERTIES
+  C_STANDARD 11 C_EXTENSIONS ON OUTPUT_NAME ivshmem_qemu_sim RUNTIME_OUTPUT_DIRECTORY "${_e2e_out}")
 add_executable(vgpu_e2e_probe "${_e2e_src}/e2e_probe.c")
 target_compile_options(vgpu_e2e_probe PRIVATE ${_e2e_c_warnings})
 set_target_properties(vgpu_e2e_probe PROPERTIES
@@ -304,6 +309,7 @@ set(_e2e_env
   "VGPU_E2E_LIB=${_e2e_guest_libdir}"
   "VGPU_E2E_PLUGINS=${_e2e_plugins}"
   "VGPU_E2E_PROBE=$<TARGET_FILE:vgpu_e2e_probe>"
+  "VGPU_E2E_QEMU_SIM=$<TARGET_FILE:vgpu_e2e_ivshmem_qemu_sim>"
   "VGPU_E2E_BACKEND=${VGPU_E2E_BACKEND}"
   "VGPU_E2E_EMU_MEMORY=${VGPU_E2E_EMU_MEMORY}"
   "VGPU_E2E_TIMEOUT=${VGPU_E2E_TIMEOUT}")
@@ -499,6 +505,12 @@ foreach(_tr unix tcp ivshmem)
   vgpu_e2e_add(e2e_drv_visible_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_drv_visible>)
   vgpu_e2e_add(e2e_probe_ollama_${_tr} ${_tr} $<TARGET_FILE:vgpu_e2e_probe_ollama>)
 endforeach()
+# ivshmem-doorbell: vgpud is the ivshmem server of a simulated QEMU (ivshmem_qemu_sim):
+# the guest maps the device through a fake sysfs and rings the daemon's doorbell.
+foreach(_p drv_basic drv_threads drv_pipeline)
+  vgpu_e2e_add(e2e_${_p}_ivshmem-doorbell ivshmem-doorbell $<TARGET_FILE:vgpu_e2e_${_p}>)
+endforeach()
+set_property(TEST e2e_drv_pipeline_ivshmem-doorbell APPEND PROPERTY ENVIRONMENT "VGPU_E2E_EXPECT_SHARED=0")
 # killed_probe: unix (shared memory, 4 KiB rings, killed in the middle of 16 MiB copies),
 # unix-noshm (the socket), tcp, and ivshmem (the killed guest is noticed by its stopped beat).
 foreach(_tr unix unix-noshm tcp ivshmem)

@@ -19,6 +19,12 @@
 #       fresh file in the temp dir, which it creates), the program maps the same file
 #       (VGPU_SERVER=ivshmem:FILE) with the token, as a virtual machine's guest maps the
 #       BAR of QEMU's ivshmem device (tests/vm runs that).
+#   run_e2e.sh ivshmem-doorbell PROGRAM [ARGS...]
+#       as ivshmem, with vgpud as the ivshmem server (--listen ivshmem-doorbell:SOCKET) of a
+#       simulated QEMU (VGPU_E2E_QEMU_SIM, tests/e2e/ivshmem_qemu_sim.c) that makes a fake
+#       sysfs device of the region; the program finds it with VGPU_SERVER=ivshmem:auto
+#       (VGPU_IVSHMEM_SYSFS) and rings the daemon through its doorbell register. The
+#       daemon's log must show the VM attached and the simulator must have seen rings.
 #   run_e2e.sh tcp-tls|tcp-tls-client PROGRAM [ARGS...]
 #       as tcp, over TLS: a test CA and certificates are made with the openssl command
 #       (tls_certs.sh; exit 77, a skip, without it), vgpud gets --tls-cert/--tls-key
@@ -59,7 +65,7 @@ die() {
     exit 1
 }
 
-[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|vsock|ivshmem|tcp-tls|tcp-tls-client|tls-refused-CASE|dead-unix|dead-tcp|dead-vsock|dead-ivshmem PROGRAM [ARGS...]"
+[ $# -ge 2 ] || die "usage: run_e2e.sh unix|unix-noshm|tcp|vsock|ivshmem|ivshmem-doorbell|tcp-tls|tcp-tls-client|tls-refused-CASE|dead-unix|dead-tcp|dead-vsock|dead-ivshmem PROGRAM [ARGS...]"
 mode=$1
 prog=$2
 shift 2
@@ -112,6 +118,7 @@ stop_daemon() {
 cleanup() {
     local rc=$?
     stop_program
+    [ -n "${sim_pid:-}" ] && kill -KILL "$sim_pid" 2>/dev/null
     stop_daemon
     if [ "${VGPU_E2E_KEEP:-0}" = 1 ]; then
         echo "run_e2e: kept $tmp" >&2
@@ -165,7 +172,9 @@ start_daemon() {
             daemon_pid=
             return 1
         fi
-        if "$probe" connect "$reach" 2>/dev/null; then
+        if [ "$reach" = none ]; then # ivshmem-doorbell: the socket exists once vgpud is ready
+            [ -S "${listen#*:}" ] && grep -q "ready (backend" "$tmp/vgpud.log" && return 0
+        elif "$probe" connect "$reach" 2>/dev/null; then
             return 0
         fi
         sleep 0.05
@@ -239,9 +248,9 @@ stop_program() {
 }
 
 case "$mode" in
-unix | unix-noshm | tcp | vsock | ivshmem | tcp-tls | tcp-tls-client)
+unix | unix-noshm | tcp | vsock | ivshmem | ivshmem-doorbell | tcp-tls | tcp-tls-client)
     # the network (vsock and ivshmem reach virtual machines) needs the token
-    [ "${mode%%-*}" = tcp ] || [ "$mode" = vsock ] || [ "$mode" = ivshmem ] && export VGPU_TOKEN_FILE="$tmp/token"
+    [ "${mode%%-*}" = tcp ] || [ "$mode" = vsock ] || [ "${mode%%-*}" = ivshmem ] && export VGPU_TOKEN_FILE="$tmp/token"
     [ -x "$vgpud" ] || die "vgpud not found: '$vgpud' (set VGPU_E2E_BIN)"
     [ -x "$vgpu" ] || die "vgpu not found: '$vgpu' (set VGPU_E2E_BIN)"
     case "$mode" in
@@ -270,6 +279,9 @@ unix | unix-noshm | tcp | vsock | ivshmem | tcp-tls | tcp-tls-client)
             reach="vsock:1:$port"
         elif [ "$mode" = ivshmem ]; then
             addr="ivshmem:$tmp/region"
+        elif [ "$mode" = ivshmem-doorbell ]; then
+            addr="ivshmem-doorbell:$tmp/ivshmem.sock"
+            reach=none # nothing to probe: a connection would attach as the VM
         elif [ "${mode%%-*}" != tcp ]; then
             addr="unix:$tmp/vgpud.sock"
         else
@@ -299,6 +311,16 @@ unix | unix-noshm | tcp | vsock | ivshmem | tcp-tls | tcp-tls-client)
     [ "$mode" = tcp-tls-client ] && addr="tcp:localhost:$port"
     # the daemon listens on every CID; the guest names one
     [ "$mode" = vsock ] && addr=$reach
+    if [ "$mode" = ivshmem-doorbell ]; then
+        sim=${VGPU_E2E_QEMU_SIM:-}
+        [ -x "$sim" ] || die "VGPU_E2E_QEMU_SIM does not name ivshmem_qemu_sim: '$sim'"
+        "$sim" "$tmp/ivshmem.sock" "$tmp/sysfs" >"$tmp/sim.out" 2>&1 &
+        sim_pid=$!
+        for _ in $(seq 200); do grep -q '^ready' "$tmp/sim.out" 2>/dev/null && break; sleep 0.05; done
+        grep -q '^ready' "$tmp/sim.out" || die "the simulated QEMU did not attach: $(cat "$tmp/sim.out")"
+        export VGPU_IVSHMEM_SYSFS="$tmp/sysfs"
+        addr="ivshmem:auto"
+    fi
     run_limited "$vgpu" run --server "$addr" -- "$prog" "$@"
     rc=$?
     end=$(date +%s.%N)
@@ -321,7 +343,7 @@ unix | unix-noshm | tcp | vsock | ivshmem | tcp-tls | tcp-tls-client)
             failed=1
         fi
         ;;
-    unix-noshm | tcp | vsock | ivshmem | tcp-tls*)
+    unix-noshm | tcp | vsock | ivshmem* | tcp-tls*)
         if [ "${shm_lanes:-0}" != 0 ]; then
             echo "run_e2e: FAIL: a session moved to shared memory in mode $mode" >&2
             failed=1
@@ -338,6 +360,21 @@ unix | unix-noshm | tcp | vsock | ivshmem | tcp-tls | tcp-tls-client)
     ivshmem)
         if ! grep -q "connected via ivshmem:" "$tmp/vgpud.log"; then
             echo "run_e2e: FAIL: the daemon's log shows no session over ivshmem" >&2
+            failed=1
+        fi
+        ;;
+    ivshmem-doorbell)
+        kill -TERM "$sim_pid" 2>/dev/null
+        wait "$sim_pid"
+        sim_rc=$?
+        sim_pid=
+        echo "run_e2e: simulated QEMU: $(tr '\n' ' ' <"$tmp/sim.out") (exit $sim_rc)"
+        if ! grep -q "a VM attached" "$tmp/vgpud.log" || ! grep -q "connected via ivshmem:" "$tmp/vgpud.log"; then
+            echo "run_e2e: FAIL: the daemon's log shows no VM attached, or no session over ivshmem" >&2
+            failed=1
+        fi
+        if [ "$sim_rc" != 0 ] || ! grep -qE '^rings [1-9]' "$tmp/sim.out"; then
+            echo "run_e2e: FAIL: the guest never rang the daemon's doorbell" >&2
             failed=1
         fi
         ;;
@@ -491,6 +528,6 @@ dead-unix | dead-tcp | dead-vsock | dead-ivshmem)
     exit 0
     ;;
 *)
-    die "unknown mode '$mode' (unix, unix-noshm, tcp, vsock, ivshmem, tcp-tls, tcp-tls-client, tls-refused-*, dead-unix, dead-tcp, dead-vsock, dead-ivshmem)"
+    die "unknown mode '$mode' (unix, unix-noshm, tcp, vsock, ivshmem, ivshmem-doorbell, tcp-tls, tcp-tls-client, tls-refused-*, dead-unix, dead-tcp, dead-vsock, dead-ivshmem)"
     ;;
 esac
