@@ -49,7 +49,8 @@ transports=tcp
 timeout_s=300
 bench=1
 only=
-for arg in $(cat /proc/cmdline); do
+read -r cmdline </proc/cmdline
+for arg in $cmdline; do
     case "$arg" in
     vgpu.port=*) port=${arg#*=} ;;
     vgpu.transports=*) transports=$(echo "${arg#*=}" | tr ',' ' ') ;;

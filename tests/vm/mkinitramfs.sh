@@ -29,7 +29,7 @@ die() {
     exit 1
 }
 
-[ $# -ge 2 ] && [ $# -le 3 ] || die "usage: mkinitramfs.sh BUILD_DIR OUT.cpio[.gz] [TOKEN_FILE]"
+{ [ $# -ge 2 ] && [ $# -le 3 ]; } || die "usage: mkinitramfs.sh BUILD_DIR OUT.cpio[.gz] [TOKEN_FILE]"
 build=$(cd "$1" 2>/dev/null && pwd) || die "no build directory $1"
 out=$2
 token=${3:-}
@@ -141,9 +141,9 @@ while read -r m; do
 done <"$kdir/modules.load"
 cp "$kdir/modules.load" "$root/lib/modules/modules.load"
 if [ -n "$token" ]; then
-    cp "$token" "$root/etc/vgpu/token" && chmod 600 "$root/etc/vgpu/token" || die "cannot copy $token"
+    { cp "$token" "$root/etc/vgpu/token" && chmod 600 "$root/etc/vgpu/token"; } || die "cannot copy $token"
 fi
-cp "$here/guest-init.sh" "$root/init" && chmod 755 "$root/init" || die "cannot copy guest-init.sh"
+{ cp "$here/guest-init.sh" "$root/init" && chmod 755 "$root/init"; } || die "cannot copy guest-init.sh"
 
 # ---- the archive ----
 # owned by root in the guest whoever builds it; sorted for reproducibility

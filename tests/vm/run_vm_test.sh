@@ -74,7 +74,7 @@ probe=$build/tests/e2e/e2e_probe
 [ -x "$probe" ] || die "$probe missing: build first (make)"
 command -v qemu-system-x86_64 >/dev/null 2>&1 || skip "no qemu-system-x86_64: run tests/vm/setup.sh"
 kdir=$(cat "$cache/current" 2>/dev/null)
-[ -n "$kdir" ] && [ -e "$kdir/.ready" ] || skip "no guest kernel in $cache: run tests/vm/setup.sh"
+{ [ -n "$kdir" ] && [ -e "$kdir/.ready" ]; } || skip "no guest kernel in $cache: run tests/vm/setup.sh"
 
 # ---- transports ----
 daemon_has_ivshmem=0
@@ -207,6 +207,7 @@ fi
 # ---- QEMU ----
 append="console=ttyS0 quiet loglevel=3 panic=-1 vgpu.port=$port vgpu.transports=$transports"
 append+=" vgpu.timeout=$test_limit vgpu.bench=$bench${only:+ vgpu.only=$only}"
+# shellcheck disable=SC2054 # the commas belong to QEMU's option syntax
 qemu=(qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$memory"
     -display none -monitor none -serial "file:$tmp/serial.log" -no-reboot
     -kernel "$kdir/vmlinuz" -initrd "$tmp/initrd.cpio" -append "$append"
@@ -214,6 +215,7 @@ qemu=(qemu-system-x86_64 -machine q35 -accel tcg -smp "$smp" -m "$memory"
 if [ $use_ivshmem = 1 ]; then
     # the region as vgpud made it (a power of two, as ivshmem requires)
     shm_size=$(stat -c %s "$shm_file") || die "vgpud made no $shm_file"
+    # shellcheck disable=SC2054 # QEMU's option syntax
     qemu+=(-object "memory-backend-file,id=vgpushm,share=on,mem-path=$shm_file,size=$shm_size"
         -device ivshmem-plain,memdev=vgpushm)
 fi

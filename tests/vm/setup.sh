@@ -105,17 +105,17 @@ if [ ! -e "$kdir/.ready" ]; then
 
     # Unpack the package's file system tree (dpkg-deb -x), then keep only what the guest
     # needs: the whole tree is several hundred MB of modules.
-    mkdir -p "$work/root" && dpkg-deb -x "$deb" "$work/root" || die "dpkg-deb -x $deb failed"
+    { mkdir -p "$work/root" && dpkg-deb -x "$deb" "$work/root"; } || die "dpkg-deb -x $deb failed"
     vmlinuz=$(find "$work/root/boot" -name 'vmlinuz-*' | head -n1)
     config=$(find "$work/root/boot" -name 'config-*' | head -n1)
-    [ -n "$vmlinuz" ] && [ -n "$config" ] || die "$deb holds no boot/vmlinuz-* and boot/config-*"
+    { [ -n "$vmlinuz" ] && [ -n "$config" ]; } || die "$deb holds no boot/vmlinuz-* and boot/config-*"
     kver=${vmlinuz##*/vmlinuz-}
     moddir=$(find "$work/root" -maxdepth 3 -type d -path "*/modules/$kver" | head -n1)
-    [ -n "$moddir" ] && [ -d "$moddir/kernel" ] || die "$deb holds no modules/$kver/kernel"
+    { [ -n "$moddir" ] && [ -d "$moddir/kernel" ]; } || die "$deb holds no modules/$kver/kernel"
 
     stage=$work/out
     mkdir -p "$stage/modules"
-    cp "$vmlinuz" "$stage/vmlinuz" && cp "$config" "$stage/config" || die "copying the kernel failed"
+    { cp "$vmlinuz" "$stage/vmlinuz" && cp "$config" "$stage/config"; } || die "copying the kernel failed"
     echo "$kver" >"$stage/kernel-version"
 
     # The package ships no modules.dep (depmod makes it at install time), so each
