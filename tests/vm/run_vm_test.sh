@@ -25,6 +25,7 @@
 #   VGPU_VM_TEST_TIMEOUT   seconds one program may run in the guest (default 300)
 #   VGPU_VM_MEMORY, VGPU_VM_SMP   guest memory in MiB (default 512) and CPUs (default 2)
 #   VGPU_VM_QEMU_ARGS      extra QEMU arguments (split on spaces)
+#   VGPU_VM_VGPUD          the daemon to run (default BUILD_DIR/bin/vgpud)
 set -u
 
 die() {
@@ -68,7 +69,7 @@ test_limit=${VGPU_VM_TEST_TIMEOUT:-300}
 memory=${VGPU_VM_MEMORY:-512}
 smp=${VGPU_VM_SMP:-2}
 
-vgpud=$build/bin/vgpud
+vgpud=${VGPU_VM_VGPUD:-$build/bin/vgpud}
 probe=$build/tests/e2e/e2e_probe
 [ -x "$vgpud" ] || die "$vgpud missing: build first (make)"
 [ -x "$probe" ] || die "$probe missing: build first (make)"
