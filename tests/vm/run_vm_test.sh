@@ -230,12 +230,24 @@ t_qemu=$(now)
 setsid "${qemu[@]}" </dev/null >>"$tmp/qemu.log" 2>&1 &
 qemu_pid=$!
 
+# each result line of the guest as it comes
+last_shown=0
+show_progress() {
+    local n
+    n=$(tr -d '\r' <"$tmp/serial.log" | grep -c '^VGPU-VM-RESULT')
+    [ "$n" -gt "$last_shown" ] || return 0
+    tr -d '\r' <"$tmp/serial.log" | grep '^VGPU-VM-RESULT' | sed -n "$((last_shown + 1)),${n}p" |
+        while read -r _ name transport result rc secs; do
+            echo "vm-test:   $name over $transport: $result (status $rc, $secs s)"
+        done
+    last_shown=$n
+}
+
 # Wait for the guest: /init must report within boot_limit, everything within run_limit.
 boot_s=
 guest_boot_s=
 qemu_status=
 outcome=
-last_shown=0
 while :; do
     if ! kill -0 "$qemu_pid" 2>/dev/null; then
         wait "$qemu_pid" 2>/dev/null
@@ -259,17 +271,10 @@ while :; do
         outcome="the guest did not finish within $run_limit s (VGPU_VM_TIMEOUT)"
         break
     fi
-    # progress: each result as it comes
-    n=$(tr -d '\r' <"$tmp/serial.log" | grep -c '^VGPU-VM-RESULT')
-    if [ "$n" -gt "$last_shown" ]; then
-        tr -d '\r' <"$tmp/serial.log" | grep '^VGPU-VM-RESULT' | sed -n "$((last_shown + 1)),${n}p" |
-            while read -r _ name transport result rc secs; do
-                echo "vm-test:   $name over $transport: $result (status $rc, $secs s)"
-            done
-        last_shown=$n
-    fi
+    show_progress
     sleep 0.5
 done
+show_progress
 if [ -n "$qemu_pid" ]; then
     echo "vm-test: FAIL: $outcome; stopping QEMU" >&2
     stop_process "$qemu_pid" 5
@@ -309,12 +314,18 @@ if [ -n "$daemon_pid" ]; then
         ;;
     esac
 fi
-# the tcp tests really came over TCP from the guest (the user-mode network's NAT shows
-# them as connections from 127.0.0.1)
-if [[ " $transport_list " == *" tcp "* ]] && ! grep -q "connected via tcp" "$tmp/vgpud.log"; then
-    echo "vm-test: FAIL: the daemon's log shows no session over tcp" >&2
-    failed=1
-fi
+# the guest's sessions really came over each transport: the daemon logs each as
+# "connected via tcp:127.0.0.1:PORT (tcp)" (the user-mode network's NAT) or
+# "connected via ivshmem:FILE slot N (guest pid P) (ivshmem)"
+sessions=
+for t in $transport_list; do
+    n=$(grep -c "connected via $t:" "$tmp/vgpud.log")
+    sessions+="${sessions:+, }$t $n"
+    if [ "$n" = 0 ]; then
+        echo "vm-test: FAIL: the daemon's log shows no session over $t" >&2
+        failed=1
+    fi
+done
 
 # ---- summary ----
 result_of() { # NAME TRANSPORT -> "PASS 3.80" / "FAIL(rc) 1.00" / "missing"
@@ -339,7 +350,7 @@ for name in "${tests[@]}"; do
     done
     echo
 done
-echo "vm-test: $passed of $total passed"
+echo "vm-test: $passed of $total passed; sessions in the daemon's log: $sessions"
 if [ "$bench" = 1 ]; then
     echo "vm-test: round trip from inside the guest (vgpu bench --quick: 4-byte device-to-host copy), and launch rate:"
     for t in $transport_list; do
