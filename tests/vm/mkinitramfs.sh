@@ -20,6 +20,7 @@
 #     ${VGPU_VM_CACHE:-$HOME/.cache/vgpu-vm}/current) with their load order;
 #   - TOKEN_FILE, if given, as /etc/vgpu/token (the daemon's tenant token);
 #   - /init, from guest-init.sh next to this script.
+# BUILD_DIR must be writable: cmake --install writes its install_manifest.txt there.
 # OUT ending in .gz is gzip-compressed, else a plain newc cpio (which the kernel unpacks
 # faster under TCG). The names of the tests go to OUT.tests as well, for the host side.
 set -u

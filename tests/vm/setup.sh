@@ -14,7 +14,8 @@
 #        modules.load     their names in load order (dependencies first); empty when the
 #                         drivers are built in
 #      and ${VGPU_VM_CACHE}/current naming that directory.
-# With no network but a kernel already in the cache, the newest cached one is used.
+# With no network but a kernel already in the cache, the newest cached one is used; a new
+# kernel replaces the cached ones.
 #
 #   setup.sh            exit 0 ready, 77 cannot run here (says why), 1 failed
 set -u
@@ -71,6 +72,8 @@ fi
 
 # ---- 2. the kernel ----
 mkdir -p "$cache" || die "cannot create the cache directory $cache"
+# what an interrupted earlier run left
+find "$cache" -mindepth 1 -maxdepth 1 -name '.fetch.*' -mmin +60 -exec rm -rf {} + 2>/dev/null
 
 # The package linux-image-amd64 depends on now, e.g. linux-image-6.1.0-56-amd64.
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
@@ -172,6 +175,8 @@ if [ ! -e "$kdir/.ready" ]; then
     touch "$kdir/.ready"
     rm -rf "$work"
     trap - EXIT
+    # the kernels linux-image-amd64 depended on before are of no more use
+    find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'linux-image-*' ! -name "$kpkg" -exec rm -rf {} +
 fi
 echo "$kdir" >"$cache/current.tmp" && mv "$cache/current.tmp" "$cache/current"
 
