@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all test asan demo gen clean bench fuzz valgrind install uninstall
+.PHONY: all test asan demo gen clean bench fuzz valgrind install uninstall vm-test
 # make fuzz: libFuzzer harnesses (clang) in build-fuzz, each run FUZZ_SECONDS (tests/fuzz/README.md)
 FUZZ_SECONDS ?= 60
 all:
@@ -28,6 +28,16 @@ fuzz:
 # vgpud and its workers under valgrind memcheck through the e2e programs (emu backend)
 valgrind: all
 	./tests/e2e/run_valgrind.sh $(BUILD)
+
+# The QEMU guest test (tests/vm/README.md): boots a Debian kernel under QEMU (TCG) with
+# vgpu installed in its initramfs and runs the e2e programs there against a private vgpud
+# over TCP and ivshmem. setup.sh installs qemu-system-x86 and busybox-static with apt-get
+# when missing (as root) and keeps the kernel in VGPU_VM_CACHE (default ~/.cache/vgpu-vm).
+# VM_TRANSPORTS=tcp,ivshmem picks the transports (default: what vgpud offers). Not a ctest.
+VM_TRANSPORTS ?=
+vm-test: all
+	./tests/vm/setup.sh
+	./tests/vm/run_vm_test.sh $(if $(VM_TRANSPORTS),--transports $(VM_TRANSPORTS)) $(BUILD)
 
 # make install / make uninstall [PREFIX=/usr/local] [DESTDIR=...]: cmake/install.cmake
 # says what goes where (docs/vm.md). The prefix is given at install time (cmake --install
