@@ -114,6 +114,7 @@ struct ivs_listener {
      * QEMU (one VM), the eventfd its guest rings (our peer ID's vector 0), and the one we
      * hand QEMU as its own vector (never rung: the guest polls). -1 when not. */
     int server_fd, qemu_fd, bell_fd, guest_vector_fd;
+    unsigned long long rings; /* times the guest rang (eventfd counts), for the logs */
     int notify_w;
     pthread_t scanner;
     bool scanner_started;
@@ -391,15 +392,15 @@ static void server_drop_qemu(struct ivs_listener *L)
         }
         h->beat_ns = LLONG_MIN / 2; /* silent: recycled as soon as our side is done */
     }
-    VGPU_INFO("ivshmem %s: the VM detached; %u connection(s) ended", L->r->path, n);
+    VGPU_INFO("ivshmem %s: the VM detached; %u connection(s) ended; its guests rang %llu times", L->r->path, n,
+              L->rings);
 }
 
 /* The guest rang: wake the lanes that wait (their flag is set), through their sockets. */
 static void server_ring(struct ivs_listener *L)
 {
     uint64_t count;
-    ssize_t n = read(L->bell_fd, &count, sizeof count);
-    (void)n;
+    if (read(L->bell_fd, &count, sizeof count) == (ssize_t)sizeof count) L->rings += count;
     for (uint32_t k = 0; k < L->r->lo.nslots; k++) {
         struct slot_host *h = &L->slots[k];
         if (h->state != H_OPEN) continue;
@@ -732,6 +733,7 @@ static void ivs_listener_close(struct vgpu_listener *base)
     if (L->server_fd >= 0) {
         close(L->server_fd);
         unlink(L->base.unix_path);
+        VGPU_INFO("ivshmem %s: closed; the VM's guests rang %llu times", L->r->path, L->rings);
     }
     if (L->qemu_fd >= 0) close(L->qemu_fd);
     if (L->bell_fd >= 0) close(L->bell_fd);

@@ -302,29 +302,34 @@ static int sleep_polled(struct shm_conn *c, bool rx)
     int ms = c->timeout_ms, left = vgpu_conn_wait_ms(&c->base, !rx);
     if (left >= 0 && (ms < 0 || left < ms)) ms = left;
     uint64_t deadline = ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)ms * 1000000u;
-    /* With a doorbell the peer rings once it sees our flag (publish): sleep long, as
-     * on a unix-socket ring; the flag protocol is wait_for_ready's. */
-    bool bell = c->poller->doorbell && c->poller->doorbell(c->poll_ctx);
+    /* With a doorbell the peer rings once it sees our flag (publish): once the growing
+     * sleeps reach their cap (a conversation has paused, about 2 ms), raise the flag and
+     * sleep long, as on a unix-socket ring; the flag protocol is wait_for_ready's. Before
+     * that, polling answers a busy peer sooner than its ring could (a VM exit, the
+     * daemon's scanner, a wake-up). */
+    bool bell = c->poller->doorbell && c->poller->doorbell(c->poll_ctx), armed = false;
     _Atomic uint32_t *flag = rx ? c->rx.cwait : c->tx.pwait;
     for (unsigned us = POLL_FIRST_US;; us = us * 2 > c->poll_max_us ? c->poll_max_us : us * 2) {
-        if (bell) {
+        if (bell && (armed || us >= c->poll_max_us)) {
+            armed = true;
             atomic_store_explicit(flag, 1, memory_order_relaxed);
             atomic_thread_fence(memory_order_seq_cst);
             us = VGPU_SHM_DOORBELL_SLEEP_US;
         }
         int r = ready(c);
         if (r) {
-            if (bell) atomic_store_explicit(flag, 0, memory_order_relaxed);
+            if (armed) atomic_store_explicit(flag, 0, memory_order_relaxed);
             return r < 0 ? -1 : 0;
         }
         uint64_t now = now_ns();
         if (now >= deadline) {
+            if (armed) atomic_store_explicit(flag, 0, memory_order_relaxed);
             errno = ETIMEDOUT;
             return -1;
         }
         if ((uint64_t)us * 1000u > deadline - now) us = (unsigned)((deadline - now) / 1000u) + 1;
         int p = c->poller->pause(c->poll_ctx, us);
-        if (bell) atomic_store_explicit(flag, 0, memory_order_relaxed);
+        if (armed) atomic_store_explicit(flag, 0, memory_order_relaxed);
         if (p) return -1;
     }
 }

@@ -13,7 +13,7 @@
 #   VGPU-VM-DONE                              all done, powering off
 # Parameters from the kernel command line:
 #   vgpu.port=N             vgpud's TCP port on the host (reached at 10.0.2.2:N)
-#   vgpu.transports=A,B     tcp and/or ivshmem (default tcp)
+#   vgpu.transports=A,B     tcp, ivshmem and/or ivshmem-doorbell (default tcp)
 #   vgpu.timeout=S          seconds one test may run (default 300)
 #   vgpu.bench=0|1          run `vgpu bench --quick` per transport (default 1)
 #   vgpu.only=A,B           run only these tests (default: all)
@@ -91,9 +91,10 @@ ldconfig || error "ldconfig failed"
 export VGPU_E2E_BACKEND=emu
 echo "VGPU-VM-INFO kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, eth0 $(cat /sys/class/net/eth0/address 2>/dev/null)"
 
-# The ivshmem device (PCI 1af4:1110): its sysfs directory, memory decoding enabled.
+# The ivshmem device (PCI 1af4:1110; at $1 if given): its sysfs directory, memory
+# decoding enabled.
 ivshmem_device() {
-    for d in /sys/bus/pci/devices/*; do
+    for d in /sys/bus/pci/devices/${1:-*}; do
         [ "$(cat "$d/vendor" 2>/dev/null)" = 0x1af4 ] || continue
         [ "$(cat "$d/device" 2>/dev/null)" = 0x1110 ] || continue
         echo 1 >"$d/enable" 2>/dev/null
@@ -135,6 +136,17 @@ for transport in $transports; do
             error "no ivshmem PCI device (1af4:1110)"
         fi
         export VGPU_SERVER=ivshmem:auto
+        server=$VGPU_SERVER
+        ;;
+    ivshmem-doorbell)
+        # run_vm_test.sh puts the ivshmem-doorbell device at 00:06.0 (ivshmem-plain at 05.0,
+        # which ivshmem:auto finds first)
+        if dev=$(ivshmem_device 0000:00:06.0); then
+            echo "VGPU-VM-INFO ivshmem-doorbell device ${dev##*/}: $(head -n3 "$dev/resource" | tail -n1)"
+        else
+            error "no ivshmem-doorbell PCI device at 0000:00:06.0"
+        fi
+        export VGPU_SERVER=ivshmem:0000:00:06.0
         server=$VGPU_SERVER
         ;;
     *)

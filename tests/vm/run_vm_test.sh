@@ -6,15 +6,18 @@
 #   tcp      QEMU's user-mode network: the guest reaches the daemon's 127.0.0.1:PORT at
 #            10.0.2.2:PORT, with the address and token from the guest's client.conf
 #   ivshmem  vgpud --listen ivshmem:FILE; QEMU maps FILE as an ivshmem-plain PCI device
-#            (memory-backend-file, share=on); the guest uses VGPU_SERVER=ivshmem:auto
+#            (memory-backend-file, share=on) at 00:05.0; the guest uses VGPU_SERVER=ivshmem:auto
+#   ivshmem-doorbell  vgpud --listen ivshmem-doorbell:SOCKET, the ivshmem server of QEMU's
+#            ivshmem-doorbell device at 00:06.0 (-chardev socket); the guest uses
+#            VGPU_SERVER=ivshmem:0000:00:06.0 and rings the daemon through BAR 0
 # Prints a table (test x transport: result and seconds), the round-trip latency seen from
 # inside the guest per transport, the boot time and the total runtime; exits 0 when every
 # test passed, 1 otherwise (the logs are kept then, in a temp dir it names), 77 when this
 # machine cannot run it (no QEMU or kernel: run tests/vm/setup.sh first).
 #
-#   run_vm_test.sh [--transports tcp,ivshmem] [--only TEST,...] [--no-bench] [--keep] BUILD_DIR
+#   run_vm_test.sh [--transports tcp,ivshmem,ivshmem-doorbell] [--only TEST,...] [--no-bench] [--keep] BUILD_DIR
 #
-# --transports  default: tcp, plus ivshmem when `vgpud --help` mentions it
+# --transports  default: tcp, plus ivshmem and ivshmem-doorbell when `vgpud --help` mentions them
 # --only        run only these tests (names as in the table) in the guest
 # --no-bench    skip `vgpu bench --quick` in the guest
 # --keep        keep the temp dir (also VGPU_VM_KEEP=1)
@@ -37,7 +40,7 @@ skip() {
     exit 77
 }
 usage() {
-    echo "usage: run_vm_test.sh [--transports tcp,ivshmem] [--only TEST,...] [--no-bench] [--keep] BUILD_DIR" >&2
+    echo "usage: run_vm_test.sh [--transports tcp,ivshmem,ivshmem-doorbell] [--only TEST,...] [--no-bench] [--keep] BUILD_DIR" >&2
     exit 2
 }
 
@@ -79,13 +82,17 @@ kdir=$(cat "$cache/current" 2>/dev/null)
 
 # ---- transports ----
 daemon_has_ivshmem=0
-"$vgpud" --help 2>&1 | grep -q ivshmem && daemon_has_ivshmem=1
+daemon_has_doorbell=0
+"$vgpud" --help 2>&1 | grep -q 'ivshmem:' && daemon_has_ivshmem=1
+"$vgpud" --help 2>&1 | grep -q 'ivshmem-doorbell:' && daemon_has_doorbell=1
 if [ -z "$transports" ]; then
     transports=tcp
-    [ $daemon_has_ivshmem = 1 ] && transports=tcp,ivshmem
+    [ $daemon_has_ivshmem = 1 ] && transports+=,ivshmem
+    [ $daemon_has_doorbell = 1 ] && transports+=,ivshmem-doorbell
 fi
 transport_list=$(echo "$transports" | tr ',' ' ')
 use_ivshmem=0
+use_doorbell=0
 for t in $transport_list; do
     case "$t" in
     tcp) ;;
@@ -93,7 +100,11 @@ for t in $transport_list; do
         use_ivshmem=1
         [ $daemon_has_ivshmem = 1 ] || die "this vgpud has no ivshmem listener (vgpud --help does not mention it)"
         ;;
-    *) die "unknown transport '$t' (tcp, ivshmem)" ;;
+    ivshmem-doorbell)
+        use_doorbell=1
+        [ $daemon_has_doorbell = 1 ] || die "this vgpud has no ivshmem-doorbell listener"
+        ;;
+    *) die "unknown transport '$t' (tcp, ivshmem, ivshmem-doorbell)" ;;
     esac
 done
 
@@ -164,6 +175,7 @@ plugins=${plugins%:}
 start_daemon() {
     local args=(--listen "tcp:127.0.0.1:$port" --backend emu --token-file "$tmp/token") i
     [ $use_ivshmem = 1 ] && args+=(--listen "ivshmem:$shm_file")
+    [ $use_doorbell = 1 ] && args+=(--listen "ivshmem-doorbell:$tmp/ivshmem.sock")
     echo "vm-test: VGPU_EMU_KERNELS=$plugins $vgpud ${args[*]}" >>"$tmp/vgpud.log"
     VGPU_LOG=info VGPU_EMU_KERNELS=$plugins setsid "$vgpud" "${args[@]}" </dev/null >>"$tmp/vgpud.log" 2>&1 &
     daemon_pid=$!
@@ -175,7 +187,8 @@ start_daemon() {
             return 1
         fi
         if "$probe" connect "tcp:127.0.0.1:$port" 2>/dev/null &&
-            { [ $use_ivshmem = 0 ] || [ -s "$shm_file" ]; }; then
+            { [ $use_ivshmem = 0 ] || [ -s "$shm_file" ]; } &&
+            { [ $use_doorbell = 0 ] || [ -S "$tmp/ivshmem.sock" ]; }; then
             return 0
         fi
         sleep 0.05
@@ -218,7 +231,12 @@ if [ $use_ivshmem = 1 ]; then
     shm_size=$(stat -c %s "$shm_file") || die "vgpud made no $shm_file"
     # shellcheck disable=SC2054 # QEMU's option syntax
     qemu+=(-object "memory-backend-file,id=vgpushm,share=on,mem-path=$shm_file,size=$shm_size"
-        -device ivshmem-plain,memdev=vgpushm)
+        -device ivshmem-plain,memdev=vgpushm,addr=0x5)
+fi
+if [ $use_doorbell = 1 ]; then
+    # QEMU gets the memory and the eventfds from vgpud, its ivshmem server
+    # shellcheck disable=SC2054 # QEMU's option syntax
+    qemu+=(-chardev "socket,path=$tmp/ivshmem.sock,id=vgpudb" -device ivshmem-doorbell,chardev=vgpudb,vectors=1,addr=0x6)
 fi
 if [ -n "${VGPU_VM_QEMU_ARGS:-}" ]; then
     read -r -a extra <<<"$VGPU_VM_QEMU_ARGS"
@@ -316,16 +334,32 @@ if [ -n "$daemon_pid" ]; then
 fi
 # the guest's sessions really came over each transport: the daemon logs each as
 # "connected via tcp:127.0.0.1:PORT (tcp)" (the user-mode network's NAT) or
-# "connected via ivshmem:FILE slot N (guest pid P) (ivshmem)"
+# "connected via ivshmem:FILE slot N (guest pid P) (ivshmem)" (FILE: the socket's path for
+# ivshmem-doorbell)
 sessions=
 for t in $transport_list; do
-    n=$(grep -c "connected via $t:" "$tmp/vgpud.log")
+    case "$t" in
+    ivshmem) pattern="connected via ivshmem:$shm_file " ;;
+    ivshmem-doorbell) pattern="connected via ivshmem:$tmp/ivshmem.sock " ;;
+    *) pattern="connected via $t:" ;;
+    esac
+    n=$(grep -c "$pattern" "$tmp/vgpud.log")
     sessions+="${sessions:+, }$t $n"
     if [ "$n" = 0 ]; then
         echo "vm-test: FAIL: the daemon's log shows no session over $t" >&2
         failed=1
     fi
 done
+
+# the doorbell was used: vgpud counts the guests' rings ("... rang N times")
+if [ $use_doorbell = 1 ]; then
+    rings=$(sed -n 's/.*ivshmem .*ivshmem.sock: .*rang \([0-9]*\) times.*/\1/p' "$tmp/vgpud.log" | tail -n1)
+    sessions+=" (doorbell rings: ${rings:-none})"
+    if [ "${rings:-0}" = 0 ]; then
+        echo "vm-test: FAIL: the guest never rang the daemon over ivshmem-doorbell" >&2
+        failed=1
+    fi
+fi
 
 # ---- summary ----
 result_of() { # NAME TRANSPORT -> "PASS 3.80" / "FAIL(rc) 1.00" / "missing"
@@ -336,7 +370,7 @@ result_of() { # NAME TRANSPORT -> "PASS 3.80" / "FAIL(rc) 1.00" / "missing"
 echo
 echo "vm-test: results (kernel $(cat "$kdir/kernel-version"), $(qemu-system-x86_64 --version | head -n1 | sed 's/ (.*//'), TCG, $smp vCPUs, $memory MiB)"
 printf '  %-18s' test
-for t in $transport_list; do printf ' %-14s' "$t"; done
+for t in $transport_list; do printf ' %-17s' "$t"; done
 echo
 passed=0
 total=0
@@ -344,7 +378,7 @@ for name in "${tests[@]}"; do
     printf '  %-18s' "$name"
     for t in $transport_list; do
         r=$(result_of "$name" "$t")
-        printf ' %-14s' "$r"
+        printf ' %-17s' "$r"
         total=$((total + 1))
         case "$r" in PASS*) passed=$((passed + 1)) ;; *) failed=1 ;; esac
     done
@@ -358,7 +392,7 @@ if [ "$bench" = 1 ]; then
         rtt=$(echo "$json" | sed -n 's/.*"rtt_us":{"p50":\([0-9.]*\),"p99":\([0-9.]*\)}.*/median \1 us, p99 \2 us/p')
         launch=$(echo "$json" | sed -n 's/.*"launches_per_s":{"p50":\([0-9.]*\),.*/\1/p')
         pp=$(echo "$json" | sed -n 's/.*"unix_pingpong_us":{"p50":\([0-9.]*\),.*/\1/p')
-        printf '  %-8s %s; %s launches/s (guest unix-socket ping-pong baseline: %s us)\n' "$t" \
+        printf '  %-16s %s; %s launches/s (guest unix-socket ping-pong baseline: %s us)\n' "$t" \
             "${rtt:-n/a}" "${launch:-n/a}" "${pp:-n/a}"
     done
 fi
