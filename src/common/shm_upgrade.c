@@ -17,20 +17,7 @@ bool vgpu_shm_wanted(const char *addr)
     return addr && strncmp(addr, "unix:", 5) == 0 && !(e && strcmp(e, "0") == 0);
 }
 
-uint32_t vgpu_shm_ring_bytes(void)
-{
-    const char *s = getenv("VGPU_SHM_RING");
-    if (!s || !*s) return VGPU_SHM_RING_DEFAULT;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end == 'k' || *end == 'K') v <<= 10, end++;
-    else if (*end == 'm' || *end == 'M') v <<= 20, end++;
-    if (*end || !vgpu_shm_ring_size_ok(v)) {
-        VGPU_WARN("VGPU_SHM_RING=%s is not a power of two from 4K to 64M; using %u bytes", s, VGPU_SHM_RING_DEFAULT);
-        return VGPU_SHM_RING_DEFAULT;
-    }
-    return (uint32_t)v;
-}
+uint32_t vgpu_shm_ring_bytes(void) { return vgpu_shm_ring_bytes_from_env("VGPU_SHM_RING", VGPU_SHM_RING_DEFAULT); }
 
 int vgpu_shm_upgrade(struct vgpu_conn **cp, uint64_t *seq, uint32_t ring, char *err, size_t errlen)
 {

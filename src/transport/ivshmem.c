@@ -255,17 +255,6 @@ static void slot_reset(struct region *r, uint32_t k)
     st32(s, VGPU_IVS_SLOT_DAEMON_STATE, VGPU_IVS_FREE);
 }
 
-static uint32_t ring_bytes_from_env(void)
-{
-    const char *s = getenv("VGPU_IVSHMEM_RING");
-    if (!s || !*s) return VGPU_IVSHMEM_RING_DEFAULT;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end == 'K' || *end == 'k') v <<= 10, end++;
-    else if (*end == 'M' || *end == 'm') v <<= 20, end++;
-    return *end || !vgpu_shm_ring_size_ok(v) ? VGPU_IVSHMEM_RING_DEFAULT : (uint32_t)v;
-}
-
 /* Lay the region out afresh: a new epoch ends whatever a previous daemon served. */
 static void region_setup(struct region *r)
 {
@@ -628,7 +617,7 @@ static int listen_region(const char *where, bool doorbell, struct vgpu_listener 
         goto fail;
     }
     r->len = (size_t)st.st_size;
-    r->lo.ring = ring_bytes_from_env();
+    r->lo.ring = vgpu_shm_ring_bytes_from_env("VGPU_IVSHMEM_RING", VGPU_IVSHMEM_RING_DEFAULT);
     r->lo.slot_bytes = HDR_PAGE + 2ull * r->lo.ring;
     r->lo.first = HDR_PAGE;
     uint64_t nslots = (r->len - HDR_PAGE) / r->lo.slot_bytes;

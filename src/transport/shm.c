@@ -3,6 +3,8 @@
 #include "transport/shm.h"
 #include "transport/shm_ring.h"
 
+#include "common/log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -89,6 +91,21 @@ bool vgpu_shm_ring_size_ok(uint64_t bytes)
 }
 
 uint64_t vgpu_shm_region_bytes(uint32_t g2d, uint32_t d2g) { return (uint64_t)VGPU_SHM_HDR_BYTES + g2d + d2g; }
+
+uint32_t vgpu_shm_ring_bytes_from_env(const char *var, uint32_t fallback)
+{
+    const char *s = getenv(var);
+    if (!s || !*s) return fallback;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end == 'k' || *end == 'K') v <<= 10, end++;
+    else if (*end == 'm' || *end == 'M') v <<= 20, end++;
+    if (*end || !vgpu_shm_ring_size_ok(v)) {
+        VGPU_WARN("%s=%s is not a power of two from 4K to 64M; using %u bytes", var, s, fallback);
+        return fallback;
+    }
+    return (uint32_t)v;
+}
 
 /* ---- waiting ---- */
 

@@ -62,6 +62,9 @@ extern const struct vgpu_transport vgpu_transport_shm;
 
 /* A ring size the protocol accepts: a power of two in [VGPU_SHM_RING_MIN, VGPU_SHM_RING_MAX]. */
 bool vgpu_shm_ring_size_ok(uint64_t bytes);
+/* A ring size from environment variable var (bytes, optional K/M suffix), or fallback
+ * when unset; a bad value is logged and gives fallback. */
+uint32_t vgpu_shm_ring_bytes_from_env(const char *var, uint32_t fallback);
 /* Bytes of the region for these ring sizes. */
 uint64_t vgpu_shm_region_bytes(uint32_t g2d, uint32_t d2g);
 
