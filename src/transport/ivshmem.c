@@ -587,6 +587,7 @@ struct guest_region {
     size_t len;
     int refs;
     struct layout lo;
+    uint64_t epoch; /* of the daemon whose header lo was read from */
 };
 
 struct guest_end {
@@ -762,11 +763,19 @@ int vgpu_ivshmem_resolve(const char *where, char *path, size_t pathlen, char *er
 /* The region at path, mapped once per process; checked against its header. */
 static struct guest_region *guest_region_get(const char *path, char *err, size_t errlen)
 {
-    for (struct guest_region *g = guest_regions; g; g = g->next)
-        if (!strcmp(g->path, path)) {
+    for (struct guest_region **pp = &guest_regions; *pp; pp = &(*pp)->next) {
+        struct guest_region *g = *pp;
+        if (strcmp(g->path, path)) continue;
+        if (ld32(g->map, VGPU_IVS_OFF_MAGIC) == VGPU_IVSHMEM_MAGIC && ld64(g->map, VGPU_IVS_OFF_EPOCH) == g->epoch) {
             g->refs++;
             return g;
         }
+        /* Another daemon set the region up since (its layout may differ), or none serves
+         * it: read the header afresh. The old mapping stays for the connections that
+         * still hold it (they fail at their next wait), off the list. */
+        *pp = g->next;
+        break;
+    }
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "ivshmem: cannot open %s: %s", path, strerror(errno));
@@ -811,6 +820,7 @@ static struct guest_region *guest_region_get(const char *path, char *err, size_t
     g->map = m;
     g->len = (size_t)st.st_size;
     g->lo = lo;
+    g->epoch = ld64(m, VGPU_IVS_OFF_EPOCH);
     g->refs = 1;
     g->next = guest_regions;
     guest_regions = g;
