@@ -503,7 +503,10 @@ static void ivs_listener_close(struct vgpu_listener *base)
     }
     for (uint32_t k = 0; k < L->r->lo.nslots; k++)
         if (L->slots[k].live >= 0) close(L->slots[k].live);
-    /* Guests see the daemon's beat stop; a new daemon on this file starts a new epoch. */
+    /* No daemon serves the region now: guests' connections fail at their next wait
+     * (ECONNRESET) rather than after DAEMON_SILENT_MS, and new ones are refused at once
+     * (ivshmem:auto skips the device). A new daemon on this file starts a new epoch. */
+    st32(L->r->map, VGPU_IVS_OFF_MAGIC, 0);
     close(L->base.fd);
     close(L->notify_w);
     pthread_mutex_destroy(&L->lock);
