@@ -288,6 +288,10 @@ static void scanner_accept(struct ivs_listener *L, uint32_t k)
     h->state = H_OPEN;
     h->live = sv[0];
     h->evicting = false;
+    /* The guest's timeout runs from here: a request seen in the scanner's first scan (or
+     * one whose beat equals the slot's last value) has no earlier baseline. */
+    h->beat = ld64(s, VGPU_IVS_SLOT_GUEST_BEAT);
+    h->beat_ns = mono_ns();
     st32(s, VGPU_IVS_SLOT_DAEMON_STATE, VGPU_IVS_ACCEPTED);
     pthread_mutex_lock(&L->lock);
     L->queue[(L->qhead + L->qlen++) % r->lo.nslots] = c; /* a slot is queued at most once: it fits */
@@ -335,8 +339,8 @@ static void *scanner_main(void *arg)
                 break;
             case H_OPEN:
                 if (silent && !h->evicting) {
-                    VGPU_WARN("ivshmem %s slot %u: guest pid %u silent for %d s: its lane is ended", r->path, k,
-                              ld32(s, VGPU_IVS_SLOT_GUEST_PID), guest_timeout_s);
+                    VGPU_WARN("ivshmem %s slot %u: guest pid %u silent for %lld s: its lane is ended", r->path, k,
+                              ld32(s, VGPU_IVS_SLOT_GUEST_PID), L->guest_timeout_ns / 1000000000ll);
                     shutdown(h->live, SHUT_WR); /* the connection's pause sees the hang-up */
                     h->evicting = true;
                 }
