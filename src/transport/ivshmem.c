@@ -396,8 +396,17 @@ static int ivs_listen(const char *where, struct vgpu_listener **out, char *err, 
     atomic_init(&r->refs, 1);
     struct stat st;
     const char *what = "open";
-    /* 0660: QEMU usually runs as another user of the same group. */
-    if ((r->fd = open(where, O_RDWR | O_CREAT | O_CLOEXEC, 0660)) < 0) goto fail_errno;
+    /* 0660: QEMU usually runs as another user of the same group. A file we create gets
+     * that mode whatever the umask (022 would leave the group read-only, and QEMU maps
+     * it writable); an existing file keeps the mode its owner gave it. */
+    bool created = true;
+    if ((r->fd = open(where, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0660)) < 0 && errno == EEXIST) {
+        created = false;
+        r->fd = open(where, O_RDWR | O_CLOEXEC);
+    }
+    if (r->fd < 0) goto fail_errno;
+    what = "chmod";
+    if (created && fchmod(r->fd, 0660)) goto fail_errno;
     what = "stat";
     if (fstat(r->fd, &st)) goto fail_errno;
     if (!S_ISREG(st.st_mode)) {
