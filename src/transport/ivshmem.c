@@ -292,6 +292,12 @@ static void scanner_accept(struct ivs_listener *L, uint32_t k)
      * one whose beat equals the slot's last value) has no earlier baseline. */
     h->beat = ld64(s, VGPU_IVS_SLOT_GUEST_BEAT);
     h->beat_ns = mono_ns();
+    /* The rings start from zero: the guest touches them only once it sees ACCEPTED, but
+     * a process still holding this slot from before a daemon restart (or anyone in the
+     * VM) may have written counters since the reset, which our end would take as data. */
+    for (size_t off = 128; off < 1024; off += 8) st64(s, off, 0);
+    slot_write_ring_header(s, &r->lo);
+    atomic_thread_fence(memory_order_seq_cst);
     st32(s, VGPU_IVS_SLOT_DAEMON_STATE, VGPU_IVS_ACCEPTED);
     pthread_mutex_lock(&L->lock);
     L->queue[(L->qhead + L->qlen++) % r->lo.nslots] = c; /* a slot is queued at most once: it fits */

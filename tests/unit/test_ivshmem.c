@@ -1071,6 +1071,58 @@ static void test_restart(void)
     vgpu_listener_close(l);
 }
 
+/* After a restart with the same layout, a guest's connection from before still writes
+ * into its old slot when the ring has room (nothing is waited for, so nothing is
+ * checked): those bytes must not reach the next guest the new daemon accepts there. */
+static void test_restart_stale_write(void)
+{
+    char path[300], err[300];
+    path_in_tmp(path, sizeof path, "stale");
+    CHECK(make_file(path, 1 << 20) == 0);
+    struct vgpu_listener *l = listen_on(path, "4096", err, sizeof err);
+    CHECK(l != NULL);
+    if (!l) return;
+    struct vgpu_conn *g, *d;
+    CHECK(pair_open(l, path, &g, &d) == 0);
+    uint32_t k = d ? slot_of(d) : 0;
+    uint8_t buf[64];
+    if (g && d) CHECK(put(g, "before", 6) == 0 && get(d, buf, 6) == 0);
+    vgpu_listener_close(l);
+    vgpu_conn_close(d);
+    l = listen_on(path, "4096", err, sizeof err);
+    CHECK(l != NULL);
+    struct view v;
+    CHECK(view_open(&v, path) == 0);
+    if (!l || !v.m || !g) goto out;
+    (void)put(g, "stale", 5); /* may succeed: a write with room does not look at the daemon */
+    /* a guest claims that very slot: the daemon's end reads nothing of the old one */
+    size_t s = slot_off(&v, k);
+    uint32_t idle = VGPU_IVS_IDLE;
+    CHECK(ld32(&v, s + VGPU_IVS_SLOT_DAEMON_STATE) == VGPU_IVS_FREE);
+    CHECK(atomic_compare_exchange_strong((_Atomic uint32_t *)(void *)(v.m + s + VGPU_IVS_SLOT_GUEST_STATE), &idle,
+                                         VGPU_IVS_CLAIMED));
+    st64(&v, s + VGPU_IVS_SLOT_GUEST_BEAT, 1);
+    st32(&v, s + VGPU_IVS_SLOT_GUEST_STATE, VGPU_IVS_REQUEST);
+    d = accept_within(l, 5000);
+    CHECK(d != NULL && slot_of(d) == k);
+    if (d) {
+        CHECK(ld64(&v, s + VGPU_SHM_OFF_G2D_HEAD) == 0 && ld64(&v, s + VGPU_SHM_OFF_D2G_TAIL) == 0);
+        vgpu_shm_set_timeout_ms(d, 200);
+        errno = 0;
+        CHECK(get(d, buf, 1) == -1 && errno == ETIMEDOUT);
+        st32(&v, s + VGPU_IVS_SLOT_GUEST_STATE, VGPU_IVS_GONE);
+        vgpu_conn_close(d);
+        CHECK(wait_slot(&v, k, VGPU_IVS_FREE, VGPU_IVS_IDLE, 5000));
+    }
+    /* the old connection fails at its next wait */
+    errno = 0;
+    CHECK(get(g, buf, 1) == -1 && errno == ECONNRESET);
+out:
+    vgpu_conn_close(g);
+    view_close(&v);
+    if (l) vgpu_listener_close(l);
+}
+
 /* ================= 9. ivshmem:auto and PCI addresses ================= */
 
 static int write_text(const char *path, const char *text)
@@ -1213,6 +1265,7 @@ int main(void)
         {"region setup", test_region_setup}, {"traffic", test_traffic},       {"slots", test_slots},
         {"close", test_close},               {"handoff", test_handoff},       {"handoff bad slot", test_handoff_bad_slot},
         {"silent and hostile guests", test_silent_and_hostile},               {"daemon restart", test_restart},
+        {"stale write after restart", test_restart_stale_write},
         {"ivshmem:auto", test_auto},
     };
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
