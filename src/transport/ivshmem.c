@@ -618,8 +618,10 @@ struct guest_end {
     uint8_t *slot;
     uint32_t index;
     uint64_t generation, epoch;
-    uint64_t daemon_beat;
-    long long daemon_beat_ns;
+    /* The daemon's beat as last seen, and when it changed: updated by whichever of the
+     * connection's threads waits (one may read while another writes), hence atomic. */
+    _Atomic uint64_t daemon_beat;
+    _Atomic long long daemon_beat_ns;
 };
 
 static pthread_mutex_t guest_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -880,10 +882,11 @@ static int guest_pause(void *ctx, unsigned us)
     }
     uint64_t beat = ld64(m, VGPU_IVS_OFF_DAEMON_BEAT);
     long long now = mono_ns();
-    if (beat != e->daemon_beat) {
-        e->daemon_beat = beat;
-        e->daemon_beat_ns = now;
-    } else if (now - e->daemon_beat_ns > (long long)DAEMON_SILENT_MS * 1000000ll) {
+    if (beat != atomic_load_explicit(&e->daemon_beat, memory_order_relaxed)) {
+        atomic_store_explicit(&e->daemon_beat, beat, memory_order_relaxed);
+        atomic_store_explicit(&e->daemon_beat_ns, now, memory_order_relaxed);
+    } else if (now - atomic_load_explicit(&e->daemon_beat_ns, memory_order_relaxed) >
+               (long long)DAEMON_SILENT_MS * 1000000ll) {
         errno = ETIMEDOUT; /* vgpud was stopped or killed */
         return -1;
     }
@@ -958,8 +961,8 @@ static int ivs_connect(const char *where, int timeout_ms, struct vgpu_conn **out
     e->slot = s;
     e->index = k;
     e->epoch = ld64(g->map, VGPU_IVS_OFF_EPOCH);
-    e->daemon_beat = ld64(g->map, VGPU_IVS_OFF_DAEMON_BEAT);
-    e->daemon_beat_ns = mono_ns();
+    atomic_init(&e->daemon_beat, ld64(g->map, VGPU_IVS_OFF_DAEMON_BEAT));
+    atomic_init(&e->daemon_beat_ns, mono_ns());
     st32(s, VGPU_IVS_SLOT_GUEST_PID, (uint32_t)getpid());
     atomic_fetch_add_explicit(a64(s, VGPU_IVS_SLOT_GUEST_BEAT), 1, memory_order_release);
     if (beat_start_locked()) {

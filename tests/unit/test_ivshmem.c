@@ -302,6 +302,19 @@ static void test_region_setup(void)
     CHECK(l != NULL);
     check_header(path, 64u << 10, 1 << 20);
     vgpu_listener_close(l);
+    /* 64 MiB of 4 KiB rings would be 5461 slots: capped at VGPU_IVSHMEM_MAX_SLOTS */
+    path_in_tmp(path, sizeof path, "many");
+    CHECK(make_file(path, 64 << 20) == 0);
+    struct vgpu_listener *many = listen_on(path, "4096", err, sizeof err);
+    CHECK(many != NULL);
+    check_header(path, 4096, 64 << 20);
+    if (view_open(&v, path) == 0) {
+        CHECK(nslots(&v) == VGPU_IVSHMEM_MAX_SLOTS);
+        view_close(&v);
+    }
+    if (many) vgpu_listener_close(many);
+    unlink(path);
+    path_in_tmp(path, sizeof path, "onemeg");
     /* a bad VGPU_IVSHMEM_RING falls back to the default (1 MiB: one slot) */
     l = listen_on(path, "5000", err, sizeof err);
     CHECK(l != NULL);
