@@ -863,12 +863,13 @@ static void guest_region_put_locked(struct guest_region *g)
     free(g);
 }
 
-/* Between looks at the rings: the daemon still beats, still serves this epoch, and
- * has not closed or recycled our slot. */
-static int guest_pause(void *ctx, unsigned us)
+/* The slot is still ours: the daemon serves this epoch and has not closed or
+ * recycled it. Also before each write (shm_ring.h's check): a write that finds room
+ * waits for nothing, and after a daemon restart its bytes would land in a slot that
+ * is no longer ours. */
+static int guest_check(void *ctx)
 {
     struct guest_end *e = ctx;
-    sleep_us(us);
     uint8_t *m = e->gr->map;
     if (ld64(m, VGPU_IVS_OFF_EPOCH) != e->epoch || ld32(m, VGPU_IVS_OFF_MAGIC) != VGPU_IVSHMEM_MAGIC ||
         ld64(e->slot, VGPU_IVS_SLOT_GENERATION) != e->generation) {
@@ -880,6 +881,16 @@ static int guest_pause(void *ctx, unsigned us)
         errno = ds == VGPU_IVS_CLOSED ? 0 : ECONNRESET;
         return -1;
     }
+    return 0;
+}
+
+/* Between looks at the rings: guest_check, and the daemon still beats. */
+static int guest_pause(void *ctx, unsigned us)
+{
+    struct guest_end *e = ctx;
+    sleep_us(us);
+    if (guest_check(e)) return -1;
+    uint8_t *m = e->gr->map;
     uint64_t beat = ld64(m, VGPU_IVS_OFF_DAEMON_BEAT);
     long long now = mono_ns();
     if (beat != atomic_load_explicit(&e->daemon_beat, memory_order_relaxed)) {
@@ -909,7 +920,7 @@ static void guest_close(void *ctx)
     free(e);
 }
 
-static const struct vgpu_shm_poller guest_poller = {.pause = guest_pause, .close = guest_close};
+static const struct vgpu_shm_poller guest_poller = {.pause = guest_pause, .check = guest_check, .close = guest_close};
 
 static int ivs_connect(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen)
 {

@@ -688,7 +688,8 @@ static void test_close(void)
         errno = 12345;
         CHECK(get(g, back, 1) == -1 && errno == 0);
         CHECK(v.m && slot32(&v, k, VGPU_IVS_SLOT_DAEMON_STATE) == VGPU_IVS_CLOSED);
-        /* a write fails once it has to wait for room */
+        /* a write fails, with room in the ring or not */
+        CHECK(put(g, buf, 1) == -1);
         CHECK(put(g, buf, sizeof buf) == -1);
         vgpu_conn_close(g);
         CHECK(v.m && wait_slot(&v, k, VGPU_IVS_FREE, VGPU_IVS_IDLE, 5000));
@@ -1046,10 +1047,12 @@ static void test_restart(void)
         return;
     }
     if (v.m) CHECK(ld64(&v, VGPU_IVS_OFF_EPOCH) != epoch && ld32(&v, VGPU_IVS_OFF_RING) == 8192);
-    /* the guest's connections fail promptly: a read, and a write that has to wait */
+    /* the guest's connections fail promptly: a read, a small write, a write that has to wait */
     t0 = mono_ms();
     errno = 0;
     if (g1) CHECK(get(g1, buf, 1) == -1 && errno == ECONNRESET);
+    errno = 0;
+    if (g2) CHECK(put(g2, "x", 1) == -1 && errno == ECONNRESET);
     errno = 0;
     if (g2) CHECK(put(g2, buf, sizeof buf) == -1 && errno == ECONNRESET);
     CHECK(mono_ms() - t0 < WAIT_LIMIT_MS);
@@ -1084,9 +1087,10 @@ static void test_restart(void)
     vgpu_listener_close(l);
 }
 
-/* After a restart with the same layout, a guest's connection from before still writes
- * into its old slot when the ring has room (nothing is waited for, so nothing is
- * checked): those bytes must not reach the next guest the new daemon accepts there. */
+/* After a restart with the same layout, a guest's connection from before must not
+ * write into its old slot, even when the ring has room (a write that waits for
+ * nothing): it fails. And bytes that got there anyway (a write racing the restart, or
+ * any process in the VM) do not reach the next guest the new daemon accepts there. */
 static void test_restart_stale_write(void)
 {
     char path[300], err[300];
@@ -1107,9 +1111,13 @@ static void test_restart_stale_write(void)
     struct view v;
     CHECK(view_open(&v, path) == 0);
     if (!l || !v.m || !g) goto out;
-    (void)put(g, "stale", 5); /* may succeed: a write with room does not look at the daemon */
-    /* a guest claims that very slot: the daemon's end reads nothing of the old one */
     size_t s = slot_off(&v, k);
+    errno = 0;
+    CHECK(put(g, "stale", 5) == -1 && errno == ECONNRESET);
+    CHECK(ld64(&v, s + VGPU_SHM_OFF_G2D_HEAD) == 0);
+    memcpy(v.m + s + PAGE + 6, "stale", 5); /* as if the write had slipped in */
+    st64(&v, s + VGPU_SHM_OFF_G2D_HEAD, 11);
+    /* a guest claims that very slot: the daemon's end reads nothing of the old one */
     uint32_t idle = VGPU_IVS_IDLE;
     CHECK(ld32(&v, s + VGPU_IVS_SLOT_DAEMON_STATE) == VGPU_IVS_FREE);
     CHECK(atomic_compare_exchange_strong((_Atomic uint32_t *)(void *)(v.m + s + VGPU_IVS_SLOT_GUEST_STATE), &idle,
@@ -1127,9 +1135,11 @@ static void test_restart_stale_write(void)
         vgpu_conn_close(d);
         CHECK(wait_slot(&v, k, VGPU_IVS_FREE, VGPU_IVS_IDLE, 5000));
     }
-    /* the old connection fails at its next wait */
+    /* the old connection fails at its next wait, and at its next write */
     errno = 0;
     CHECK(get(g, buf, 1) == -1 && errno == ECONNRESET);
+    errno = 0;
+    CHECK(put(g, "x", 1) == -1 && errno == ECONNRESET);
 out:
     vgpu_conn_close(g);
     view_close(&v);
