@@ -323,6 +323,16 @@ static void scanner_accept(struct ivs_listener *L, uint32_t k)
     h->state = H_OPEN;
     h->live = sv[0];
     h->evicting = false;
+    /* The guest's timeout runs from here: a request seen in the scanner's first scan (or
+     * one whose beat equals the slot's last value) has no earlier baseline. */
+    h->beat = ld64(s, VGPU_IVS_SLOT_GUEST_BEAT);
+    h->beat_ns = mono_ns();
+    /* The rings start from zero: the guest touches them only once it sees ACCEPTED, but
+     * a process still holding this slot from before a daemon restart (or anyone in the
+     * VM) may have written counters since the reset, which our end would take as data. */
+    for (size_t off = 128; off < 1024; off += 8) st64(s, off, 0);
+    slot_write_ring_header(s, &r->lo);
+    atomic_thread_fence(memory_order_seq_cst);
     st32(s, VGPU_IVS_SLOT_DAEMON_STATE, VGPU_IVS_ACCEPTED);
     pthread_mutex_lock(&L->lock);
     L->queue[(L->qhead + L->qlen++) % r->lo.nslots] = c; /* a slot is queued at most once: it fits */
@@ -458,8 +468,8 @@ static void *scanner_main(void *arg)
                 break;
             case H_OPEN:
                 if (silent && !h->evicting) {
-                    VGPU_WARN("ivshmem %s slot %u: guest pid %u silent for %d s: its lane is ended", r->path, k,
-                              ld32(s, VGPU_IVS_SLOT_GUEST_PID), guest_timeout_s);
+                    VGPU_WARN("ivshmem %s slot %u: guest pid %u silent for %lld s: its lane is ended", r->path, k,
+                              ld32(s, VGPU_IVS_SLOT_GUEST_PID), L->guest_timeout_ns / 1000000000ll);
                     shutdown(h->live, SHUT_WR); /* the connection's pause sees the hang-up */
                     h->evicting = true;
                 }
@@ -597,9 +607,19 @@ static int listen_region(const char *where, bool doorbell, struct vgpu_listener 
             goto fail_errno;
         if ((L->server_fd = server_socket(where, err, errlen)) < 0) goto fail;
         snprintf(L->base.unix_path, sizeof L->base.unix_path, "%s", where);
+    } else {
+        /* 0660: QEMU usually runs as another user of the same group. A file we create gets
+         * that mode whatever the umask (022 would leave the group read-only, and QEMU maps
+         * it writable); an existing file keeps the mode its owner gave it. */
+        bool created = true;
+        if ((r->fd = open(where, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0660)) < 0 && errno == EEXIST) {
+            created = false;
+            r->fd = open(where, O_RDWR | O_CLOEXEC);
+        }
+        if (r->fd < 0) goto fail_errno;
+        what = "chmod";
+        if (created && fchmod(r->fd, 0660)) goto fail_errno;
     }
-    /* 0660: QEMU usually runs as another user of the same group. */
-    else if ((r->fd = open(where, O_RDWR | O_CREAT | O_CLOEXEC, 0660)) < 0) goto fail_errno;
     what = "stat";
     if (fstat(r->fd, &st)) goto fail_errno;
     if (!S_ISREG(st.st_mode)) {
@@ -716,7 +736,10 @@ static void ivs_listener_close(struct vgpu_listener *base)
     }
     for (uint32_t k = 0; k < L->r->lo.nslots; k++)
         if (L->slots[k].live >= 0) close(L->slots[k].live);
-    /* Guests see the daemon's beat stop; a new daemon on this file starts a new epoch. */
+    /* No daemon serves the region now: guests' connections fail at their next wait
+     * (ECONNRESET) rather than after DAEMON_SILENT_MS, and new ones are refused at once
+     * (ivshmem:auto skips the device). A new daemon on this file starts a new epoch. */
+    st32(L->r->map, VGPU_IVS_OFF_MAGIC, 0);
     close(L->base.fd);
     close(L->notify_w);
     if (L->server_fd >= 0) {
@@ -818,6 +841,7 @@ struct guest_region {
     uint32_t daemon_peer;
     int refs;
     struct layout lo;
+    uint64_t epoch; /* of the daemon whose header lo was read from */
 };
 
 struct guest_end {
@@ -826,8 +850,10 @@ struct guest_end {
     uint8_t *slot;
     uint32_t index;
     uint64_t generation, epoch;
-    uint64_t daemon_beat;
-    long long daemon_beat_ns;
+    /* The daemon's beat as last seen, and when it changed: updated by whichever of the
+     * connection's threads waits (one may read while another writes), hence atomic. */
+    _Atomic uint64_t daemon_beat;
+    _Atomic long long daemon_beat_ns;
 };
 
 static pthread_mutex_t guest_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1014,11 +1040,19 @@ static void map_doorbell(struct guest_region *g)
 /* The region at path, mapped once per process; checked against its header. */
 static struct guest_region *guest_region_get(const char *path, char *err, size_t errlen)
 {
-    for (struct guest_region *g = guest_regions; g; g = g->next)
-        if (!strcmp(g->path, path)) {
+    for (struct guest_region **pp = &guest_regions; *pp; pp = &(*pp)->next) {
+        struct guest_region *g = *pp;
+        if (strcmp(g->path, path)) continue;
+        if (ld32(g->map, VGPU_IVS_OFF_MAGIC) == VGPU_IVSHMEM_MAGIC && ld64(g->map, VGPU_IVS_OFF_EPOCH) == g->epoch) {
             g->refs++;
             return g;
         }
+        /* Another daemon set the region up since (its layout may differ), or none serves
+         * it: read the header afresh. The old mapping stays for the connections that
+         * still hold it (they fail at their next wait), off the list. */
+        *pp = g->next;
+        break;
+    }
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "ivshmem: cannot open %s: %s", path, strerror(errno));
@@ -1064,6 +1098,7 @@ static struct guest_region *guest_region_get(const char *path, char *err, size_t
     g->len = (size_t)st.st_size;
     map_doorbell(g);
     g->lo = lo;
+    g->epoch = ld64(m, VGPU_IVS_OFF_EPOCH);
     g->refs = 1;
     g->next = guest_regions;
     guest_regions = g;
@@ -1083,12 +1118,13 @@ static void guest_region_put_locked(struct guest_region *g)
     free(g);
 }
 
-/* Between looks at the rings: the daemon still beats, still serves this epoch, and
- * has not closed or recycled our slot. */
-static int guest_pause(void *ctx, unsigned us)
+/* The slot is still ours: the daemon serves this epoch and has not closed or
+ * recycled it. Also before each write (shm_ring.h's check): a write that finds room
+ * waits for nothing, and after a daemon restart its bytes would land in a slot that
+ * is no longer ours. */
+static int guest_check(void *ctx)
 {
     struct guest_end *e = ctx;
-    sleep_us(us);
     uint8_t *m = e->gr->map;
     if (ld64(m, VGPU_IVS_OFF_EPOCH) != e->epoch || ld32(m, VGPU_IVS_OFF_MAGIC) != VGPU_IVSHMEM_MAGIC ||
         ld64(e->slot, VGPU_IVS_SLOT_GENERATION) != e->generation) {
@@ -1100,12 +1136,23 @@ static int guest_pause(void *ctx, unsigned us)
         errno = ds == VGPU_IVS_CLOSED ? 0 : ECONNRESET;
         return -1;
     }
+    return 0;
+}
+
+/* Between looks at the rings: guest_check, and the daemon still beats. */
+static int guest_pause(void *ctx, unsigned us)
+{
+    struct guest_end *e = ctx;
+    sleep_us(us);
+    if (guest_check(e)) return -1;
+    uint8_t *m = e->gr->map;
     uint64_t beat = ld64(m, VGPU_IVS_OFF_DAEMON_BEAT);
     long long now = mono_ns();
-    if (beat != e->daemon_beat) {
-        e->daemon_beat = beat;
-        e->daemon_beat_ns = now;
-    } else if (now - e->daemon_beat_ns > (long long)DAEMON_SILENT_MS * 1000000ll) {
+    if (beat != atomic_load_explicit(&e->daemon_beat, memory_order_relaxed)) {
+        atomic_store_explicit(&e->daemon_beat, beat, memory_order_relaxed);
+        atomic_store_explicit(&e->daemon_beat_ns, now, memory_order_relaxed);
+    } else if (now - atomic_load_explicit(&e->daemon_beat_ns, memory_order_relaxed) >
+               (long long)DAEMON_SILENT_MS * 1000000ll) {
         errno = ETIMEDOUT; /* vgpud was stopped or killed */
         return -1;
     }
@@ -1136,7 +1183,8 @@ static void guest_ring(void *ctx)
     if (e->gr->regs) e->gr->regs[IVSHMEM_REG_DOORBELL / 4] = e->gr->daemon_peer << 16;
 }
 
-static const struct vgpu_shm_poller guest_poller = {.pause = guest_pause, .close = guest_close, .ring = guest_ring};
+static const struct vgpu_shm_poller guest_poller = {
+    .pause = guest_pause, .check = guest_check, .close = guest_close, .ring = guest_ring};
 
 static int ivs_connect(const char *where, int timeout_ms, struct vgpu_conn **out, char *err, size_t errlen)
 {
@@ -1188,8 +1236,8 @@ static int ivs_connect(const char *where, int timeout_ms, struct vgpu_conn **out
     e->slot = s;
     e->index = k;
     e->epoch = ld64(g->map, VGPU_IVS_OFF_EPOCH);
-    e->daemon_beat = ld64(g->map, VGPU_IVS_OFF_DAEMON_BEAT);
-    e->daemon_beat_ns = mono_ns();
+    atomic_init(&e->daemon_beat, ld64(g->map, VGPU_IVS_OFF_DAEMON_BEAT));
+    atomic_init(&e->daemon_beat_ns, mono_ns());
     st32(s, VGPU_IVS_SLOT_GUEST_PID, (uint32_t)getpid());
     atomic_fetch_add_explicit(a64(s, VGPU_IVS_SLOT_GUEST_BEAT), 1, memory_order_release);
     if (beat_start_locked()) {

@@ -418,6 +418,7 @@ static int shm_writev_all(struct vgpu_conn *base, struct iovec *iov, int iovcnt)
         errno = EPROTO;
         return -1;
     }
+    if (c->poller && c->poller->check && c->poller->check(c->poll_ctx)) return -1;
     for (int i = 0; i < iovcnt; i++) {
         const uint8_t *p = iov[i].iov_base;
         size_t n = iov[i].iov_len;

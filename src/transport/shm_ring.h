@@ -19,6 +19,10 @@ struct vgpu_shm_poller {
     /* Sleep about `us` microseconds (less if something happens, e.g. the peer rang).
      * 0: look at the ring again; -1: the peer is gone (errno; 0 when it closed in order). */
     int (*pause)(void *ctx, unsigned us);
+    /* Optional, before each write: 0 if the peer is still there (-1 and errno as for
+     * pause). Cheap (no system call): a write that finds room in the ring waits for
+     * nothing, so pause alone would not notice a peer that went. */
+    int (*check)(void *ctx);
     /* The connection closes: release ctx (and whatever mapping the rings live in). */
     void (*close)(void *ctx);
     /* Optional. ring: wake the peer, which raised its waiting flag. doorbell: whether the

@@ -25,6 +25,15 @@ target_link_libraries(test_shm_ring PRIVATE vgpu_common)
 add_test(NAME unit_shm_ring COMMAND test_shm_ring)
 set_tests_properties(unit_shm_ring PROPERTIES TIMEOUT 120)
 
+# The ivshmem transport (src/transport/ivshmem.c) with both ends in one process, on
+# region files in a temporary directory: setup, traffic, slots, close, hand-off, silent
+# and hostile guests (slot words written by hand), daemon restart, a fake sysfs for
+# ivshmem:auto.
+add_executable(test_ivshmem tests/unit/test_ivshmem.c)
+target_link_libraries(test_ivshmem PRIVATE vgpu_common Threads::Threads)
+add_test(NAME unit_ivshmem COMMAND test_ivshmem)
+set_tests_properties(unit_ivshmem PROPERTIES TIMEOUT 120)
+
 # vgpud's configuration file parser (src/server/config.c).
 add_executable(test_config tests/unit/test_config.c src/server/config.c)
 target_link_libraries(test_config PRIVATE vgpu_common)
