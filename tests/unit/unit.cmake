@@ -80,3 +80,9 @@ add_test(NAME unit_vsock COMMAND test_vsock)
 add_test(NAME unit_vgpud_vsock_needs_token COMMAND bash -c
   "out=$(timeout 20 \"$0\" --backend emu --listen vsock:5000 2>&1); rc=$?; echo \"$out\"; [ $rc = 2 ] && echo \"$out\" | grep -q 'listening on vsock:5000 needs a token' || { echo \"FAIL: status $rc\"; exit 1; }; out=$(timeout 20 \"$0\" --backend emu --tcp-no-auth --listen vsock:0 2>&1); rc=$?; echo \"$out\"; [ $rc != 0 ] && echo \"$out\" | grep -q 'expected vsock:PORT' || { echo \"FAIL: bad address, status $rc\"; exit 1; }; echo PASS"
   $<TARGET_FILE:vgpud>)
+
+# The same for ivshmem regions (they reach a virtual machine): both listener kinds are
+# refused without a token, naming the address, and create nothing.
+add_test(NAME unit_vgpud_ivshmem_needs_token COMMAND bash -c
+  "d=$(mktemp -d); for a in ivshmem:$d/region ivshmem-doorbell:$d/sock; do out=$(timeout 20 \"$0\" --backend emu --listen $a 2>&1); rc=$?; echo \"$out\"; [ $rc = 2 ] && echo \"$out\" | grep -q \"listening on $a needs a token\" || { echo \"FAIL: $a: status $rc\"; exit 1; }; done; n=$(ls -A $d | wc -l); rm -rf $d; [ $n = 0 ] || { echo 'FAIL: files were created'; exit 1; }; echo PASS"
+  $<TARGET_FILE:vgpud>)
