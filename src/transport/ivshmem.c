@@ -20,7 +20,6 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -538,37 +537,6 @@ const struct vgpu_transport vgpu_transport_ivshmem_doorbell = {
     .listener_close = ivs_listener_close,
 };
 
-static int server_socket(const char *path, char *err, size_t errlen)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "ivshmem-doorbell:%s: socket path too long", path);
-        return -1;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "ivshmem-doorbell:%s: socket: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (lstat(path, &st) == 0) { /* a stale socket of a previous vgpud: replace it; anything else: refuse */
-        if (!S_ISSOCK(st.st_mode) || connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-            snprintf(err, errlen, "ivshmem-doorbell:%s: %s", path,
-                     S_ISSOCK(st.st_mode) ? "another server listens there" : "exists and is not a socket");
-            close(fd);
-            return -1;
-        }
-        unlink(path);
-    }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 4)) {
-        snprintf(err, errlen, "ivshmem-doorbell:%s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int listen_region(const char *where, bool doorbell, struct vgpu_listener **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -605,7 +573,7 @@ static int listen_region(const char *where, bool doorbell, struct vgpu_listener 
         if ((L->bell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
             (L->guest_vector_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
             goto fail_errno;
-        if ((L->server_fd = server_socket(where, err, errlen)) < 0) goto fail;
+        if ((L->server_fd = vgpu_unix_listen_fd(where, 4, err, errlen)) < 0) goto fail;
         snprintf(L->base.unix_path, sizeof L->base.unix_path, "%s", where);
     } else {
         /* 0660: QEMU usually runs as another user of the same group. A file we create gets

@@ -138,6 +138,9 @@ int vgpu_accept(struct vgpu_listener *l, struct vgpu_conn **out);
 void vgpu_listener_close(struct vgpu_listener *l);
 /* Transports' listen: a listener for the listening socket fd (closed on failure). */
 int vgpu_listener_wrap(const struct vgpu_transport *t, int fd, struct vgpu_listener **out, char *err, size_t errlen);
+/* A listening unix socket at path (a stale socket file of a dead daemon is replaced; a
+ * live one, or a file that is no socket, is an error in err): the fd, or -1. */
+int vgpu_unix_listen_fd(const char *path, int backlog, char *err, size_t errlen);
 /* Wrap an already connected stream socket (handed over by another process). */
 struct vgpu_conn *vgpu_conn_from_fd(const struct vgpu_transport *t, int fd);
 static inline void vgpu_conn_close(struct vgpu_conn *c)

@@ -48,7 +48,7 @@ static int unix_connect(const char *path, int timeout_ms, struct vgpu_conn **out
     return 0;
 }
 
-static int unix_listen(const char *path, struct vgpu_listener **out, char *err, size_t errlen)
+int vgpu_unix_listen_fd(const char *path, int backlog, char *err, size_t errlen)
 {
     struct sockaddr_un sa;
     if (fill_addr(path, &sa, err, errlen)) return -1;
@@ -69,11 +69,18 @@ static int unix_listen(const char *path, struct vgpu_listener **out, char *err, 
         unlink(path);
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, backlog) < 0) {
         snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }
+    return fd;
+}
+
+static int unix_listen(const char *path, struct vgpu_listener **out, char *err, size_t errlen)
+{
+    int fd = vgpu_unix_listen_fd(path, 128, err, errlen);
+    if (fd < 0) return -1;
     struct vgpu_listener *l = calloc(1, sizeof *l);
     if (!l) {
         close(fd);
